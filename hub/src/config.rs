@@ -1,0 +1,213 @@
+//! Hub configuration: listener, ingest limits, authentication. Every struct rejects unknown
+//! keys and has defaults, so an empty config file is valid.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// This hub's cluster name, for events that name none.
+    pub cluster: String,
+    pub server: ServerConfig,
+    pub ingest: IngestConfig,
+    pub auth: AuthConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            cluster: "default".into(),
+            server: ServerConfig::default(),
+            ingest: IngestConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// HTTP worker threads; 0 = one per CPU core.
+    pub workers: usize,
+    /// Seconds to finish in-flight requests after SIGTERM before closing.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest request body, before and after gzip decompression (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one request (413 beyond).
+    pub max_events_per_request: usize,
+    /// Largest single event; a larger one is rejected with its index, never truncated.
+    pub max_event_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_events_per_request: 10_000,
+            max_event_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Bearer tokens, stored as SHA-256 hashes (`printf %s "$TOKEN" | sha256sum`). An empty list
+/// leaves that API open, which is allowed only on a loopback address.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Tokens allowed to post events.
+    pub ingest_token_sha256: Vec<TokenHash>,
+    /// Tokens allowed to read the query API.
+    pub query_token_sha256: Vec<TokenHash>,
+}
+
+/// The SHA-256 of a bearer token, written as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn of(token: &str) -> TokenHash {
+        use sha2::Digest;
+        TokenHash(sha2::Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+impl fmt::Display for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({self})")
+    }
+}
+
+impl std::str::FromStr for TokenHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let s = s.strip_prefix("sha256:").unwrap_or(s);
+        let bad = || format!("expected the SHA-256 of a token as 64 hex digits, got `{s}`");
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(TokenHash(out))
+    }
+}
+
+impl Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl HubConfig {
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::ingest::check_cluster_name(&self.cluster).map_err(|e| format!("cluster: {e}"))?;
+        let positive = [
+            ("ingest.max_body_bytes", self.ingest.max_body_bytes),
+            (
+                "ingest.max_events_per_request",
+                self.ingest.max_events_per_request,
+            ),
+            ("ingest.max_event_bytes", self.ingest.max_event_bytes),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key}: must be greater than 0"));
+            }
+        }
+        let open = self.open_apis();
+        if !open.is_empty() && !self.server.listen.ip().is_loopback() {
+            return Err(format!(
+                "server.listen: refusing to serve the {} API without tokens on {}; set {} or \
+                 listen on a loopback address",
+                open.join(" and "),
+                self.server.listen,
+                open.iter()
+                    .map(|api| format!("auth.{api}_token_sha256"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The APIs anyone may call: those without tokens.
+    pub fn open_apis(&self) -> Vec<&'static str> {
+        let mut open = Vec::new();
+        if self.auth.ingest_token_sha256.is_empty() {
+            open.push("ingest");
+        }
+        if self.auth.query_token_sha256.is_empty() {
+            open.push("query");
+        }
+        open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hash_parses_hex_with_or_without_prefix_and_prints_it_back() {
+        let hash = TokenHash::of("s3cret");
+        let text = hash.to_string();
+        assert_eq!(text.len(), 64);
+        assert_eq!(text.parse::<TokenHash>(), Ok(hash));
+        assert_eq!(format!("sha256:{text}").parse::<TokenHash>(), Ok(hash));
+        assert!("abc".parse::<TokenHash>().is_err());
+        assert!("zz".repeat(32).parse::<TokenHash>().is_err());
+    }
+
+    #[test]
+    fn an_open_api_on_a_public_address_is_refused() {
+        let mut config = HubConfig::default();
+        config.server.listen = "0.0.0.0:8080".parse().unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(error.starts_with("server.listen"), "{error}");
+        config.auth.ingest_token_sha256 = vec![TokenHash::of("a")];
+        config.auth.query_token_sha256 = vec![TokenHash::of("b")];
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_open_api_on_loopback_is_allowed() {
+        assert_eq!(HubConfig::default().validate(), Ok(()));
+        assert_eq!(HubConfig::default().open_apis(), ["ingest", "query"]);
+    }
+}

@@ -1,0 +1,518 @@
+//! Falco alerts (`json_output: true`), as Falco's `http_output` and falcosidekick's webhook
+//! send them, parsed into normalized events. Pure functions: no I/O.
+//!
+//! Accepted shapes: Falco 0.36–0.44 — `evt.time` (ns integer) or `evt.time.iso8601` in
+//! `output_fields`, `null` values for missing fields (and the older `<NA>`), the optional
+//! `message` property (0.39+), container-plugin metadata (0.41+), falcosidekick's extra
+//! `uuid` and custom fields.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use falconer_store::{Event, Kind, Severity, Workload};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// What the request tells about events beyond their payload.
+pub struct Context<'a> {
+    /// Cluster named by the request (`X-Falconer-Cluster` or `?cluster=`); wins over the payload.
+    pub cluster: Option<&'a str>,
+    /// The hub's own cluster name, for events that name none.
+    pub default_cluster: &'a str,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Keys in `output_fields` that may carry the cluster name (a Falco `static_fields` /
+/// `append_output` entry, or a falcosidekick custom field).
+const CLUSTER_KEYS: &[&str] = &["falconer.cluster", "cluster", "k8s.cluster.name"];
+
+/// Falco sources whose alerts are audit records rather than runtime detections.
+const AUDIT_SOURCES: &[&str] = &[
+    "k8s_audit",
+    "aws_cloudtrail",
+    "gcp_auditlog",
+    "okta",
+    "github",
+];
+
+/// Owner fields of Falco ≤ 0.36's Kubernetes metadata client.
+const WORKLOAD_KEYS: &[(&str, &str)] = &[
+    ("k8s.deployment.name", "Deployment"),
+    ("k8s.statefulset.name", "StatefulSet"),
+    ("k8s.daemonset.name", "DaemonSet"),
+    ("k8s.rs.name", "ReplicaSet"),
+    ("k8s.rc.name", "ReplicationController"),
+];
+
+pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
+    let text = raw.get();
+    let map: Map<String, Value> = match serde_json::from_str(text) {
+        Ok(map) => map,
+        Err(_) => {
+            return Err(
+                "expected a JSON object (a Falco alert with `rule`, `priority` and `time`)".into(),
+            );
+        }
+    };
+    let rule = required_str(&map, "rule")?;
+    let priority = required_str(&map, "priority")?;
+    let severity: Severity = priority
+        .parse()
+        .map_err(|e| format!("field `priority`: {e}"))?;
+    let time_text = required_str(&map, "time")?;
+    let time = DateTime::parse_from_rfc3339(time_text)
+        .map_err(|_| format!("field `time`: `{time_text}` is not an RFC 3339 timestamp"))?
+        .with_timezone(&Utc)
+        .trunc_subsecs(6);
+    let falco_source = optional_str(&map, "source")?.unwrap_or("syscall");
+    let hostname = optional_str(&map, "hostname")?;
+    let output = optional_str(&map, "output")?;
+    let message = optional_str(&map, "message")?;
+    let tags = match map.get("tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|t| t.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("field `tags`: expected an array of strings")?,
+        Some(other) => {
+            return Err(format!(
+                "field `tags`: expected an array of strings, got {}",
+                type_name(other)
+            ));
+        }
+    };
+    let fields = match map.get("output_fields") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(fields)) => fields.clone(),
+        Some(other) => {
+            return Err(format!(
+                "field `output_fields`: expected an object, got {}",
+                type_name(other)
+            ));
+        }
+    };
+
+    let cluster = match ctx.cluster {
+        Some(cluster) => cluster.to_owned(),
+        None => match lookup(&fields, CLUSTER_KEYS) {
+            Some(cluster) => {
+                crate::ingest::check_cluster_name(cluster)
+                    .map_err(|e| format!("cluster in `output_fields`: {e}"))?;
+                cluster.to_owned()
+            }
+            None => ctx.default_cluster.to_owned(),
+        },
+    };
+    let image = match lookup(
+        &fields,
+        &["container.image.repository", "container_image_repository"],
+    ) {
+        Some(repository) => {
+            match lookup(&fields, &["container.image.tag", "container_image_tag"]) {
+                Some(tag) => format!("{repository}:{tag}"),
+                None => repository.to_owned(),
+            }
+        }
+        None => lookup(&fields, &["container.image"])
+            .map(str::to_owned)
+            .unwrap_or_default(),
+    };
+    let workload = WORKLOAD_KEYS.iter().find_map(|(key, kind)| {
+        lookup(&fields, &[key]).map(|name| Workload {
+            kind: (*kind).to_owned(),
+            name: name.to_owned(),
+        })
+    });
+    let kind = if AUDIT_SOURCES.contains(&falco_source) {
+        Kind::Audit
+    } else if falco_source == "internal" {
+        Kind::Other
+    } else {
+        Kind::RuntimeAlert
+    };
+    let message = match (message, output) {
+        (Some(message), _) => message.to_owned(),
+        (None, Some(output)) => strip_output_prefix(output, priority).to_owned(),
+        (None, None) => rule.to_owned(),
+    };
+    let dedup_key = dedup_key(time_text, rule, hostname.unwrap_or(""), output, &fields);
+
+    let mut event = Event {
+        id: Uuid::now_v7(),
+        dedup_key: Some(dedup_key),
+        time,
+        received_at: ctx.received_at,
+        source: "falco".into(),
+        source_version: None,
+        kind,
+        severity,
+        severity_raw: priority.to_owned(),
+        rule: rule.to_owned(),
+        message,
+        tags,
+        cluster,
+        namespace: lookup(&fields, &["k8s.ns.name", "k8s_ns_name"]).map(str::to_owned),
+        pod: lookup(&fields, &["k8s.pod.name", "k8s_pod_name"]).map(str::to_owned),
+        // Falco names the host itself as container `host`.
+        container: lookup(&fields, &["container.name", "container_name"])
+            .filter(|_| lookup(&fields, &["container.id", "container_id"]) != Some("host"))
+            .map(str::to_owned),
+        image: Some(image).filter(|i| !i.is_empty()),
+        node: hostname.map(str::to_owned),
+        workload,
+        fields: Value::Object(fields),
+        raw: Some(raw.to_owned()),
+    };
+    // JSON may escape NUL (`\u0000`); neither database stores it in text or jsonb. The raw
+    // payload keeps it; normalized copies carry U+FFFD instead.
+    if text.contains("\\u0000") {
+        scrub_event(&mut event);
+    }
+    Ok(event)
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn required_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+    match optional_str(map, key)? {
+        Some(value) if !value.trim().is_empty() => Ok(value),
+        Some(_) => Err(format!("field `{key}` is empty")),
+        None => Err(format!("field `{key}` is missing")),
+    }
+}
+
+fn optional_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!(
+            "field `{key}`: expected a string, got {}",
+            type_name(other)
+        )),
+    }
+}
+
+/// The first key holding a real value: not null, not empty, not Falco's old `<NA>`.
+fn lookup<'a>(fields: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter()
+        .filter_map(|key| fields.get(*key)?.as_str())
+        .find(|value| !value.is_empty() && *value != "<NA>")
+}
+
+/// Falco's `output` starts with `<time>: <Priority> `; the rest is the rule's message.
+fn strip_output_prefix<'a>(output: &'a str, priority: &str) -> &'a str {
+    output
+        .split_once(": ")
+        .and_then(|(_, rest)| {
+            let (word, message) = rest.split_once(' ')?;
+            word.eq_ignore_ascii_case(priority).then_some(message)
+        })
+        .unwrap_or(output)
+}
+
+/// The same alert posted twice (Falco retrying a timeout, a relay replaying) has the same
+/// time, rule, hostname and output, hence the same key.
+fn dedup_key(
+    time: &str,
+    rule: &str,
+    hostname: &str,
+    output: Option<&str>,
+    fields: &Map<String, Value>,
+) -> String {
+    let mut hash = Sha256::new();
+    for part in [time, rule, hostname] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    match output {
+        Some(output) => hash.update(output.as_bytes()),
+        // Without `output` (json_include_output_property: false) the fields stand in for it;
+        // serde_json's map is sorted, so the text is canonical.
+        None => hash.update(Value::Object(fields.clone()).to_string().as_bytes()),
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("falco:{hex}")
+}
+
+fn scrub(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{fffd}");
+    }
+}
+
+fn scrub_value(value: &mut Value) {
+    match value {
+        Value::String(s) => scrub(s),
+        Value::Array(items) => items.iter_mut().for_each(scrub_value),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (mut key, mut item) in entries {
+                scrub(&mut key);
+                scrub_value(&mut item);
+                map.insert(key, item);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn scrub_event(e: &mut Event) {
+    for text in [
+        &mut e.rule,
+        &mut e.message,
+        &mut e.severity_raw,
+        &mut e.cluster,
+    ] {
+        scrub(text);
+    }
+    e.tags.iter_mut().for_each(scrub);
+    for text in [
+        &mut e.namespace,
+        &mut e.pod,
+        &mut e.container,
+        &mut e.image,
+        &mut e.node,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        scrub(text);
+    }
+    if let Some(w) = &mut e.workload {
+        scrub(&mut w.kind);
+        scrub(&mut w.name);
+    }
+    scrub_value(&mut e.fields);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context<'static> {
+        Context {
+            cluster: None,
+            default_cluster: "home",
+            received_at: Utc::now(),
+        }
+    }
+
+    fn parse_text(text: &str) -> Result<Event, String> {
+        let raw = RawValue::from_string(text.to_owned()).expect("valid JSON");
+        parse(&raw, &ctx())
+    }
+
+    fn fixture(name: &str) -> Event {
+        let path = format!(
+            "{}/../tests/fixtures/falco/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        parse_text(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn a_falco_0_36_alert_with_nanosecond_evt_time_is_normalized() {
+        let e = fixture("0.36-terminal-shell.json");
+        assert_eq!(e.source, "falco");
+        assert_eq!(e.kind, Kind::RuntimeAlert);
+        assert_eq!(e.severity, Severity::Notice);
+        assert_eq!(e.severity_raw, "Notice");
+        assert_eq!(e.rule, "Terminal shell in container");
+        assert_eq!(e.namespace.as_deref(), Some("shop"));
+        assert_eq!(e.pod.as_deref(), Some("web-7d9f8-abcde"));
+        assert_eq!(e.container.as_deref(), Some("web"));
+        assert_eq!(e.image.as_deref(), Some("registry.example/shop/web:1.4.2"));
+        assert_eq!(e.node.as_deref(), Some("node-a"));
+        assert_eq!(e.cluster, "home");
+        assert_eq!(
+            e.workload,
+            Some(Workload {
+                kind: "Deployment".into(),
+                name: "web".into()
+            })
+        );
+        assert!(e.message.starts_with("A shell was spawned in a container"));
+        assert_eq!(e.time.to_rfc3339(), "2026-05-04T10:11:12.123456+00:00");
+        assert_eq!(e.fields["evt.time"], 1777889472123456789u64);
+        assert_eq!(e.tags, ["container", "mitre_execution", "shell", "T1059"]);
+    }
+
+    #[test]
+    fn a_falco_0_39_alert_uses_its_message_property() {
+        let e = fixture("0.39-message-property.json");
+        assert_eq!(
+            e.message,
+            "Sensitive file opened for reading by non-trusted program (file=/etc/shadow)"
+        );
+        assert_eq!(e.severity, Severity::Warning);
+        assert_eq!(e.container, None, "container `host` is the node itself");
+    }
+
+    #[test]
+    fn a_falco_0_41_alert_reads_container_plugin_fields() {
+        let e = fixture("0.41-container-plugin.json");
+        assert_eq!(e.namespace.as_deref(), Some("payments"));
+        assert_eq!(e.pod.as_deref(), Some("api-0"));
+        assert_eq!(e.image.as_deref(), Some("ghcr.io/acme/api:2.0.1"));
+        assert_eq!(e.container.as_deref(), Some("api"));
+        assert_eq!(
+            e.fields["evt.time.iso8601"],
+            "2026-05-04T10:11:12.123456789+0000"
+        );
+    }
+
+    #[test]
+    fn a_falco_0_44_host_alert_with_null_fields_has_no_pod() {
+        let e = fixture("0.44-host-null-fields.json");
+        assert_eq!(e.severity, Severity::Critical);
+        assert_eq!(e.pod, None);
+        assert_eq!(e.namespace, None);
+        assert_eq!(e.container, None);
+        assert_eq!(e.image, None);
+        assert_eq!(e.fields["k8s.pod.name"], Value::Null);
+    }
+
+    #[test]
+    fn a_k8s_audit_alert_is_an_audit_event() {
+        let e = fixture("k8saudit-exec.json");
+        assert_eq!(e.kind, Kind::Audit);
+        assert_eq!(e.severity, Severity::Notice);
+        assert_eq!(e.fields["ka.user.name"], "alice@example.org");
+    }
+
+    #[test]
+    fn a_falcosidekick_payload_with_uuid_and_custom_cluster_field_is_accepted() {
+        let e = fixture("falcosidekick-webhook.json");
+        assert_eq!(e.cluster, "prod-eu");
+        assert_eq!(e.severity, Severity::Error);
+        assert_ne!(e.id.to_string(), "6f1c3b0e-2a8e-4d4c-9d1f-3c2b1a0e9f8d");
+    }
+
+    #[test]
+    fn the_request_cluster_wins_over_the_payload_cluster() {
+        let raw = RawValue::from_string(
+            r#"{"time":"2026-05-04T10:11:12Z","rule":"r","priority":"Debug","output_fields":{"cluster":"payload"}}"#.into(),
+        )
+        .unwrap();
+        let context = Context {
+            cluster: Some("header"),
+            ..ctx()
+        };
+        assert_eq!(parse(&raw, &context).unwrap().cluster, "header");
+        assert_eq!(parse(&raw, &ctx()).unwrap().cluster, "payload");
+    }
+
+    #[test]
+    fn old_na_placeholders_count_as_missing() {
+        let e = parse_text(
+            r#"{"time":"2026-05-04T10:11:12Z","rule":"r","priority":"info","output_fields":{"k8s.pod.name":"<NA>","container.image.repository":"<NA>"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.pod, None);
+        assert_eq!(e.image, None);
+        assert_eq!(e.severity, Severity::Informational);
+        assert_eq!(e.message, "r");
+    }
+
+    #[test]
+    fn invalid_alerts_are_refused_with_the_field_and_reason() {
+        let cases = [
+            (r#"[1]"#, "expected a JSON object"),
+            (
+                r#"{"priority":"Notice","time":"2026-05-04T10:11:12Z"}"#,
+                "field `rule` is missing",
+            ),
+            (
+                r#"{"rule":"","priority":"Notice","time":"2026-05-04T10:11:12Z"}"#,
+                "field `rule` is empty",
+            ),
+            (
+                r#"{"rule":"r","time":"2026-05-04T10:11:12Z"}"#,
+                "field `priority` is missing",
+            ),
+            (
+                r#"{"rule":"r","priority":"Severe","time":"2026-05-04T10:11:12Z"}"#,
+                "field `priority`: unknown severity `Severe`",
+            ),
+            (
+                r#"{"rule":"r","priority":3,"time":"2026-05-04T10:11:12Z"}"#,
+                "field `priority`: expected a string, got a number",
+            ),
+            (
+                r#"{"rule":"r","priority":"Notice"}"#,
+                "field `time` is missing",
+            ),
+            (
+                r#"{"rule":"r","priority":"Notice","time":"yesterday"}"#,
+                "field `time`: `yesterday` is not an RFC 3339 timestamp",
+            ),
+            (
+                r#"{"rule":"r","priority":"Notice","time":"2026-05-04T10:11:12Z","tags":"a"}"#,
+                "field `tags`: expected an array of strings, got a string",
+            ),
+            (
+                r#"{"rule":"r","priority":"Notice","time":"2026-05-04T10:11:12Z","tags":[1]}"#,
+                "field `tags`: expected an array of strings",
+            ),
+            (
+                r#"{"rule":"r","priority":"Notice","time":"2026-05-04T10:11:12Z","output_fields":[]}"#,
+                "field `output_fields`: expected an object, got an array",
+            ),
+            (
+                r#"{"rule":"r","priority":"Notice","time":"2026-05-04T10:11:12Z","hostname":7}"#,
+                "field `hostname`: expected a string, got a number",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse_text(text).unwrap_err();
+            assert!(error.starts_with(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_same_alert_twice_has_the_same_dedup_key_and_a_changed_output_does_not() {
+        let a = r#"{"time":"2026-05-04T10:11:12.123456789Z","rule":"r","priority":"Notice","hostname":"h","output":"x"}"#;
+        let b = r#"{"time":"2026-05-04T10:11:12.123456789Z","rule":"r","priority":"Notice","hostname":"h","output":"y"}"#;
+        let key = |t| parse_text(t).unwrap().dedup_key.unwrap();
+        assert_eq!(key(a), key(a));
+        assert_ne!(key(a), key(b));
+        assert!(key(a).starts_with("falco:"));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_in_normalized_copies_but_kept_in_raw() {
+        let text = r#"{"time":"2026-05-04T10:11:12Z","rule":"r\u0000x","priority":"Notice","output_fields":{"proc.cmdline":"a\u0000b"}}"#;
+        let e = parse_text(text).unwrap();
+        assert_eq!(e.rule, "r\u{fffd}x");
+        assert_eq!(e.fields["proc.cmdline"], "a\u{fffd}b");
+        assert_eq!(e.raw.unwrap().get(), text);
+    }
+
+    #[test]
+    fn output_prefix_is_stripped_only_when_it_names_the_priority() {
+        assert_eq!(
+            strip_output_prefix("10:11:12.1: Notice A shell", "Notice"),
+            "A shell"
+        );
+        assert_eq!(
+            strip_output_prefix("no prefix here", "Notice"),
+            "no prefix here"
+        );
+        assert_eq!(
+            strip_output_prefix("x: Warning y", "Notice"),
+            "x: Warning y"
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! The hub: ingest API, query API and operations endpoints over the store.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod falco;
+pub mod ingest;
+pub mod metrics;
+pub mod ops;
+pub mod params;
+pub mod query;
+pub mod routes;
+pub mod startup;
+
+pub use config::HubConfig;
+pub use error::HubError;
+pub use startup::Hub;

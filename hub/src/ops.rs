@@ -1,0 +1,48 @@
+//! Operations endpoints: liveness, readiness, metrics, the OpenAPI document.
+
+use crate::error::HubError;
+use crate::startup::AppState;
+use actix_web::HttpResponse;
+use actix_web::web::Data;
+use serde_json::json;
+use std::time::Duration;
+
+/// The OpenAPI document of every route (checked against the route table by a test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the store answers a query within two seconds.
+pub async fn readyz(state: Data<AppState>) -> HttpResponse {
+    let store = state.store.database();
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready", "store": store})),
+        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "store": store, "error": e.to_string()})),
+        Err(_) => HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable", "store": store, "error": "the store did not answer within 2 s"
+        })),
+    }
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics text).
+pub async fn metrics(state: Data<AppState>) -> Result<HttpResponse, HubError> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &state.registry)
+        .map_err(|e| HubError::Internal(format!("encoding metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text))
+}
+
+/// `GET /api/v1/openapi.json`
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}

@@ -1,0 +1,72 @@
+//! Query-string parsing shared by every endpoint: unknown or repeated parameters are refused
+//! by name, so a typo never silently widens a query.
+
+use crate::error::HubError;
+use actix_web::web::Query;
+use std::collections::HashMap;
+
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn parse(query: &str, allowed: &[&str]) -> Result<Params, HubError> {
+        let pairs = Query::<Vec<(String, String)>>::from_query(query)
+            .map_err(|e| HubError::bad("query", format!("is malformed: {e}")))?
+            .into_inner();
+        let mut map = HashMap::new();
+        for (key, value) in pairs {
+            if !allowed.contains(&key.as_str()) {
+                return Err(HubError::bad(
+                    key,
+                    format!("unknown parameter; expected one of {}", allowed.join(", ")),
+                ));
+            }
+            if map.contains_key(&key) {
+                return Err(HubError::bad(key, "given more than once"));
+            }
+            map.insert(key, value);
+        }
+        Ok(Params(map))
+    }
+
+    /// The value, if given; an empty value is refused.
+    pub fn text(&self, key: &str) -> Result<Option<&str>, HubError> {
+        match self.0.get(key).map(String::as_str) {
+            Some("") => Err(HubError::bad(key, "must not be empty")),
+            other => Ok(other),
+        }
+    }
+
+    /// The value parsed with `FromStr`, whose error message becomes the reason.
+    pub fn parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, HubError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.text(key)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|e: T::Err| HubError::bad(key, e.to_string()))
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_and_repeated_parameters_are_named() {
+        let err = Params::parse("namepsace=x", &["namespace"]).err().unwrap();
+        assert!(err.to_string().starts_with("namepsace: unknown parameter"));
+        let err = Params::parse("a=1&a=2", &["a"]).err().unwrap();
+        assert_eq!(err.to_string(), "a: given more than once");
+    }
+
+    #[test]
+    fn values_are_percent_decoded_and_empty_ones_refused() {
+        let params = Params::parse("text=a%20b&pod=", &["text", "pod"]).unwrap();
+        assert_eq!(params.text("text").unwrap(), Some("a b"));
+        assert!(params.text("pod").is_err());
+        assert_eq!(params.text("missing").unwrap(), None);
+    }
+}

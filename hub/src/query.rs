@@ -1,0 +1,134 @@
+//! The query API: events (filtered, keyset-paginated) and clusters.
+
+use crate::auth::Scope;
+use crate::error::HubError;
+use crate::params::Params;
+use crate::startup::AppState;
+use actix_web::web::{Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use falconer_store::{Cursor, EventQuery, Kind, Severity};
+use serde_json::json;
+use uuid::Uuid;
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+const MAX_TEXT: usize = 256;
+
+const EVENT_PARAMS: &[&str] = &[
+    "since",
+    "until",
+    "source",
+    "kind",
+    "min_severity",
+    "cluster",
+    "namespace",
+    "pod",
+    "rule",
+    "text",
+    "limit",
+    "cursor",
+];
+
+/// `GET /api/v1/events`
+pub async fn events(request: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, HubError> {
+    let params = Params::parse(request.query_string(), EVENT_PARAMS)?;
+    state.auth.check(&request, None, Scope::Query)?;
+    let query = event_query(&params)?;
+    let page = state.store.events(query).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "events": page.events,
+        "next_cursor": page.next.map(|c| c.encode()),
+    })))
+}
+
+fn event_query(params: &Params) -> Result<EventQuery, HubError> {
+    let owned = |key| Ok::<_, HubError>(params.text(key)?.map(str::to_owned));
+    let time = |key| {
+        params
+            .text(key)?
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        HubError::bad(
+                            key,
+                            format!(
+                                "`{v}` is not an RFC 3339 timestamp such as 2026-05-04T10:11:12Z"
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let query = EventQuery {
+        since: time("since")?,
+        until: time("until")?,
+        source: owned("source")?,
+        kind: params.parsed::<Kind>("kind")?,
+        min_severity: params.parsed::<Severity>("min_severity")?,
+        cluster: owned("cluster")?,
+        namespace: owned("namespace")?,
+        pod: owned("pod")?,
+        rule: owned("rule")?,
+        text: owned("text")?,
+        after: params
+            .text("cursor")?
+            .map(|c| {
+                Cursor::decode(c)
+                    .ok_or_else(|| HubError::bad("cursor", "is not a cursor returned by this API"))
+            })
+            .transpose()?,
+        limit: match params.text("limit")? {
+            None => DEFAULT_LIMIT,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    HubError::bad(
+                        "limit",
+                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                })?,
+        },
+    };
+    if let (Some(since), Some(until)) = (query.since, query.until)
+        && since >= until
+    {
+        return Err(HubError::bad("until", "must be later than `since`"));
+    }
+    if query.text.as_ref().is_some_and(|t| t.len() > MAX_TEXT) {
+        return Err(HubError::bad(
+            "text",
+            format!("is longer than {MAX_TEXT} bytes"),
+        ));
+    }
+    Ok(query)
+}
+
+/// `GET /api/v1/events/{id}`: one event, with its raw payload.
+pub async fn event(
+    request: HttpRequest,
+    id: Path<String>,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    Params::parse(request.query_string(), &[])?;
+    state.auth.check(&request, None, Scope::Query)?;
+    let id = Uuid::try_parse(&id).map_err(|_| HubError::bad("id", "is not a UUID"))?;
+    match state.store.event(id).await? {
+        Some(event) => Ok(HttpResponse::Ok().json(event)),
+        None => Err(HubError::NotFound(format!("no event with id {id}"))),
+    }
+}
+
+/// `GET /api/v1/clusters`
+pub async fn clusters(
+    request: HttpRequest,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    Params::parse(request.query_string(), &[])?;
+    state.auth.check(&request, None, Scope::Query)?;
+    let clusters = state.store.clusters().await?;
+    Ok(HttpResponse::Ok().json(json!({ "clusters": clusters })))
+}

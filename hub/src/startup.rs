@@ -1,0 +1,93 @@
+//! Builds the HTTP server from config and a store: routes in one place, state shared by all
+//! workers, port 0 allowed (tests read the real address back).
+
+use crate::auth::Auth;
+use crate::config::HubConfig;
+use crate::error::HubError;
+use crate::metrics::HubMetrics;
+use crate::routes;
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpServer, web};
+use falconer_store::Store;
+use prometheus_client::registry::Registry;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub config: HubConfig,
+    pub auth: Auth,
+    pub metrics: HubMetrics,
+    pub registry: Arc<Registry>,
+}
+
+/// A bound, not yet awaited server.
+pub struct Hub {
+    pub addr: SocketAddr,
+    pub server: Server,
+}
+
+impl Hub {
+    /// Validates the config, binds the listener and builds the server; await `server` to run it.
+    pub fn start(config: HubConfig, store: Store, mut registry: Registry) -> Result<Hub, HubError> {
+        config.validate().map_err(HubError::Config)?;
+        let open = config.open_apis();
+        if !open.is_empty() {
+            tracing::warn!(apis = ?open, listen = %config.server.listen,
+                "Running open: no tokens configured for these APIs; loopback only");
+        }
+        let metrics = HubMetrics::new(&mut registry);
+        let listen = config.server.listen;
+        let bind = |source| HubError::Bind {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        let workers = config.server.workers;
+        let shutdown_timeout = config.server.shutdown_timeout_secs;
+        let state = web::Data::new(AppState {
+            auth: Auth::new(&config.auth),
+            store,
+            config,
+            metrics,
+            registry: Arc::new(registry),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::fallback))
+                .wrap_fn(|request, service| {
+                    let method = request.method().clone();
+                    let path = request.path().to_owned();
+                    let started = Instant::now();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        let status = response.status().as_u16();
+                        let ms = started.elapsed().as_secs_f64() * 1e3;
+                        if status >= 500 {
+                            tracing::warn!(%method, %path, status, ms, "Request failed");
+                        } else {
+                            tracing::debug!(%method, %path, status, ms, "Request served");
+                        }
+                        Ok(response)
+                    }
+                })
+        })
+        .shutdown_timeout(shutdown_timeout)
+        .listen(listener)
+        .map_err(bind)?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        tracing::info!(%addr, "Listening");
+        Ok(Hub {
+            addr,
+            server: server.run(),
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! Command line: `falconer [standalone|hub|manager|analyst|migrate|crdgen]`.
+
+use crate::config::Overrides;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "falconer",
+    version,
+    about = "Security hub for Kubernetes: stores Falco and scanner events durably, routes them, \
+             scores risk",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// What to run; `standalone` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// YAML configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded database (overrides store.data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; without it the embedded SQLite store is used
+    /// (overrides store.database_url).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Log level or tracing filter (overrides log.level).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl CommonArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hub and analyst in one process on the embedded store (the default).
+    Standalone(ServeArgs),
+    /// Ingest and query API for a cluster deployment (usually on PostgreSQL).
+    Hub(ServeArgs),
+    /// Reconciles Policy and Setting resources into agents (not yet available).
+    Manager,
+    /// Computes risk scores (not yet available).
+    Analyst,
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Prints the CustomResourceDefinitions (not yet available).
+    Crdgen,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}

@@ -1,0 +1,191 @@
+//! The effective configuration: built-in defaults, then `--config FILE` (YAML), then
+//! `FALCONER__SECTION__KEY` environment variables, then command-line flags.
+
+use falconer_hub::HubConfig;
+use falconer_hub::config::{AuthConfig, IngestConfig, ServerConfig};
+use falconer_store::StoreConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This hub's cluster name, for events that name none.
+    pub cluster: String,
+    pub log: LogConfig,
+    pub server: ServerConfig,
+    pub ingest: IngestConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let hub = HubConfig::default();
+        Config {
+            cluster: hub.cluster,
+            log: LogConfig::default(),
+            server: hub.server,
+            ingest: hub.ingest,
+            auth: hub.auth,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter such as
+    /// `info,falconer_store=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Flags that override every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// Lists read from one environment variable, comma-separated.
+const LIST_KEYS: &[&str] = &["auth.ingest_token_sha256", "auth.query_token_sha256"];
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
+        Self::load_from(file, overrides, None)
+    }
+
+    /// Like `load`, reading environment variables from `env` instead of the process (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Config, String> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(format!("--config {}: no such file", file.display()));
+            }
+            builder = builder.add_source(
+                config::File::from(file)
+                    .format(config::FileFormat::Yaml)
+                    .required(true),
+            );
+        }
+        let mut environment = config::Environment::with_prefix("FALCONER")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        if let Some(env) = env {
+            environment = environment.source(Some(env));
+        }
+        builder = builder.add_source(environment);
+        let set = |builder: config::ConfigBuilder<_>, key: &str, value: Option<String>| match value
+        {
+            Some(value) => builder.set_override(key, value),
+            None => Ok(builder),
+        };
+        let error = |e: config::ConfigError| e.to_string();
+        builder = set(
+            builder,
+            "server.listen",
+            overrides.listen.map(|a| a.to_string()),
+        )
+        .map_err(error)?;
+        builder = set(
+            builder,
+            "store.data_dir",
+            overrides
+                .data_dir
+                .as_ref()
+                .map(|d| d.to_string_lossy().into_owned()),
+        )
+        .map_err(error)?;
+        builder = set(
+            builder,
+            "store.database_url",
+            overrides.database_url.clone(),
+        )
+        .map_err(error)?;
+        builder = set(builder, "log.level", overrides.log_level.clone()).map_err(error)?;
+        let config: Config = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.hub().validate()?;
+        self.store.validate()?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            format!(
+                "log.level: `{}` is not a log level or filter: {e}",
+                self.log.level
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn hub(&self) -> HubConfig {
+        HubConfig {
+            cluster: self.cluster.clone(),
+            server: self.server.clone(),
+            ingest: self.ingest.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+
+    /// The effective config as YAML-compatible JSON, secrets masked.
+    pub fn printable(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("unprintable config: {e}"))
+    }
+}
+
+/// config-rs names the key for bad values but says "unknown field `x` ... for key `section`"
+/// for unknown ones; turn that into the full key.
+fn describe(error: config::ConfigError) -> String {
+    let text = error.to_string();
+    let Some(rest) = text.strip_prefix("unknown field `") else {
+        return text;
+    };
+    let Some((field, rest)) = rest.split_once('`') else {
+        return text;
+    };
+    let expected = rest
+        .trim_start_matches(", ")
+        .split(" for key `")
+        .next()
+        .unwrap_or("");
+    let key = match rest.rsplit_once(" for key `") {
+        Some((_, section)) => format!("{}.{field}", section.trim_end_matches('`')),
+        None => field.to_string(),
+    };
+    format!("unknown key `{key}`; {expected}")
+}

@@ -1,0 +1,175 @@
+//! Store configuration: which database, and the bounds of the group-commit writer.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory for the embedded SQLite database (`falconer.db`).
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL (`postgres://user:password@host:5432/db`). Unset: embedded SQLite.
+    pub database_url: Option<DatabaseUrl>,
+    /// Connections for queries (PostgreSQL), besides the writer's own.
+    pub max_connections: u32,
+    /// How long to wait for a connection before answering "store unavailable".
+    pub connect_timeout_ms: u64,
+    /// Most events one commit takes; concurrent requests beyond it wait for the next commit.
+    pub batch_max_events: usize,
+    /// How long the writer waits for more requests before committing a batch that is not
+    /// full. 0 commits whatever is queued at once; batches still form while a commit runs.
+    pub batch_max_wait_ms: u64,
+    /// Write requests that may wait for the writer; beyond it ingest answers 429.
+    pub queue_capacity: usize,
+    /// A commit that has not finished by then fails its requests with 503 (a retry is safe:
+    /// duplicates are recognised).
+    pub commit_timeout_ms: u64,
+    /// SQLite: how long a write waits for a lock held by another process.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("./falconer-data"),
+            database_url: None,
+            max_connections: 8,
+            connect_timeout_ms: 5_000,
+            batch_max_events: 2_000,
+            batch_max_wait_ms: 0,
+            queue_capacity: 4_096,
+            commit_timeout_ms: 30_000,
+            sqlite_busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the bounds serde cannot express; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.database_url
+            && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
+        {
+            return Err("store.database_url: expected a postgres:// or postgresql:// URL".into());
+        }
+        let positive = [
+            ("store.max_connections", self.max_connections as u64),
+            ("store.connect_timeout_ms", self.connect_timeout_ms),
+            ("store.batch_max_events", self.batch_max_events as u64),
+            ("store.queue_capacity", self.queue_capacity as u64),
+            ("store.commit_timeout_ms", self.commit_timeout_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key}: must be greater than 0"));
+            }
+        }
+        if self.batch_max_wait_ms > 1_000 {
+            return Err("store.batch_max_wait_ms: must be at most 1000".into());
+        }
+        Ok(())
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("falconer.db")
+    }
+}
+
+/// A PostgreSQL URL. It may carry a password, so `Debug` and `Serialize` mask it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password (in the authority or as `?password=`) replaced by `***`.
+    pub fn masked(&self) -> String {
+        let url = self.0.as_str();
+        let mut out = url.to_string();
+        if let Some(start) = url.find("://").map(|i| i + 3) {
+            let end = url[start..]
+                .find(['/', '?'])
+                .map_or(url.len(), |i| start + i);
+            if let Some(at) = url[start..end].rfind('@').map(|i| start + i)
+                && let Some(colon) = url[start..at].find(':').map(|i| start + i)
+            {
+                out = format!("{}***{}", &url[..=colon], &url[at..]);
+            }
+        }
+        match out.split_once('?') {
+            Some((head, query)) => {
+                let pairs: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                format!("{head}?{}", pairs.join("&"))
+            }
+            None => out,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_masks_the_password_but_keeps_user_and_host() {
+        let url = DatabaseUrl("postgres://falconer:s3cret@db.example:5432/falconer".into());
+        assert_eq!(
+            url.masked(),
+            "postgres://falconer:***@db.example:5432/falconer"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert!(!serde_json::to_string(&url).unwrap().contains("s3cret"));
+    }
+
+    #[test]
+    fn database_url_masks_a_password_given_as_query_parameter() {
+        let url = DatabaseUrl("postgres://db/falconer?sslmode=require&password=s3cret".into());
+        assert_eq!(
+            url.masked(),
+            "postgres://db/falconer?sslmode=require&password=***"
+        );
+    }
+
+    #[test]
+    fn database_url_without_password_is_shown_unchanged() {
+        let url = DatabaseUrl("postgres://postgres@127.0.0.1:5432/postgres".into());
+        assert_eq!(url.masked(), url.0);
+    }
+
+    #[test]
+    fn default_config_is_valid_and_a_zero_bound_is_named() {
+        assert_eq!(StoreConfig::default().validate(), Ok(()));
+        let config = StoreConfig {
+            queue_capacity: 0,
+            ..StoreConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("store.queue_capacity")
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! PostgreSQL: the production store. Batches go in as one `INSERT … SELECT FROM UNNEST`
+//! of column arrays, so a commit of thousands of events is one statement.
+
+use crate::backend::{LIST_COLUMNS, RowParts};
+use crate::error::StoreError;
+use crate::event::{Cluster, Event, Stored};
+use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub(crate) struct Postgres {
+    pool: PgPool,
+}
+
+const INSERT: &str = "INSERT INTO events (id, dedup_key, time, received_at, source, \
+    source_version, kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, \
+    container, image, node, workload_kind, workload_name, fields, raw) \
+    SELECT id, dedup_key, time, received_at, source, source_version, kind, severity, \
+    severity_raw, rule, message, tags::jsonb, cluster, namespace, pod, container, image, node, \
+    workload_kind, workload_name, fields::jsonb, raw \
+    FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], \
+    $6::text[], $7::text[], $8::int2[], $9::text[], $10::text[], $11::text[], $12::text[], \
+    $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
+    $20::text[], $21::text[], $22::text[]) \
+    AS t(id, dedup_key, time, received_at, source, source_version, kind, severity, \
+    severity_raw, rule, message, tags, cluster, namespace, pod, container, image, node, \
+    workload_kind, workload_name, fields, raw) \
+    ON CONFLICT (dedup_key) DO NOTHING RETURNING id";
+
+const UPSERT_CLUSTERS: &str = "INSERT INTO clusters (name, first_seen, last_seen, events) \
+    SELECT name, seen, seen, n FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[]) \
+    AS t(name, seen, n) \
+    ON CONFLICT (name) DO UPDATE SET \
+    first_seen = LEAST(clusters.first_seen, EXCLUDED.first_seen), \
+    last_seen = GREATEST(clusters.last_seen, EXCLUDED.last_seen), \
+    events = clusters.events + EXCLUDED.events";
+
+impl Postgres {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        connect_timeout: Duration,
+    ) -> Result<Postgres, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("store.database_url: {e}")))?
+            .application_name("falconer");
+        let pool = PgPoolOptions::new()
+            // The writer holds one connection per commit; queries share the rest.
+            .max_connections(max_connections + 1)
+            .acquire_timeout(connect_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Postgres { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        crate::migrations::postgres().await?.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let text = |f: fn(&Event) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
+        let opt = |f: fn(&Event) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+        let inserted: Vec<Uuid> = sqlx::query_scalar(INSERT)
+            .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+            .bind(opt(|e| e.dedup_key.as_deref()))
+            .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+            .bind(text(|e| &e.source))
+            .bind(opt(|e| e.source_version.as_deref()))
+            .bind(text(|e| e.kind.as_str()))
+            .bind(events.iter().map(|e| e.severity.rank()).collect::<Vec<_>>())
+            .bind(text(|e| &e.severity_raw))
+            .bind(text(|e| &e.rule))
+            .bind(text(|e| &e.message))
+            .bind(json_texts(
+                events.iter().map(|e| serde_json::to_string(&e.tags)),
+            )?)
+            .bind(text(|e| &e.cluster))
+            .bind(opt(|e| e.namespace.as_deref()))
+            .bind(opt(|e| e.pod.as_deref()))
+            .bind(opt(|e| e.container.as_deref()))
+            .bind(opt(|e| e.image.as_deref()))
+            .bind(opt(|e| e.node.as_deref()))
+            .bind(opt(|e| e.workload.as_ref().map(|w| w.kind.as_str())))
+            .bind(opt(|e| e.workload.as_ref().map(|w| w.name.as_str())))
+            .bind(json_texts(
+                events.iter().map(|e| serde_json::to_string(&e.fields)),
+            )?)
+            .bind(text(|e| e.raw.as_deref().map_or("null", |r| r.get())))
+            .fetch_all(&mut *tx)
+            .await?;
+        let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+
+        // Events not inserted hit an existing dedup key: answer with the stored id.
+        let conflicting: Vec<&str> = events
+            .iter()
+            .filter(|e| !inserted.contains(&e.id))
+            .filter_map(|e| e.dedup_key.as_deref())
+            .collect();
+        let existing: HashMap<String, Uuid> = if conflicting.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as("SELECT dedup_key, id FROM events WHERE dedup_key = ANY($1)")
+                .bind(&conflicting)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect()
+        };
+
+        let mut clusters: BTreeMap<&str, (DateTime<Utc>, i64)> = BTreeMap::new();
+        for e in events {
+            let entry = clusters.entry(&e.cluster).or_insert((e.received_at, 0));
+            entry.0 = entry.0.max(e.received_at);
+            entry.1 += i64::from(inserted.contains(&e.id));
+        }
+        sqlx::query(UPSERT_CLUSTERS)
+            .bind(clusters.keys().copied().collect::<Vec<_>>())
+            .bind(clusters.values().map(|v| v.0).collect::<Vec<_>>())
+            .bind(clusters.values().map(|v| v.1).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        events
+            .iter()
+            .map(|e| {
+                if inserted.contains(&e.id) {
+                    return Ok(Stored {
+                        id: e.id,
+                        duplicate: false,
+                    });
+                }
+                e.dedup_key
+                    .as_deref()
+                    .and_then(|key| existing.get(key))
+                    .map(|&id| Stored {
+                        id,
+                        duplicate: true,
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Database(format!("event {} was neither stored nor found", e.id))
+                    })
+            })
+            .collect()
+    }
+
+    pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+        let sql = format!("SELECT {LIST_COLUMNS}, raw FROM events WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| from_row(&r, true)).transpose()
+    }
+
+    pub async fn events(&self, query: &EventQuery) -> Result<Page, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {LIST_COLUMNS} FROM events WHERE TRUE"));
+        for part in listing_parts(query) {
+            match part {
+                Part::Sql(sql) => qb.push(sql),
+                Part::Text(v) => qb.push_bind(v),
+                Part::Time(v) => qb.push_bind(v),
+                Part::Int(v) => qb.push_bind(v),
+                Part::Id(v) => qb.push_bind(v),
+            };
+        }
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let events = rows
+            .iter()
+            .map(|r| from_row(r, false))
+            .collect::<Result<_, _>>()?;
+        Ok(into_page(events, query.limit))
+    }
+
+    pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT name, first_seen, last_seen, events FROM clusters ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, first_seen, last_seen, events)| Cluster {
+                name,
+                first_seen,
+                last_seen,
+                events,
+            })
+            .collect())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn json_texts(
+    texts: impl Iterator<Item = serde_json::Result<String>>,
+) -> Result<Vec<String>, StoreError> {
+    texts
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Database(format!("encoding JSON column: {e}")))
+}
+
+fn from_row(row: &PgRow, with_raw: bool) -> Result<Event, StoreError> {
+    let mut parts = RowParts {
+        kind: row.try_get("kind")?,
+        severity: row.try_get::<i16, _>("severity")?.into(),
+        workload_kind: row.try_get("workload_kind")?,
+        workload_name: row.try_get("workload_name")?,
+        raw: if with_raw { row.try_get("raw")? } else { None },
+    };
+    Ok(Event {
+        id: row.try_get("id")?,
+        dedup_key: row.try_get("dedup_key")?,
+        time: row.try_get("time")?,
+        received_at: row.try_get("received_at")?,
+        source: row.try_get("source")?,
+        source_version: row.try_get("source_version")?,
+        kind: parts.kind()?,
+        severity: parts.severity()?,
+        severity_raw: row.try_get("severity_raw")?,
+        rule: row.try_get("rule")?,
+        message: row.try_get("message")?,
+        tags: row.try_get::<Json<Vec<String>>, _>("tags")?.0,
+        cluster: row.try_get("cluster")?,
+        namespace: row.try_get("namespace")?,
+        pod: row.try_get("pod")?,
+        container: row.try_get("container")?,
+        image: row.try_get("image")?,
+        node: row.try_get("node")?,
+        workload: parts.workload(),
+        fields: row.try_get::<Json<serde_json::Value>, _>("fields")?.0,
+        raw: parts.raw()?,
+    })
+}

@@ -1,0 +1,253 @@
+//! SQLite: the embedded default store, one file under the data directory. WAL journal with
+//! `synchronous = FULL`, so an acknowledged event survives a power cut; one connection
+//! writes, a small pool of read-only connections serves queries.
+
+use crate::backend::{LIST_COLUMNS, RowParts};
+use crate::error::StoreError;
+use crate::event::{Cluster, Event, Stored};
+use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub(crate) struct Sqlite {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+const INSERT: &str = "INSERT INTO events (id, dedup_key, time, received_at, source, \
+    source_version, kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, \
+    container, image, node, workload_kind, workload_name, fields, raw) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    ON CONFLICT (dedup_key) DO NOTHING";
+
+const UPSERT_CLUSTER: &str = "INSERT INTO clusters (name, first_seen, last_seen, events) \
+    VALUES (?1, ?2, ?2, ?3) \
+    ON CONFLICT (name) DO UPDATE SET \
+    first_seen = min(first_seen, excluded.first_seen), \
+    last_seen = max(last_seen, excluded.last_seen), \
+    events = events + excluded.events";
+
+impl Sqlite {
+    pub async fn open(
+        path: &Path,
+        max_readers: u32,
+        busy_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Sqlite, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("creating data directory {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(busy_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(connect_timeout)
+            .connect_with(options.clone().create_if_missing(true))
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(max_readers)
+            .acquire_timeout(connect_timeout)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Sqlite { writer, readers })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        crate::migrations::sqlite().await?.run(&self.writer).await?;
+        Ok(())
+    }
+
+    pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut stored = Vec::with_capacity(events.len());
+        let mut clusters: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for e in events {
+            let done = sqlx::query(INSERT)
+                .bind(e.id.to_string())
+                .bind(e.dedup_key.as_deref())
+                .bind(e.time.timestamp_micros())
+                .bind(e.received_at.timestamp_micros())
+                .bind(&e.source)
+                .bind(e.source_version.as_deref())
+                .bind(e.kind.as_str())
+                .bind(e.severity.rank())
+                .bind(&e.severity_raw)
+                .bind(&e.rule)
+                .bind(&e.message)
+                .bind(json_text(&e.tags)?)
+                .bind(&e.cluster)
+                .bind(e.namespace.as_deref())
+                .bind(e.pod.as_deref())
+                .bind(e.container.as_deref())
+                .bind(e.image.as_deref())
+                .bind(e.node.as_deref())
+                .bind(e.workload.as_ref().map(|w| w.kind.as_str()))
+                .bind(e.workload.as_ref().map(|w| w.name.as_str()))
+                .bind(json_text(&e.fields)?)
+                .bind(e.raw.as_deref().map_or("null", |r| r.get()))
+                .execute(&mut *tx)
+                .await?;
+            let inserted = done.rows_affected() == 1;
+            let entry = clusters.entry(&e.cluster).or_insert((0, 0));
+            entry.0 = entry.0.max(e.received_at.timestamp_micros());
+            entry.1 += i64::from(inserted);
+            if inserted {
+                stored.push(Stored {
+                    id: e.id,
+                    duplicate: false,
+                });
+                continue;
+            }
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT id FROM events WHERE dedup_key = ?")
+                    .bind(e.dedup_key.as_deref())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let id = existing
+                .as_deref()
+                .map(parse_id)
+                .transpose()?
+                .ok_or_else(|| {
+                    StoreError::Database(format!("event {} was neither stored nor found", e.id))
+                })?;
+            stored.push(Stored {
+                id,
+                duplicate: true,
+            });
+        }
+        for (name, (seen, count)) in clusters {
+            sqlx::query(UPSERT_CLUSTER)
+                .bind(name)
+                .bind(seen)
+                .bind(count)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+        let sql = format!("SELECT {LIST_COLUMNS}, raw FROM events WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|r| from_row(&r, true)).transpose()
+    }
+
+    pub async fn events(&self, query: &EventQuery) -> Result<Page, StoreError> {
+        let mut qb = QueryBuilder::new(format!("SELECT {LIST_COLUMNS} FROM events WHERE TRUE"));
+        for part in listing_parts(query) {
+            match part {
+                Part::Sql(sql) => qb.push(sql),
+                Part::Text(v) => qb.push_bind(v),
+                Part::Time(v) => qb.push_bind(v.timestamp_micros()),
+                Part::Int(v) => qb.push_bind(v),
+                Part::Id(v) => qb.push_bind(v.to_string()),
+            };
+        }
+        let rows = qb.build().fetch_all(&self.readers).await?;
+        let events = rows
+            .iter()
+            .map(|r| from_row(r, false))
+            .collect::<Result<_, _>>()?;
+        Ok(into_page(events, query.limit))
+    }
+
+    pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT name, first_seen, last_seen, events FROM clusters ORDER BY name",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter()
+            .map(|(name, first_seen, last_seen, events)| {
+                Ok(Cluster {
+                    name,
+                    first_seen: micros(first_seen)?,
+                    last_seen: micros(last_seen)?,
+                    events,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Database(format!("encoding JSON column: {e}")))
+}
+
+fn parse_id(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::try_parse(text).map_err(|e| StoreError::Corrupt(format!("id `{text}`: {e}")))
+}
+
+fn micros(value: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {value} out of range")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn from_row(row: &SqliteRow, with_raw: bool) -> Result<Event, StoreError> {
+    let mut parts = RowParts {
+        kind: row.try_get("kind")?,
+        severity: row.try_get("severity")?,
+        workload_kind: row.try_get("workload_kind")?,
+        workload_name: row.try_get("workload_name")?,
+        raw: if with_raw { row.try_get("raw")? } else { None },
+    };
+    Ok(Event {
+        id: parse_id(row.try_get("id")?)?,
+        dedup_key: row.try_get("dedup_key")?,
+        time: micros(row.try_get("time")?)?,
+        received_at: micros(row.try_get("received_at")?)?,
+        source: row.try_get("source")?,
+        source_version: row.try_get("source_version")?,
+        kind: parts.kind()?,
+        severity: parts.severity()?,
+        severity_raw: row.try_get("severity_raw")?,
+        rule: row.try_get("rule")?,
+        message: row.try_get("message")?,
+        tags: json(row.try_get("tags")?, "tags")?,
+        cluster: row.try_get("cluster")?,
+        namespace: row.try_get("namespace")?,
+        pod: row.try_get("pod")?,
+        container: row.try_get("container")?,
+        image: row.try_get("image")?,
+        node: row.try_get("node")?,
+        workload: parts.workload(),
+        fields: json(row.try_get("fields")?, "fields")?,
+        raw: parts.raw()?,
+    })
+}
