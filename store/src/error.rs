@@ -80,6 +80,15 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
 }
 
 impl StoreError {
+    /// Failing to get a connection or start a transaction means the store is unavailable,
+    /// whatever the database said (e.g. PostgreSQL refusing connections to the database).
+    pub(crate) fn connecting(e: sqlx::Error) -> StoreError {
+        match StoreError::from(e) {
+            StoreError::Database(m) => StoreError::Unavailable(m),
+            other => other,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Overloaded)
     }

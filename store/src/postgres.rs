@@ -66,7 +66,7 @@ impl Postgres {
     }
 
     pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.map_err(StoreError::connecting)?;
         let text = |f: fn(&Event) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
         let opt = |f: fn(&Event) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
         let inserted: Vec<Uuid> = sqlx::query_scalar(INSERT)
@@ -174,7 +174,7 @@ impl Postgres {
                 Part::Id(v) => qb.push_bind(v),
             };
         }
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&mut *self.connection().await?).await?;
         let events = rows
             .iter()
             .map(|r| from_row(r, false))
@@ -186,7 +186,7 @@ impl Postgres {
         let rows: Vec<(String, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
             "SELECT name, first_seen, last_seen, events FROM clusters ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.connection().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -200,12 +200,18 @@ impl Postgres {
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.connection().await?)
+            .await?;
         Ok(())
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(StoreError::connecting)
     }
 }
 

@@ -75,7 +75,7 @@ impl Sqlite {
     }
 
     pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
         let mut stored = Vec::with_capacity(events.len());
         let mut clusters: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         for e in events {

@@ -1,0 +1,132 @@
+//! The `falconer` binary itself: subcommands, configuration errors, migrations.
+
+use std::process::Command;
+
+fn falconer() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_falconer"));
+    // The developer's environment must not leak into these tests.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FALCONER__") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().expect("run falconer");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let (code, out, _) = run(falconer().arg("--help"));
+    assert_eq!(code, 0);
+    for sub in [
+        "standalone",
+        "hub",
+        "manager",
+        "analyst",
+        "migrate",
+        "crdgen",
+    ] {
+        assert!(out.contains(sub), "{sub} missing from\n{out}");
+    }
+}
+
+#[test]
+fn subcommands_of_later_versions_say_not_yet_and_fail() {
+    for sub in ["manager", "analyst", "crdgen"] {
+        let (code, _, err) = run(falconer().arg(sub));
+        assert_eq!(code, 2, "{sub}");
+        assert!(err.contains("not available yet"), "{sub}: {err}");
+    }
+}
+
+#[test]
+fn print_config_layers_file_env_and_flags_and_masks_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("falconer.yaml");
+    std::fs::write(
+        &file,
+        "cluster: from-file\nserver:\n  listen: 127.0.0.1:7000\nstore:\n  batch_max_events: 10\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(falconer()
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "standalone",
+            "--print-config",
+        ])
+        .args(["--database-url", "postgres://hub:s3cret@db:5432/falconer"])
+        .env("FALCONER__STORE__BATCH_MAX_EVENTS", "20")
+        .env("FALCONER__SERVER__LISTEN", "127.0.0.1:7001")
+        .args(["--listen", "127.0.0.1:7002"]));
+    assert_eq!(code, 0, "{err}");
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(config["cluster"], "from-file");
+    assert_eq!(config["store"]["batch_max_events"], 20, "env beats file");
+    assert_eq!(
+        config["server"]["listen"], "127.0.0.1:7002",
+        "flags beat env"
+    );
+    assert_eq!(
+        config["store"]["database_url"],
+        "postgres://hub:***@db:5432/falconer"
+    );
+    assert!(!out.contains("s3cret"));
+}
+
+#[test]
+fn an_unknown_key_or_bad_value_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("falconer.yaml");
+    std::fs::write(&file, "ingest:\n  max_body_byte: 10\n").unwrap();
+    let (code, _, err) = run(falconer().args(["--config", file.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(err.contains("ingest.max_body_byte"), "{err}");
+
+    let (code, _, err) = run(falconer().env("FALCONER__STORE__QUEUE_CAPACITY", "lots"));
+    assert_eq!(code, 2);
+    assert!(err.contains("store.queue_capacity"), "{err}");
+
+    let (code, _, err) = run(falconer().args(["--listen", "0.0.0.0:8080"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("server.listen") && err.contains("tokens"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(falconer().args(["--config", "/nonexistent.yaml"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent.yaml"), "{err}");
+}
+
+#[test]
+fn migrate_creates_the_embedded_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) =
+        run(falconer().args(["migrate", "--data-dir", dir.path().to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    assert!(dir.path().join("falconer.db").is_file());
+    // Applying again is a no-op.
+    let (code, _, err) =
+        run(falconer().args(["migrate", "--data-dir", dir.path().to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn migrate_reports_an_unreachable_postgres_clearly() {
+    let (code, _, err) = run(falconer().args([
+        "migrate",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("store unavailable"), "{err}");
+}

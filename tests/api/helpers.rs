@@ -1,0 +1,379 @@
+//! Test harness: a real hub on its own fresh store per test, reached over HTTP.
+//! PostgreSQL tests create a database of their own on the server named by `DATABASE_URL`
+//! (scripts/test sets it) and drop it afterwards; SQLite tests use a file in a temporary
+//! directory.
+
+use actix_web::dev::ServerHandle;
+use falconer_hub::{Hub, HubConfig};
+use falconer_store::{DatabaseUrl, Store, StoreConfig};
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Runs each listed `async fn name(backend: Backend)` as two tests, `postgres::name` and
+/// `sqlite::name`: the same behaviour is required of both stores.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+/// A database of one test: dropped (PostgreSQL) or deleted (SQLite) when the test ends.
+pub enum TestDb {
+    Postgres { admin_url: String, name: String },
+    Sqlite { dir: tempfile::TempDir },
+}
+
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must name a PostgreSQL server where databases can be created; \
+         scripts/test sets it",
+    )
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb::Sqlite {
+                dir: tempfile::tempdir().expect("temporary directory"),
+            },
+            Backend::Postgres => {
+                let admin_url = admin_url();
+                let name = format!("falconer_test_{}", uuid::Uuid::now_v7().simple());
+                let mut admin = admin_connection(&admin_url).await;
+                sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                TestDb::Postgres { admin_url, name }
+            }
+        }
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        match self {
+            TestDb::Postgres { admin_url, name } => StoreConfig {
+                database_url: Some(DatabaseUrl(with_database(admin_url, name))),
+                max_connections: 4,
+                connect_timeout_ms: 2_000,
+                ..StoreConfig::default()
+            },
+            TestDb::Sqlite { dir } => StoreConfig {
+                data_dir: dir.path().to_path_buf(),
+                max_connections: 4,
+                connect_timeout_ms: 2_000,
+                sqlite_busy_timeout_ms: 200,
+                ..StoreConfig::default()
+            },
+        }
+    }
+
+    /// A connection of the test's own, beside the hub's, to inspect or disturb the database.
+    pub async fn side_connection(&self) -> SideConnection {
+        match self {
+            TestDb::Postgres { admin_url, name } => {
+                SideConnection::Postgres(admin_connection(&with_database(admin_url, name)).await)
+            }
+            TestDb::Sqlite { dir } => {
+                use sqlx::ConnectOptions;
+                let conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.path().join("falconer.db"))
+                    .connect()
+                    .await
+                    .expect("open SQLite side connection");
+                SideConnection::Sqlite(conn)
+            }
+        }
+    }
+
+    /// Rows in the events table, counted behind the hub's back.
+    pub async fn count_events(&self) -> i64 {
+        self.side_connection()
+            .await
+            .scalar("SELECT count(*) FROM events")
+            .await
+    }
+
+    /// Makes the database refuse the hub (PostgreSQL: no new connections and the hub's
+    /// killed; SQLite: another process holds the write lock). Undo with `restore`.
+    pub async fn break_store(&self) -> Outage {
+        match self {
+            TestDb::Postgres { admin_url, name } => {
+                let mut admin = admin_connection(admin_url).await;
+                for sql in [
+                    format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+                    format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    ),
+                ] {
+                    sqlx::Executor::execute(&mut admin, sql.as_str())
+                        .await
+                        .expect("disturb test database");
+                }
+                Outage::Postgres {
+                    admin,
+                    name: name.clone(),
+                }
+            }
+            TestDb::Sqlite { .. } => {
+                let mut side = self.side_connection().await;
+                side.execute("BEGIN IMMEDIATE").await;
+                Outage::Sqlite(side)
+            }
+        }
+    }
+}
+
+pub enum Outage {
+    Postgres {
+        admin: sqlx::PgConnection,
+        name: String,
+    },
+    Sqlite(SideConnection),
+}
+
+impl Outage {
+    pub async fn restore(self) {
+        match self {
+            Outage::Postgres { mut admin, name } => {
+                sqlx::Executor::execute(
+                    &mut admin,
+                    format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true").as_str(),
+                )
+                .await
+                .expect("restore test database");
+            }
+            Outage::Sqlite(mut side) => side.execute("ROLLBACK").await,
+        }
+    }
+}
+
+pub enum SideConnection {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl SideConnection {
+    pub async fn execute(&mut self, sql: &str) {
+        match self {
+            SideConnection::Postgres(c) => sqlx::Executor::execute(c, sql).await.map(|_| ()),
+            SideConnection::Sqlite(c) => sqlx::Executor::execute(c, sql).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    pub async fn scalar(&mut self, sql: &str) -> i64 {
+        match self {
+            SideConnection::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+            SideConnection::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+async fn admin_connection(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to PostgreSQL at DATABASE_URL: {e}"))
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            let (url, name) = (admin_url.clone(), name.clone());
+            // Drop cannot await; a short-lived runtime on its own thread can.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    let mut admin = admin_connection(&url).await;
+                    let _ = sqlx::Executor::execute(
+                        &mut admin,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running hub.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Store,
+    handle: ServerHandle,
+}
+
+pub fn hub_config() -> HubConfig {
+    let mut config = HubConfig {
+        cluster: "home".into(),
+        ..HubConfig::default()
+    };
+    config.server.listen = "127.0.0.1:0".parse().expect("address");
+    config.server.workers = 2;
+    config.server.shutdown_timeout_secs = 5;
+    config
+}
+
+impl TestApp {
+    pub async fn spawn(db: &TestDb) -> TestApp {
+        TestApp::spawn_with(db, hub_config(), db.store_config()).await
+    }
+
+    pub async fn spawn_with(_db: &TestDb, hub: HubConfig, store: StoreConfig) -> TestApp {
+        let mut registry = Registry::default();
+        let store = Store::open(&store, &mut registry)
+            .await
+            .expect("open the test store");
+        let running = Hub::start(hub, store.clone(), registry).expect("start the hub");
+        let handle = running.server.handle();
+        tokio::spawn(running.server);
+        TestApp {
+            addr: running.addr,
+            client: reqwest::Client::new(),
+            store,
+            handle,
+        }
+    }
+
+    /// Stops serving (answering what is in flight) and closes the store.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.store.close().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        Reply::read(response).await
+    }
+
+    pub async fn ingest(&self, body: impl Into<reqwest::Body>) -> Reply {
+        self.post("/ingest", "application/json", body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        Reply::read(response).await
+    }
+}
+
+/// A response read to its end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.expect("response body"),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The ids of a 202 reply, as strings.
+    pub fn ids(&self) -> Vec<String> {
+        self.json()["ids"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no ids in {}", self.text))
+            .iter()
+            .map(|id| id.as_str().expect("id").to_string())
+            .collect()
+    }
+}
+
+/// A valid Falco alert with the given rule, time and output.
+pub fn alert(rule: &str, time: &str, output: &str) -> Value {
+    serde_json::json!({
+        "time": time,
+        "rule": rule,
+        "priority": "Warning",
+        "source": "syscall",
+        "hostname": "node-1",
+        "output": format!("{time}: Warning {output}"),
+        "tags": ["test"],
+        "output_fields": {"k8s.ns.name": "shop", "k8s.pod.name": "web-1", "proc.name": "sh"}
+    })
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/falco/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub const FIXTURES: &[&str] = &[
+    "0.36-terminal-shell.json",
+    "0.39-message-property.json",
+    "0.41-container-plugin.json",
+    "0.44-host-null-fields.json",
+    "k8saudit-exec.json",
+    "falcosidekick-webhook.json",
+];

@@ -1,0 +1,10 @@
+//! The behavioural suite of the hub, run against both stores over real HTTP.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod ingest;
+mod ops;
+mod query;
+mod storage;

@@ -1,0 +1,142 @@
+//! Durability: restarts, store outages, overload.
+
+use crate::helpers::{Backend, Reply, TestApp, TestDb, alert, hub_config};
+use crate::on_both_stores;
+use serde_json::json;
+
+async fn a_restart_keeps_every_acknowledged_event(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    let body: Vec<_> = (0..20)
+        .map(|i| alert("persist", "2026-05-04T10:00:00Z", &format!("e{i}")))
+        .collect();
+    let ids = app.ingest(json!(body).to_string()).await.ids();
+    app.stop().await;
+
+    let app = TestApp::spawn(&db).await;
+    let page = app.get("/api/v1/events?limit=100").await.json();
+    let mut listed: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected = ids.clone();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // A retry after the restart is still recognised as a duplicate.
+    let again = app.ingest(json!([body[3]]).to_string()).await.ids();
+    assert_eq!(again, [ids[3].clone()]);
+    app.stop().await;
+}
+
+async fn a_store_outage_answers_503_with_retry_after_and_writes_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    assert_eq!(
+        app.ingest(alert("before", "2026-05-04T10:00:00Z", "ok").to_string())
+            .await
+            .status,
+        202
+    );
+
+    let outage = db.break_store().await;
+    let batch: Vec<_> = (0..5)
+        .map(|i| alert("during", "2026-05-04T10:00:00Z", &format!("lost? {i}")))
+        .collect();
+    let reply = app.ingest(json!(batch).to_string()).await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.header("retry-after"), Some("5"));
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("store unavailable")
+    );
+    if backend == Backend::Postgres {
+        // Nothing can connect to the store, so the hub is not ready.
+        assert_eq!(app.get("/readyz").await.status, 503);
+    }
+    outage.restore().await;
+
+    // Nothing of the failed request was written; the retry succeeds and stores all of it.
+    assert_eq!(db.count_events().await, 1);
+    let retry = app.ingest(json!(batch).to_string()).await;
+    assert_eq!(retry.status, 202, "{}", retry.text);
+    assert_eq!(db.count_events().await, 6);
+    assert_eq!(app.get("/readyz").await.status, 200);
+    app.stop().await;
+}
+
+async fn an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut store = db.store_config();
+    store.queue_capacity = 1;
+    store.sqlite_busy_timeout_ms = 30_000;
+    let app = TestApp::spawn_with(&db, hub_config(), store).await;
+
+    // Hold the events table so the writer blocks on its first batch.
+    let mut side = db.side_connection().await;
+    match backend {
+        Backend::Postgres => {
+            side.execute("BEGIN").await;
+            side.execute("LOCK TABLE events IN EXCLUSIVE MODE").await;
+        }
+        Backend::Sqlite => side.execute("BEGIN IMMEDIATE").await,
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let client = app.client.clone();
+        let url = app.url("/ingest");
+        let body = alert("load", "2026-05-04T10:00:00Z", &format!("n{i}")).to_string();
+        tasks.spawn(async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            Reply::read(response).await
+        });
+    }
+    // With one batch in the writer and one request queued, the rest are shed at once.
+    let mut replies = Vec::new();
+    while let Some(reply) = tasks.join_next().await {
+        let reply = reply.unwrap();
+        let shed = reply.status == 429;
+        replies.push(reply);
+        if shed {
+            break;
+        }
+    }
+    side.execute(match backend {
+        Backend::Postgres => "COMMIT",
+        Backend::Sqlite => "ROLLBACK",
+    })
+    .await;
+    replies.extend(tasks.join_all().await);
+
+    let shed: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    let accepted: Vec<String> = replies
+        .iter()
+        .filter(|r| r.status == 202)
+        .flat_map(|r| r.ids())
+        .collect();
+    assert!(!shed.is_empty(), "nothing was shed: {replies:?}");
+    assert_eq!(shed[0].header("retry-after"), Some("1"));
+    assert_eq!(shed.len() + accepted.len(), 12, "{replies:?}");
+    assert!(!accepted.is_empty());
+    assert_eq!(db.count_events().await, accepted.len() as i64);
+    for id in accepted {
+        assert_eq!(app.get(&format!("/api/v1/events/{id}")).await.status, 200);
+    }
+    app.stop().await;
+}
+
+on_both_stores!(
+    a_restart_keeps_every_acknowledged_event,
+    a_store_outage_answers_503_with_retry_after_and_writes_nothing,
+    an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged,
+);
