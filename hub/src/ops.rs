@@ -46,3 +46,62 @@ pub async fn openapi() -> HttpResponse {
         .content_type("application/json")
         .body(OPENAPI)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+    use crate::routes::ROUTES;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn document() -> Value {
+        serde_json::from_str(OPENAPI).expect("openapi.json is JSON")
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_of_the_route_table() {
+        let doc = document();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .map(move |method| (method.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn the_documented_event_filters_are_exactly_the_accepted_ones() {
+        let doc = document();
+        let documented: BTreeSet<&str> = doc["paths"]["/api/v1/events"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name"))
+            .collect();
+        let accepted: BTreeSet<&str> = crate::query::EVENT_PARAMS.iter().copied().collect();
+        assert_eq!(documented, accepted);
+    }
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let doc = document();
+        let text = OPENAPI;
+        for piece in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().expect("name");
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "missing schema {name}"
+            );
+        }
+    }
+}

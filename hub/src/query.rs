@@ -15,7 +15,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 const MAX_TEXT: usize = 256;
 
-const EVENT_PARAMS: &[&str] = &[
+pub(crate) const EVENT_PARAMS: &[&str] = &[
     "since",
     "until",
     "source",

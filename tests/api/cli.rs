@@ -122,11 +122,23 @@ fn migrate_creates_the_embedded_database() {
 
 #[test]
 fn migrate_reports_an_unreachable_postgres_clearly() {
-    let (code, _, err) = run(falconer().args([
-        "migrate",
-        "--database-url",
-        "postgres://nobody@127.0.0.1:1/none",
-    ]));
+    let (code, _, err) = run(falconer()
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+        ])
+        .env("FALCONER__STORE__CONNECT_TIMEOUT_MS", "300"));
     assert_eq!(code, 1);
     assert!(err.contains("store unavailable"), "{err}");
+}
+
+#[test]
+fn the_example_configuration_is_valid_and_shows_the_defaults() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/falconer.example.yaml");
+    let (code, from_example, err) =
+        run(falconer().args(["--config", example, "standalone", "--print-config"]));
+    assert_eq!(code, 0, "{err}");
+    let (_, defaults, _) = run(falconer().args(["standalone", "--print-config"]));
+    assert_eq!(from_example, defaults);
 }
