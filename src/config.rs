@@ -144,6 +144,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.hub().validate()?;
         self.store.validate()?;
+        if self.ingest.max_events_per_request > self.store.queue_max_events {
+            return Err(format!(
+                "ingest.max_events_per_request: {} exceeds store.queue_max_events ({}); such a \
+                 request could never be accepted",
+                self.ingest.max_events_per_request, self.store.queue_max_events
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             format!(
                 "log.level: `{}` is not a log level or filter: {e}",

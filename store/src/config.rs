@@ -20,8 +20,12 @@ pub struct StoreConfig {
     /// How long the writer waits for more requests before committing a batch that is not
     /// full. 0 commits whatever is queued at once; batches still form while a commit runs.
     pub batch_max_wait_ms: u64,
-    /// Write requests that may wait for the writer; beyond it ingest answers 429.
-    pub queue_capacity: usize,
+    /// Events accepted but not yet committed (queued or being written). Beyond it ingest
+    /// answers 429: memory stays bounded under overload and nothing accepted is dropped.
+    pub queue_max_events: usize,
+    /// Transactions written at once. PostgreSQL overlaps them (one fills while another
+    /// commits); SQLite has one writer whatever is set here.
+    pub writers: usize,
     /// A commit that has not finished by then fails its requests with 503 (a retry is safe:
     /// duplicates are recognised).
     pub commit_timeout_ms: u64,
@@ -38,7 +42,8 @@ impl Default for StoreConfig {
             connect_timeout_ms: 5_000,
             batch_max_events: 2_000,
             batch_max_wait_ms: 0,
-            queue_capacity: 4_096,
+            queue_max_events: 20_000,
+            writers: 2,
             commit_timeout_ms: 30_000,
             sqlite_busy_timeout_ms: 5_000,
         }
@@ -57,13 +62,17 @@ impl StoreConfig {
             ("store.max_connections", self.max_connections as u64),
             ("store.connect_timeout_ms", self.connect_timeout_ms),
             ("store.batch_max_events", self.batch_max_events as u64),
-            ("store.queue_capacity", self.queue_capacity as u64),
+            ("store.queue_max_events", self.queue_max_events as u64),
+            ("store.writers", self.writers as u64),
             ("store.commit_timeout_ms", self.commit_timeout_ms),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(format!("{key}: must be greater than 0"));
             }
+        }
+        if self.writers > 16 {
+            return Err("store.writers: must be at most 16".into());
         }
         if self.batch_max_wait_ms > 1_000 {
             return Err("store.batch_max_wait_ms: must be at most 1000".into());
@@ -162,14 +171,14 @@ mod tests {
     fn default_config_is_valid_and_a_zero_bound_is_named() {
         assert_eq!(StoreConfig::default().validate(), Ok(()));
         let config = StoreConfig {
-            queue_capacity: 0,
+            queue_max_events: 0,
             ..StoreConfig::default()
         };
         assert!(
             config
                 .validate()
                 .unwrap_err()
-                .starts_with("store.queue_capacity")
+                .starts_with("store.queue_max_events")
         );
     }
 }

@@ -66,12 +66,15 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
     // PostgreSQL: 08 connection exception, 53 insufficient resources, 57P0x shutdown/cannot
     // connect now, 3D000 database does not exist (dropped under us), 25006 read-only
-    // transaction (a standby after failover).
+    // transaction (a standby after failover), 40P01/40001 transient conflicts.
     code.starts_with("08")
         || code.starts_with("53")
         || code.starts_with("57P0")
         || code == "3D000"
         || code == "25006"
+        // Deadlock and serialization failures: the same work succeeds when retried.
+        || code == "40P01"
+        || code == "40001"
         // SQLite primary result codes (extended codes keep them in the low byte): BUSY 5,
         // LOCKED 6, READONLY 8, IOERR 10, FULL 13, CANTOPEN 14.
         || code

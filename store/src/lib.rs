@@ -27,7 +27,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 /// A handle to the store; cheap to clone, shared by every request handler.
@@ -38,35 +38,54 @@ pub struct Store {
 
 struct Inner {
     backend: Backend,
-    queue: mpsc::Sender<writer::Job>,
+    queue: mpsc::UnboundedSender<writer::Job>,
+    permits: Arc<Semaphore>,
+    max_pending: usize,
+    metrics: metrics::StoreMetrics,
     runtime: Handle,
     database: &'static str,
 }
 
 impl Store {
-    /// Connects, applies pending migrations and starts the writer on the current runtime.
+    /// Connects, applies pending migrations and starts the writers on the current runtime.
     pub async fn open(config: &StoreConfig, registry: &mut Registry) -> Result<Store, StoreError> {
         let backend = connect(config).await?;
-        match &backend {
-            Backend::Postgres(db) => db.migrate().await?,
-            Backend::Sqlite(db) => db.migrate().await?,
-        }
-        let (queue, jobs) = mpsc::channel(config.queue_capacity);
-        let bounds = writer::Bounds {
-            max_events: config.batch_max_events,
-            max_wait: Duration::from_millis(config.batch_max_wait_ms),
-            commit_timeout: Duration::from_millis(config.commit_timeout_ms),
+        let (database, writers) = match &backend {
+            Backend::Postgres(db) => {
+                db.migrate().await?;
+                ("postgres", config.writers)
+            }
+            Backend::Sqlite(db) => {
+                db.migrate().await?;
+                ("sqlite", 1)
+            }
         };
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let permits = Arc::new(Semaphore::new(config.queue_max_events));
         let metrics = metrics::StoreMetrics::new(registry);
-        tokio::spawn(writer::run(backend.clone(), jobs, bounds, metrics));
+        let writer = Arc::new(writer::Writer {
+            backend: backend.clone(),
+            queue: tokio::sync::Mutex::new(jobs),
+            permits: permits.clone(),
+            bounds: writer::Bounds {
+                max_events: config.batch_max_events,
+                max_wait: Duration::from_millis(config.batch_max_wait_ms),
+                commit_timeout: Duration::from_millis(config.commit_timeout_ms),
+                max_pending: config.queue_max_events,
+            },
+            metrics: metrics.clone(),
+        });
+        for _ in 0..writers {
+            tokio::spawn(writer.clone().run());
+        }
         Ok(Store {
             inner: Arc::new(Inner {
-                database: match backend {
-                    Backend::Postgres(_) => "postgres",
-                    Backend::Sqlite(_) => "sqlite",
-                },
+                database,
                 backend,
                 queue,
+                permits,
+                max_pending: config.queue_max_events,
+                metrics,
                 runtime: Handle::current(),
             }),
         })
@@ -89,21 +108,33 @@ impl Store {
     }
 
     /// Stores events durably. Answers once the transaction holding them has committed, with
-    /// one `Stored` per event in order. `Overloaded` when the write queue is full.
+    /// one `Stored` per event in order. `Overloaded` when `queue_max_events` events are
+    /// already waiting or being written.
     pub async fn insert(&self, events: Vec<Event>) -> Result<Vec<Stored>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let wanted = u32::try_from(events.len()).map_err(|_| StoreError::Overloaded)?;
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| StoreError::Overloaded)?;
+        let inner = &self.inner;
+        inner
+            .metrics
+            .pending_events
+            .set((inner.max_pending - inner.permits.available_permits()) as i64);
         let (reply, answer) = oneshot::channel();
         self.inner
             .queue
-            .try_send(writer::Job { events, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => {
-                    StoreError::Unavailable("store writer has stopped".into())
-                }
-            })?;
+            .send(writer::Job {
+                events,
+                reply,
+                _permit: permit,
+            })
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?

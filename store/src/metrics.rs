@@ -19,6 +19,7 @@ pub(crate) struct StoreMetrics {
     pub commit_seconds: Histogram,
     pub commits: Family<ResultLabel, Counter>,
     pub queue_depth: Gauge,
+    pub pending_events: Gauge,
 }
 
 impl StoreMetrics {
@@ -29,6 +30,7 @@ impl StoreMetrics {
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
             commits: Family::default(),
             queue_depth: Gauge::default(),
+            pending_events: Gauge::default(),
         };
         registry.register(
             "falconer_store_commit_batch_events",
@@ -54,6 +56,11 @@ impl StoreMetrics {
             "falconer_store_write_queue_depth",
             "Write requests waiting for the writer",
             metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "falconer_store_pending_events",
+            "Events accepted and not yet committed (bounded by store.queue_max_events)",
+            metrics.pending_events.clone(),
         );
         metrics
     }

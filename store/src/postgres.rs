@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
@@ -19,28 +19,34 @@ pub(crate) struct Postgres {
     pool: PgPool,
 }
 
-const INSERT: &str = "INSERT INTO events (id, dedup_key, time, received_at, source, \
-    source_version, kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, \
-    container, image, node, workload_kind, workload_name, fields, raw) \
-    SELECT id, dedup_key, time, received_at, source, source_version, kind, severity, \
-    severity_raw, rule, message, tags::jsonb, cluster, namespace, pod, container, image, node, \
-    workload_kind, workload_name, fields::jsonb, raw \
-    FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], \
-    $6::text[], $7::text[], $8::int2[], $9::text[], $10::text[], $11::text[], $12::text[], \
-    $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], \
-    $20::text[], $21::text[], $22::text[]) \
+/// One statement, so one round trip and an implicit transaction: insert the events (in
+/// dedup-key order, so concurrent writers take unique-index locks in the same order and
+/// cannot deadlock), then count what was inserted per cluster into `clusters`.
+const WRITE: &str = "WITH input AS ( \
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
+    $5::text[], $6::text[], $7::text[], $8::int2[], $9::text[], $10::text[], $11::text[], \
+    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
+    $19::text[], $20::text[], $21::text[], $22::text[]) \
     AS t(id, dedup_key, time, received_at, source, source_version, kind, severity, \
     severity_raw, rule, message, tags, cluster, namespace, pod, container, image, node, \
-    workload_kind, workload_name, fields, raw) \
-    ON CONFLICT (dedup_key) DO NOTHING RETURNING id";
-
-const UPSERT_CLUSTERS: &str = "INSERT INTO clusters (name, first_seen, last_seen, events) \
-    SELECT name, seen, seen, n FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[]) \
-    AS t(name, seen, n) \
+    workload_kind, workload_name, fields, raw)), \
+  inserted AS ( \
+    INSERT INTO events (id, dedup_key, time, received_at, source, source_version, kind, \
+    severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, image, \
+    node, workload_kind, workload_name, fields, raw) \
+    SELECT id, dedup_key, time, received_at, source, source_version, kind, severity, \
+    severity_raw, rule, message, tags::jsonb, cluster, namespace, pod, container, image, node, \
+    workload_kind, workload_name, fields::jsonb, raw FROM input ORDER BY dedup_key \
+    ON CONFLICT (dedup_key) DO NOTHING RETURNING id), \
+  seen AS ( \
+    INSERT INTO clusters (name, first_seen, last_seen, events) \
+    SELECT i.cluster, max(i.received_at), max(i.received_at), count(n.id) \
+    FROM input i LEFT JOIN inserted n ON n.id = i.id GROUP BY i.cluster ORDER BY i.cluster \
     ON CONFLICT (name) DO UPDATE SET \
     first_seen = LEAST(clusters.first_seen, EXCLUDED.first_seen), \
     last_seen = GREATEST(clusters.last_seen, EXCLUDED.last_seen), \
-    events = clusters.events + EXCLUDED.events";
+    events = clusters.events + EXCLUDED.events) \
+  SELECT id FROM inserted";
 
 impl Postgres {
     pub async fn connect(
@@ -66,10 +72,10 @@ impl Postgres {
     }
 
     pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::connecting)?;
+        let mut conn = self.connection().await?;
         let text = |f: fn(&Event) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
         let opt = |f: fn(&Event) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
-        let inserted: Vec<Uuid> = sqlx::query_scalar(INSERT)
+        let inserted: Vec<Uuid> = sqlx::query_scalar(WRITE)
             .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
             .bind(opt(|e| e.dedup_key.as_deref()))
             .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
@@ -96,11 +102,12 @@ impl Postgres {
                 events.iter().map(|e| serde_json::to_string(&e.fields)),
             )?)
             .bind(text(|e| e.raw.as_deref().map_or("null", |r| r.get())))
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();
 
-        // Events not inserted hit an existing dedup key: answer with the stored id.
+        // Events not inserted hit a dedup key stored before (committed by now: a conflicting
+        // insert waits for the other transaction): answer with the stored id.
         let conflicting: Vec<&str> = events
             .iter()
             .filter(|e| !inserted.contains(&e.id))
@@ -111,26 +118,11 @@ impl Postgres {
         } else {
             sqlx::query_as("SELECT dedup_key, id FROM events WHERE dedup_key = ANY($1)")
                 .bind(&conflicting)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await?
                 .into_iter()
                 .collect()
         };
-
-        let mut clusters: BTreeMap<&str, (DateTime<Utc>, i64)> = BTreeMap::new();
-        for e in events {
-            let entry = clusters.entry(&e.cluster).or_insert((e.received_at, 0));
-            entry.0 = entry.0.max(e.received_at);
-            entry.1 += i64::from(inserted.contains(&e.id));
-        }
-        sqlx::query(UPSERT_CLUSTERS)
-            .bind(clusters.keys().copied().collect::<Vec<_>>())
-            .bind(clusters.values().map(|v| v.0).collect::<Vec<_>>())
-            .bind(clusters.values().map(|v| v.1).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-
         events
             .iter()
             .map(|e| {

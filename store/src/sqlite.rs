@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
@@ -25,9 +25,10 @@ pub(crate) struct Sqlite {
 
 const INSERT: &str = "INSERT INTO events (id, dedup_key, time, received_at, source, \
     source_version, kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, \
-    container, image, node, workload_kind, workload_name, fields, raw) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-    ON CONFLICT (dedup_key) DO NOTHING";
+    container, image, node, workload_kind, workload_name, fields, raw) ";
+
+/// Rows per INSERT statement: 22 binds each, well under SQLite's 32766 variables.
+const ROWS_PER_STATEMENT: usize = 500;
 
 const UPSERT_CLUSTER: &str = "INSERT INTO clusters (name, first_seen, last_seen, events) \
     VALUES (?1, ?2, ?2, ?3) \
@@ -76,61 +77,69 @@ impl Sqlite {
 
     pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
         let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
-        let mut stored = Vec::with_capacity(events.len());
+        let json: Vec<(String, String)> = events
+            .iter()
+            .map(|e| Ok((json_text(&e.tags)?, json_text(&e.fields)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let rows: Vec<(&Event, &(String, String))> = events.iter().copied().zip(&json).collect();
+        let mut inserted = HashSet::new();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::new(INSERT);
+            insert.push_values(chunk, |mut row, (e, (tags, fields))| {
+                row.push_bind(e.id.to_string())
+                    .push_bind(e.dedup_key.as_deref())
+                    .push_bind(e.time.timestamp_micros())
+                    .push_bind(e.received_at.timestamp_micros())
+                    .push_bind(e.source.as_str())
+                    .push_bind(e.source_version.as_deref())
+                    .push_bind(e.kind.as_str())
+                    .push_bind(e.severity.rank())
+                    .push_bind(e.severity_raw.as_str())
+                    .push_bind(e.rule.as_str())
+                    .push_bind(e.message.as_str())
+                    .push_bind(tags.as_str())
+                    .push_bind(e.cluster.as_str())
+                    .push_bind(e.namespace.as_deref())
+                    .push_bind(e.pod.as_deref())
+                    .push_bind(e.container.as_deref())
+                    .push_bind(e.image.as_deref())
+                    .push_bind(e.node.as_deref())
+                    .push_bind(e.workload.as_ref().map(|w| w.kind.as_str()))
+                    .push_bind(e.workload.as_ref().map(|w| w.name.as_str()))
+                    .push_bind(fields.as_str())
+                    .push_bind(e.raw.as_deref().map_or("null", |r| r.get()));
+            });
+            insert.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING id");
+            let ids: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+            for id in ids {
+                inserted.insert(parse_id(&id)?);
+            }
+        }
+
+        // Events not inserted hit a dedup key stored before: answer with the stored id.
+        let mut existing: HashMap<String, Uuid> = HashMap::new();
+        let conflicting: Vec<&str> = events
+            .iter()
+            .filter(|e| !inserted.contains(&e.id))
+            .filter_map(|e| e.dedup_key.as_deref())
+            .collect();
+        for keys in conflicting.chunks(ROWS_PER_STATEMENT) {
+            let mut select =
+                QueryBuilder::new("SELECT dedup_key, id FROM events WHERE dedup_key IN ");
+            select.push_tuples(keys, |mut b, key| {
+                b.push_bind(*key);
+            });
+            let rows: Vec<(String, String)> = select.build_query_as().fetch_all(&mut *tx).await?;
+            for (key, id) in rows {
+                existing.insert(key, parse_id(&id)?);
+            }
+        }
+
         let mut clusters: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
         for e in events {
-            let done = sqlx::query(INSERT)
-                .bind(e.id.to_string())
-                .bind(e.dedup_key.as_deref())
-                .bind(e.time.timestamp_micros())
-                .bind(e.received_at.timestamp_micros())
-                .bind(&e.source)
-                .bind(e.source_version.as_deref())
-                .bind(e.kind.as_str())
-                .bind(e.severity.rank())
-                .bind(&e.severity_raw)
-                .bind(&e.rule)
-                .bind(&e.message)
-                .bind(json_text(&e.tags)?)
-                .bind(&e.cluster)
-                .bind(e.namespace.as_deref())
-                .bind(e.pod.as_deref())
-                .bind(e.container.as_deref())
-                .bind(e.image.as_deref())
-                .bind(e.node.as_deref())
-                .bind(e.workload.as_ref().map(|w| w.kind.as_str()))
-                .bind(e.workload.as_ref().map(|w| w.name.as_str()))
-                .bind(json_text(&e.fields)?)
-                .bind(e.raw.as_deref().map_or("null", |r| r.get()))
-                .execute(&mut *tx)
-                .await?;
-            let inserted = done.rows_affected() == 1;
             let entry = clusters.entry(&e.cluster).or_insert((0, 0));
             entry.0 = entry.0.max(e.received_at.timestamp_micros());
-            entry.1 += i64::from(inserted);
-            if inserted {
-                stored.push(Stored {
-                    id: e.id,
-                    duplicate: false,
-                });
-                continue;
-            }
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT id FROM events WHERE dedup_key = ?")
-                    .bind(e.dedup_key.as_deref())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let id = existing
-                .as_deref()
-                .map(parse_id)
-                .transpose()?
-                .ok_or_else(|| {
-                    StoreError::Database(format!("event {} was neither stored nor found", e.id))
-                })?;
-            stored.push(Stored {
-                id,
-                duplicate: true,
-            });
+            entry.1 += i64::from(inserted.contains(&e.id));
         }
         for (name, (seen, count)) in clusters {
             sqlx::query(UPSERT_CLUSTER)
@@ -141,7 +150,28 @@ impl Sqlite {
                 .await?;
         }
         tx.commit().await?;
-        Ok(stored)
+
+        events
+            .iter()
+            .map(|e| {
+                if inserted.contains(&e.id) {
+                    return Ok(Stored {
+                        id: e.id,
+                        duplicate: false,
+                    });
+                }
+                e.dedup_key
+                    .as_deref()
+                    .and_then(|key| existing.get(key))
+                    .map(|&id| Stored {
+                        id,
+                        duplicate: true,
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Database(format!("event {} was neither stored nor found", e.id))
+                    })
+            })
+            .collect()
     }
 
     pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {

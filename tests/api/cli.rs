@@ -91,9 +91,9 @@ fn an_unknown_key_or_bad_value_stops_start_up_naming_the_key() {
     assert_eq!(code, 2);
     assert!(err.contains("ingest.max_body_byte"), "{err}");
 
-    let (code, _, err) = run(falconer().env("FALCONER__STORE__QUEUE_CAPACITY", "lots"));
+    let (code, _, err) = run(falconer().env("FALCONER__STORE__QUEUE_MAX_EVENTS", "lots"));
     assert_eq!(code, 2);
-    assert!(err.contains("store.queue_capacity"), "{err}");
+    assert!(err.contains("store.queue_max_events"), "{err}");
 
     let (code, _, err) = run(falconer().args(["--listen", "0.0.0.0:8080"]));
     assert_eq!(code, 2);

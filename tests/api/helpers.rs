@@ -134,8 +134,14 @@ impl TestDb {
         match self {
             TestDb::Postgres { admin_url, name } => {
                 let mut admin = admin_connection(admin_url).await;
+                // The hub's connections go first, so none of them can still commit once a
+                // lock held by another test connection goes away.
                 for sql in [
                     format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+                    format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = '{name}' AND application_name = 'falconer'"
+                    ),
                     format!(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                          WHERE datname = '{name}' AND pid <> pg_backend_pid()"

@@ -72,7 +72,7 @@ async fn a_store_outage_answers_503_with_retry_after_and_writes_nothing(backend:
 async fn an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut store = db.store_config();
-    store.queue_capacity = 1;
+    store.queue_max_events = 2;
     store.sqlite_busy_timeout_ms = 30_000;
     let app = TestApp::spawn_with(&db, hub_config(), store).await;
 
@@ -101,7 +101,7 @@ async fn an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged(backend
             Reply::read(response).await
         });
     }
-    // With one batch in the writer and one request queued, the rest are shed at once.
+    // With two events waiting for the blocked writer(s), the rest are shed at once.
     let mut replies = Vec::new();
     while let Some(reply) = tasks.join_next().await {
         let reply = reply.unwrap();
@@ -135,8 +135,90 @@ async fn an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged(backend
     app.stop().await;
 }
 
+/// Polls the hub's metrics until `line` shows up (no timing assertion: the test only waits).
+async fn wait_for_metric(app: &TestApp, line: &str) {
+    for _ in 0..500 {
+        if app.get("/metrics").await.text.contains(line) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("metric `{line}` never appeared");
+}
+
+async fn a_failed_batch_fails_every_request_in_it_with_503_and_writes_none_of_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut store = db.store_config();
+    store.sqlite_busy_timeout_ms = 1_000;
+    let app = TestApp::spawn_with(&db, hub_config(), store).await;
+
+    // Block the writers, then queue eight requests behind them.
+    let mut side = db.side_connection().await;
+    match backend {
+        Backend::Postgres => {
+            side.execute("BEGIN").await;
+            side.execute("LOCK TABLE events IN EXCLUSIVE MODE").await;
+        }
+        Backend::Sqlite => side.execute("BEGIN IMMEDIATE").await,
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let client = app.client.clone();
+        let url = app.url("/ingest");
+        let body = json!([
+            alert("batch", "2026-05-04T10:00:00Z", &format!("a{i}")),
+            alert("batch", "2026-05-04T10:00:00Z", &format!("b{i}")),
+        ])
+        .to_string();
+        tasks.spawn(async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            Reply::read(response).await
+        });
+    }
+    wait_for_metric(&app, "falconer_store_pending_events 16").await;
+    // Now the store fails: PostgreSQL kills the writers' connections and refuses new ones;
+    // SQLite keeps its lock until the writer's busy timeout has passed, twice.
+    let outage = match backend {
+        Backend::Postgres => Some(db.break_store().await),
+        Backend::Sqlite => None,
+    };
+    let replies = tasks.join_all().await;
+    match outage {
+        Some(outage) => outage.restore().await,
+        None => side.execute("ROLLBACK").await,
+    }
+    for reply in &replies {
+        assert_eq!(reply.status, 503, "{}", reply.text);
+        assert_eq!(reply.header("retry-after"), Some("5"));
+    }
+    assert_eq!(db.count_events().await, 0, "a failed batch wrote something");
+    let metrics = app.get("/metrics").await.text;
+    let single = metric_value(
+        &metrics,
+        "falconer_store_commit_batch_requests_bucket{le=\"1.0\"}",
+    );
+    let all = metric_value(&metrics, "falconer_store_commit_batch_requests_count");
+    assert!(all > single, "no batch held several requests:\n{metrics}");
+    assert!(metrics.contains("falconer_store_commits_total{result=\"unavailable\"}"));
+    app.stop().await;
+}
+
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
 on_both_stores!(
     a_restart_keeps_every_acknowledged_event,
     a_store_outage_answers_503_with_retry_after_and_writes_nothing,
     an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged,
+    a_failed_batch_fails_every_request_in_it_with_503_and_writes_none_of_it,
 );
