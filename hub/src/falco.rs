@@ -8,9 +8,11 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use falconer_store::{Event, Kind, Severity, Workload};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use uuid::Uuid;
 
 /// What the request tells about events beyond their payload.
@@ -22,10 +24,6 @@ pub struct Context<'a> {
     pub received_at: DateTime<Utc>,
 }
 
-/// Keys in `output_fields` that may carry the cluster name (a Falco `static_fields` /
-/// `append_output` entry, or a falcosidekick custom field).
-const CLUSTER_KEYS: &[&str] = &["falconer.cluster", "cluster", "k8s.cluster.name"];
-
 /// Falco sources whose alerts are audit records rather than runtime detections.
 const AUDIT_SOURCES: &[&str] = &[
     "k8s_audit",
@@ -35,67 +33,127 @@ const AUDIT_SOURCES: &[&str] = &[
     "github",
 ];
 
-/// Owner fields of Falco ≤ 0.36's Kubernetes metadata client.
-const WORKLOAD_KEYS: &[(&str, &str)] = &[
-    ("k8s.deployment.name", "Deployment"),
-    ("k8s.statefulset.name", "StatefulSet"),
-    ("k8s.daemonset.name", "DaemonSet"),
-    ("k8s.rs.name", "ReplicaSet"),
-    ("k8s.rc.name", "ReplicationController"),
-];
+/// The alert as Falco writes it, borrowing from the request body: the fast path.
+#[derive(Deserialize)]
+struct Alert<'a> {
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    rule: Cow<'a, str>,
+    #[serde(borrow)]
+    priority: Cow<'a, str>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    hostname: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    output: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(borrow, default)]
+    output_fields: Option<&'a RawValue>,
+}
+
+/// The `output_fields` keys the normalized event is built from; the rest stay in `fields`.
+#[derive(Deserialize, Default)]
+struct Known {
+    #[serde(rename = "k8s.ns.name", alias = "k8s_ns_name", default)]
+    namespace: Option<Value>,
+    #[serde(rename = "k8s.pod.name", alias = "k8s_pod_name", default)]
+    pod: Option<Value>,
+    #[serde(rename = "container.name", alias = "container_name", default)]
+    container: Option<Value>,
+    #[serde(rename = "container.id", alias = "container_id", default)]
+    container_id: Option<Value>,
+    #[serde(
+        rename = "container.image.repository",
+        alias = "container_image_repository",
+        default
+    )]
+    repository: Option<Value>,
+    #[serde(rename = "container.image.tag", alias = "container_image_tag", default)]
+    tag: Option<Value>,
+    #[serde(rename = "container.image", default)]
+    image: Option<Value>,
+    #[serde(
+        rename = "falconer.cluster",
+        alias = "cluster",
+        alias = "k8s.cluster.name",
+        default
+    )]
+    cluster: Option<Value>,
+    #[serde(rename = "k8s.deployment.name", default)]
+    deployment: Option<Value>,
+    #[serde(rename = "k8s.statefulset.name", default)]
+    statefulset: Option<Value>,
+    #[serde(rename = "k8s.daemonset.name", default)]
+    daemonset: Option<Value>,
+    #[serde(rename = "k8s.rs.name", default)]
+    replicaset: Option<Value>,
+    #[serde(rename = "k8s.rc.name", default)]
+    replication_controller: Option<Value>,
+}
+
+/// A real value: a string that is not empty and not Falco's old `<NA>`.
+fn real(value: &Option<Value>) -> Option<&str> {
+    value
+        .as_ref()
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty() && *v != "<NA>")
+}
 
 pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
     let text = raw.get();
-    let map: Map<String, Value> = match serde_json::from_str(text) {
-        Ok(map) => map,
-        Err(_) => {
-            return Err(
-                "expected a JSON object (a Falco alert with `rule`, `priority` and `time`)".into(),
-            );
-        }
-    };
-    let rule = required_str(&map, "rule")?;
-    let priority = required_str(&map, "priority")?;
-    let severity: Severity = priority
+    // Valid alerts take the borrowed, typed path; anything it refuses is explained field by
+    // field by `explain`, which names what is wrong.
+    let alert: Alert<'_> = serde_json::from_str(text).map_err(|e| explain(text, e))?;
+    let severity: Severity = alert
+        .priority
         .parse()
         .map_err(|e| format!("field `priority`: {e}"))?;
-    let time_text = required_str(&map, "time")?;
-    let time = DateTime::parse_from_rfc3339(time_text)
-        .map_err(|_| format!("field `time`: `{time_text}` is not an RFC 3339 timestamp"))?
+    for (key, value) in [
+        ("rule", &alert.rule),
+        ("priority", &alert.priority),
+        ("time", &alert.time),
+    ] {
+        if value.trim().is_empty() {
+            return Err(format!("field `{key}` is empty"));
+        }
+    }
+    let time = DateTime::parse_from_rfc3339(&alert.time)
+        .map_err(|_| {
+            format!(
+                "field `time`: `{}` is not an RFC 3339 timestamp",
+                alert.time
+            )
+        })?
         .with_timezone(&Utc)
         .trunc_subsecs(6);
-    let falco_source = optional_str(&map, "source")?.unwrap_or("syscall");
-    let hostname = optional_str(&map, "hostname")?;
-    let output = optional_str(&map, "output")?;
-    let message = optional_str(&map, "message")?;
-    let tags = match map.get("tags") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|t| t.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or("field `tags`: expected an array of strings")?,
-        Some(other) => {
-            return Err(format!(
-                "field `tags`: expected an array of strings, got {}",
-                type_name(other)
-            ));
+    let fields: Box<RawValue> = match alert.output_fields {
+        Some(fields) if fields.get() != "null" => {
+            if !fields.get().starts_with('{') {
+                let got = match fields.get().as_bytes()[0] {
+                    b'[' => "an array",
+                    b'"' => "a string",
+                    b't' | b'f' => "a boolean",
+                    _ => "a number",
+                };
+                return Err(format!(
+                    "field `output_fields`: expected an object, got {got}"
+                ));
+            }
+            fields.to_owned()
         }
+        _ => RawValue::from_string("{}".into()).map_err(|e| e.to_string())?,
     };
-    let fields = match map.get("output_fields") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(fields)) => fields.clone(),
-        Some(other) => {
-            return Err(format!(
-                "field `output_fields`: expected an object, got {}",
-                type_name(other)
-            ));
-        }
-    };
+    let known: Known =
+        serde_json::from_str(fields.get()).map_err(|e| format!("field `output_fields`: {e}"))?;
 
     let cluster = match ctx.cluster {
         Some(cluster) => cluster.to_owned(),
-        None => match lookup(&fields, CLUSTER_KEYS) {
+        None => match real(&known.cluster) {
             Some(cluster) => {
                 crate::ingest::check_cluster_name(cluster)
                     .map_err(|e| format!("cluster in `output_fields`: {e}"))?;
@@ -104,26 +162,26 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
             None => ctx.default_cluster.to_owned(),
         },
     };
-    let image = match lookup(
-        &fields,
-        &["container.image.repository", "container_image_repository"],
-    ) {
-        Some(repository) => {
-            match lookup(&fields, &["container.image.tag", "container_image_tag"]) {
-                Some(tag) => format!("{repository}:{tag}"),
-                None => repository.to_owned(),
-            }
-        }
-        None => lookup(&fields, &["container.image"])
-            .map(str::to_owned)
-            .unwrap_or_default(),
+    let image = match (real(&known.repository), real(&known.tag)) {
+        (Some(repository), Some(tag)) => Some(format!("{repository}:{tag}")),
+        (Some(repository), None) => Some(repository.to_owned()),
+        (None, _) => real(&known.image).map(str::to_owned),
     };
-    let workload = WORKLOAD_KEYS.iter().find_map(|(key, kind)| {
-        lookup(&fields, &[key]).map(|name| Workload {
-            kind: (*kind).to_owned(),
+    let workload = [
+        (&known.deployment, "Deployment"),
+        (&known.statefulset, "StatefulSet"),
+        (&known.daemonset, "DaemonSet"),
+        (&known.replicaset, "ReplicaSet"),
+        (&known.replication_controller, "ReplicationController"),
+    ]
+    .into_iter()
+    .find_map(|(value, kind)| {
+        real(value).map(|name| Workload {
+            kind: kind.to_owned(),
             name: name.to_owned(),
         })
     });
+    let falco_source = alert.source.as_deref().unwrap_or("syscall");
     let kind = if AUDIT_SOURCES.contains(&falco_source) {
         Kind::Audit
     } else if falco_source == "internal" {
@@ -131,13 +189,17 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
     } else {
         Kind::RuntimeAlert
     };
-    let message = match (message, output) {
-        (Some(message), _) => message.to_owned(),
-        (None, Some(output)) => strip_output_prefix(output, priority).to_owned(),
-        (None, None) => rule.to_owned(),
+    let message = match (&alert.message, &alert.output) {
+        (Some(message), _) => message.to_string(),
+        (None, Some(output)) => strip_output_prefix(output, &alert.priority).to_owned(),
+        (None, None) => alert.rule.to_string(),
     };
-    let dedup_key = dedup_key(time_text, rule, hostname.unwrap_or(""), output, &fields);
-
+    let dedup_key = dedup_key(
+        &alert.time,
+        &alert.rule,
+        alert.hostname.as_deref().unwrap_or(""),
+        alert.output.as_deref().unwrap_or(fields.get()),
+    );
     let mut event = Event {
         id: Uuid::now_v7(),
         dedup_key: Some(dedup_key),
@@ -147,29 +209,71 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
         source_version: None,
         kind,
         severity,
-        severity_raw: priority.to_owned(),
-        rule: rule.to_owned(),
+        severity_raw: alert.priority.into_owned(),
+        rule: alert.rule.into_owned(),
         message,
-        tags,
+        tags: alert.tags.unwrap_or_default(),
         cluster,
-        namespace: lookup(&fields, &["k8s.ns.name", "k8s_ns_name"]).map(str::to_owned),
-        pod: lookup(&fields, &["k8s.pod.name", "k8s_pod_name"]).map(str::to_owned),
+        namespace: real(&known.namespace).map(str::to_owned),
+        pod: real(&known.pod).map(str::to_owned),
         // Falco names the host itself as container `host`.
-        container: lookup(&fields, &["container.name", "container_name"])
-            .filter(|_| lookup(&fields, &["container.id", "container_id"]) != Some("host"))
+        container: real(&known.container)
+            .filter(|_| real(&known.container_id) != Some("host"))
             .map(str::to_owned),
-        image: Some(image).filter(|i| !i.is_empty()),
-        node: hostname.map(str::to_owned),
+        image,
+        node: alert.hostname.map(Cow::into_owned),
         workload,
-        fields: Value::Object(fields),
+        fields,
         raw: Some(raw.to_owned()),
     };
     // JSON may escape NUL (`\u0000`); neither database stores it in text or jsonb. The raw
     // payload keeps it; normalized copies carry U+FFFD instead.
     if text.contains("\\u0000") {
-        scrub_event(&mut event);
+        scrub_event(&mut event)?;
     }
     Ok(event)
+}
+
+/// Why an item is not a Falco alert, naming the field: checked one field at a time on a
+/// generic parse, which the fast path does not do.
+fn explain(text: &str, fast_path_error: serde_json::Error) -> String {
+    let map: Map<String, Value> = match serde_json::from_str(text) {
+        Ok(map) => map,
+        Err(_) => {
+            return "expected a JSON object (a Falco alert with `rule`, `priority` and `time`)"
+                .into();
+        }
+    };
+    let checks = [
+        required_str(&map, "rule").err(),
+        required_str(&map, "priority").err(),
+        required_str(&map, "time").err(),
+        optional_str(&map, "source").err(),
+        optional_str(&map, "hostname").err(),
+        optional_str(&map, "output").err(),
+        optional_str(&map, "message").err(),
+        match map.get("tags") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => None,
+            Some(Value::Array(_)) => Some("field `tags`: expected an array of strings".into()),
+            Some(other) => Some(format!(
+                "field `tags`: expected an array of strings, got {}",
+                type_name(other)
+            )),
+        },
+        match map.get("output_fields") {
+            None | Some(Value::Null) | Some(Value::Object(_)) => None,
+            Some(other) => Some(format!(
+                "field `output_fields`: expected an object, got {}",
+                type_name(other)
+            )),
+        },
+    ];
+    checks
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or_else(|| format!("not a Falco alert: {fast_path_error}"))
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -202,13 +306,6 @@ fn optional_str<'a>(map: &'a Map<String, Value>, key: &str) -> Result<Option<&'a
     }
 }
 
-/// The first key holding a real value: not null, not empty, not Falco's old `<NA>`.
-fn lookup<'a>(fields: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
-    keys.iter()
-        .filter_map(|key| fields.get(*key)?.as_str())
-        .find(|value| !value.is_empty() && *value != "<NA>")
-}
-
 /// Falco's `output` starts with `<time>: <Priority> `; the rest is the rule's message.
 fn strip_output_prefix<'a>(output: &'a str, priority: &str) -> &'a str {
     output
@@ -221,25 +318,14 @@ fn strip_output_prefix<'a>(output: &'a str, priority: &str) -> &'a str {
 }
 
 /// The same alert posted twice (Falco retrying a timeout, a relay replaying) has the same
-/// time, rule, hostname and output, hence the same key.
-fn dedup_key(
-    time: &str,
-    rule: &str,
-    hostname: &str,
-    output: Option<&str>,
-    fields: &Map<String, Value>,
-) -> String {
+/// time, rule, hostname and output (without `output`, the `output_fields` text stands in).
+fn dedup_key(time: &str, rule: &str, hostname: &str, output: &str) -> String {
     let mut hash = Sha256::new();
     for part in [time, rule, hostname] {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
-    match output {
-        Some(output) => hash.update(output.as_bytes()),
-        // Without `output` (json_include_output_property: false) the fields stand in for it;
-        // serde_json's map is sorted, so the text is canonical.
-        None => hash.update(Value::Object(fields.clone()).to_string().as_bytes()),
-    }
+    hash.update(output.as_bytes());
     let digest = hash.finalize();
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("falco:{hex}")
@@ -267,7 +353,7 @@ fn scrub_value(value: &mut Value) {
     }
 }
 
-fn scrub_event(e: &mut Event) {
+fn scrub_event(e: &mut Event) -> Result<(), String> {
     for text in [
         &mut e.rule,
         &mut e.message,
@@ -293,7 +379,10 @@ fn scrub_event(e: &mut Event) {
         scrub(&mut w.kind);
         scrub(&mut w.name);
     }
-    scrub_value(&mut e.fields);
+    let mut fields: Value = serde_json::from_str(e.fields.get()).map_err(|e| e.to_string())?;
+    scrub_value(&mut fields);
+    e.fields = serde_json::value::to_raw_value(&fields).map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -306,6 +395,10 @@ mod tests {
             default_cluster: "home",
             received_at: Utc::now(),
         }
+    }
+
+    fn fields(e: &Event) -> Value {
+        serde_json::from_str(e.fields.get()).expect("fields are JSON")
     }
 
     fn parse_text(text: &str) -> Result<Event, String> {
@@ -345,7 +438,7 @@ mod tests {
         );
         assert!(e.message.starts_with("A shell was spawned in a container"));
         assert_eq!(e.time.to_rfc3339(), "2026-05-04T10:11:12.123456+00:00");
-        assert_eq!(e.fields["evt.time"], 1777889472123456789u64);
+        assert_eq!(fields(&e)["evt.time"], 1777889472123456789u64);
         assert_eq!(e.tags, ["container", "mitre_execution", "shell", "T1059"]);
     }
 
@@ -368,7 +461,7 @@ mod tests {
         assert_eq!(e.image.as_deref(), Some("ghcr.io/acme/api:2.0.1"));
         assert_eq!(e.container.as_deref(), Some("api"));
         assert_eq!(
-            e.fields["evt.time.iso8601"],
+            fields(&e)["evt.time.iso8601"],
             "2026-05-04T10:11:12.123456789+0000"
         );
     }
@@ -381,7 +474,7 @@ mod tests {
         assert_eq!(e.namespace, None);
         assert_eq!(e.container, None);
         assert_eq!(e.image, None);
-        assert_eq!(e.fields["k8s.pod.name"], Value::Null);
+        assert_eq!(fields(&e)["k8s.pod.name"], Value::Null);
     }
 
     #[test]
@@ -389,7 +482,7 @@ mod tests {
         let e = fixture("k8saudit-exec.json");
         assert_eq!(e.kind, Kind::Audit);
         assert_eq!(e.severity, Severity::Notice);
-        assert_eq!(e.fields["ka.user.name"], "alice@example.org");
+        assert_eq!(fields(&e)["ka.user.name"], "alice@example.org");
     }
 
     #[test]
@@ -496,7 +589,7 @@ mod tests {
         let text = r#"{"time":"2026-05-04T10:11:12Z","rule":"r\u0000x","priority":"Notice","output_fields":{"proc.cmdline":"a\u0000b"}}"#;
         let e = parse_text(text).unwrap();
         assert_eq!(e.rule, "r\u{fffd}x");
-        assert_eq!(e.fields["proc.cmdline"], "a\u{fffd}b");
+        assert_eq!(fields(&e)["proc.cmdline"], "a\u{fffd}b");
         assert_eq!(e.raw.unwrap().get(), text);
     }
 

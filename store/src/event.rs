@@ -42,8 +42,9 @@ pub struct Event {
     pub node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
-    /// The source's structured fields (Falco `output_fields`), as JSON.
-    pub fields: serde_json::Value,
+    /// The source's structured fields (Falco `output_fields`): a JSON object, kept as text so
+    /// ingest never rebuilds it.
+    pub fields: Box<serde_json::value::RawValue>,
     /// The payload exactly as received. Omitted from list responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<Box<serde_json::value::RawValue>>,

@@ -98,9 +98,7 @@ impl Postgres {
             .bind(opt(|e| e.node.as_deref()))
             .bind(opt(|e| e.workload.as_ref().map(|w| w.kind.as_str())))
             .bind(opt(|e| e.workload.as_ref().map(|w| w.name.as_str())))
-            .bind(json_texts(
-                events.iter().map(|e| serde_json::to_string(&e.fields)),
-            )?)
+            .bind(text(|e| e.fields.get()))
             .bind(text(|e| e.raw.as_deref().map_or("null", |r| r.get())))
             .fetch_all(&mut *conn)
             .await?;
@@ -243,7 +241,9 @@ fn from_row(row: &PgRow, with_raw: bool) -> Result<Event, StoreError> {
         image: row.try_get("image")?,
         node: row.try_get("node")?,
         workload: parts.workload(),
-        fields: row.try_get::<Json<serde_json::Value>, _>("fields")?.0,
+        fields: row
+            .try_get::<Json<Box<serde_json::value::RawValue>>, _>("fields")?
+            .0,
         raw: parts.raw()?,
     })
 }

@@ -77,15 +77,15 @@ impl Sqlite {
 
     pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
         let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
-        let json: Vec<(String, String)> = events
+        let json: Vec<String> = events
             .iter()
-            .map(|e| Ok((json_text(&e.tags)?, json_text(&e.fields)?)))
+            .map(|e| json_text(&e.tags))
             .collect::<Result<_, StoreError>>()?;
-        let rows: Vec<(&Event, &(String, String))> = events.iter().copied().zip(&json).collect();
+        let rows: Vec<(&Event, &String)> = events.iter().copied().zip(&json).collect();
         let mut inserted = HashSet::new();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::new(INSERT);
-            insert.push_values(chunk, |mut row, (e, (tags, fields))| {
+            insert.push_values(chunk, |mut row, (e, tags)| {
                 row.push_bind(e.id.to_string())
                     .push_bind(e.dedup_key.as_deref())
                     .push_bind(e.time.timestamp_micros())
@@ -106,7 +106,7 @@ impl Sqlite {
                     .push_bind(e.node.as_deref())
                     .push_bind(e.workload.as_ref().map(|w| w.kind.as_str()))
                     .push_bind(e.workload.as_ref().map(|w| w.name.as_str()))
-                    .push_bind(fields.as_str())
+                    .push_bind(e.fields.get())
                     .push_bind(e.raw.as_deref().map_or("null", |r| r.get()));
             });
             insert.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING id");
@@ -277,7 +277,8 @@ fn from_row(row: &SqliteRow, with_raw: bool) -> Result<Event, StoreError> {
         image: row.try_get("image")?,
         node: row.try_get("node")?,
         workload: parts.workload(),
-        fields: json(row.try_get("fields")?, "fields")?,
+        fields: serde_json::value::RawValue::from_string(row.try_get("fields")?)
+            .map_err(|e| StoreError::Corrupt(format!("fields: {e}")))?,
         raw: parts.raw()?,
     })
 }
