@@ -4,7 +4,7 @@
 CREATE TABLE events (
     seq            INTEGER PRIMARY KEY,
     id             TEXT    NOT NULL UNIQUE,
-    dedup_key      TEXT    UNIQUE,
+    dedup_key      BLOB    UNIQUE,
     time           INTEGER NOT NULL,
     received_at    INTEGER NOT NULL,
     source         TEXT    NOT NULL,
@@ -31,7 +31,6 @@ CREATE INDEX events_time_id ON events (time DESC, id DESC);
 CREATE INDEX events_cluster_time ON events (cluster, time DESC);
 CREATE INDEX events_namespace_pod_time ON events (namespace, pod, time DESC);
 CREATE INDEX events_rule_time ON events (rule, time DESC);
-CREATE INDEX events_severity_time ON events (severity, time DESC);
 
 CREATE TABLE clusters (
     name       TEXT    PRIMARY KEY,

@@ -11,10 +11,10 @@ use uuid::Uuid;
 pub struct Event {
     /// UUID v7 assigned by the hub when the event was received.
     pub id: Uuid,
-    /// Stable key derived from the source payload; a retried POST of the same alert maps to
-    /// the same key and is stored once.
+    /// Stable 128-bit key derived from the source's natural key ([`dedup_key`]); a retried
+    /// POST of the same alert maps to the same key and is stored once.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dedup_key: Option<String>,
+    pub dedup_key: Option<Uuid>,
     /// When the event happened, as the source says (microsecond precision).
     pub time: DateTime<Utc>,
     /// When the hub received it.
@@ -48,6 +48,24 @@ pub struct Event {
     /// The payload exactly as received. Omitted from list responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// The dedup key of a source's natural key (e.g. Falco: time, rule, hostname, output): the
+/// first 128 bits of SHA-256 over the source name and the parts, each NUL-terminated.
+/// Fixed-size, so the unique index stays small and fast.
+pub fn dedup_key(source: &str, parts: &[&[u8]]) -> Uuid {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(source.as_bytes());
+    hash.update([0]);
+    for part in parts {
+        hash.update(part);
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
 }
 
 /// The owning workload of a pod, when known.

@@ -18,7 +18,7 @@ mod writer;
 
 pub use config::{DatabaseUrl, StoreConfig};
 pub use error::StoreError;
-pub use event::{Cluster, Event, Kind, Severity, Stored, Workload};
+pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};
 pub use query::{Cursor, EventQuery, Page};
 
 use backend::Backend;

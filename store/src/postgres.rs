@@ -19,11 +19,13 @@ pub(crate) struct Postgres {
     pool: PgPool,
 }
 
-/// One statement, so one round trip and an implicit transaction: insert the events (in
-/// dedup-key order, so concurrent writers take unique-index locks in the same order and
-/// cannot deadlock), then count what was inserted per cluster into `clusters`.
+/// One statement, so one round trip and an implicit transaction: insert the events (in the
+/// order bound, which `write` sorts by dedup key so concurrent writers take unique-index locks
+/// in the same order and cannot deadlock), then count what was inserted per cluster (a
+/// batch of nothing but duplicates leaves `clusters` alone). `input` is read once, so it is
+/// not materialized.
 const WRITE: &str = "WITH input AS ( \
-    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
+    SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], \
     $5::text[], $6::text[], $7::text[], $8::int2[], $9::text[], $10::text[], $11::text[], \
     $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
     $19::text[], $20::text[], $21::text[], $22::text[]) \
@@ -36,12 +38,12 @@ const WRITE: &str = "WITH input AS ( \
     node, workload_kind, workload_name, fields, raw) \
     SELECT id, dedup_key, time, received_at, source, source_version, kind, severity, \
     severity_raw, rule, message, tags::jsonb, cluster, namespace, pod, container, image, node, \
-    workload_kind, workload_name, fields::jsonb, raw FROM input ORDER BY dedup_key \
-    ON CONFLICT (dedup_key) DO NOTHING RETURNING id), \
+    workload_kind, workload_name, fields::jsonb, raw FROM input \
+    ON CONFLICT (dedup_key) DO NOTHING RETURNING id, cluster, received_at), \
   seen AS ( \
     INSERT INTO clusters (name, first_seen, last_seen, events) \
-    SELECT i.cluster, max(i.received_at), max(i.received_at), count(n.id) \
-    FROM input i LEFT JOIN inserted n ON n.id = i.id GROUP BY i.cluster ORDER BY i.cluster \
+    SELECT cluster, max(received_at), max(received_at), count(*) \
+    FROM inserted GROUP BY cluster ORDER BY cluster \
     ON CONFLICT (name) DO UPDATE SET \
     first_seen = LEAST(clusters.first_seen, EXCLUDED.first_seen), \
     last_seen = GREATEST(clusters.last_seen, EXCLUDED.last_seen), \
@@ -71,13 +73,16 @@ impl Postgres {
         Ok(())
     }
 
-    pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
+    pub async fn write(&self, input: &[&Event]) -> Result<Vec<Stored>, StoreError> {
+        let mut sorted = input.to_vec();
+        sorted.sort_unstable_by_key(|e| e.dedup_key);
+        let events = &sorted[..];
         let mut conn = self.connection().await?;
         let text = |f: fn(&Event) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
         let opt = |f: fn(&Event) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
         let inserted: Vec<Uuid> = sqlx::query_scalar(WRITE)
             .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
-            .bind(opt(|e| e.dedup_key.as_deref()))
+            .bind(events.iter().map(|e| e.dedup_key).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.time).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
             .bind(text(|e| &e.source))
@@ -106,12 +111,12 @@ impl Postgres {
 
         // Events not inserted hit a dedup key stored before (committed by now: a conflicting
         // insert waits for the other transaction): answer with the stored id.
-        let conflicting: Vec<&str> = events
+        let conflicting: Vec<Uuid> = events
             .iter()
             .filter(|e| !inserted.contains(&e.id))
-            .filter_map(|e| e.dedup_key.as_deref())
+            .filter_map(|e| e.dedup_key)
             .collect();
-        let existing: HashMap<String, Uuid> = if conflicting.is_empty() {
+        let existing: HashMap<Uuid, Uuid> = if conflicting.is_empty() {
             HashMap::new()
         } else {
             sqlx::query_as("SELECT dedup_key, id FROM events WHERE dedup_key = ANY($1)")
@@ -121,27 +126,36 @@ impl Postgres {
                 .into_iter()
                 .collect()
         };
-        events
+        // Answer in the caller's order, not the sorted one.
+        let by_id: HashMap<Uuid, Stored> = events
             .iter()
             .map(|e| {
                 if inserted.contains(&e.id) {
-                    return Ok(Stored {
-                        id: e.id,
-                        duplicate: false,
-                    });
+                    return Ok((
+                        e.id,
+                        Stored {
+                            id: e.id,
+                            duplicate: false,
+                        },
+                    ));
                 }
                 e.dedup_key
-                    .as_deref()
-                    .and_then(|key| existing.get(key))
-                    .map(|&id| Stored {
-                        id,
-                        duplicate: true,
+                    .and_then(|key| existing.get(&key))
+                    .map(|&id| {
+                        (
+                            e.id,
+                            Stored {
+                                id,
+                                duplicate: true,
+                            },
+                        )
                     })
                     .ok_or_else(|| {
                         StoreError::Database(format!("event {} was neither stored nor found", e.id))
                     })
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        Ok(input.iter().map(|e| by_id[&e.id]).collect())
     }
 
     pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {

@@ -87,7 +87,7 @@ impl Sqlite {
             let mut insert = QueryBuilder::new(INSERT);
             insert.push_values(chunk, |mut row, (e, tags)| {
                 row.push_bind(e.id.to_string())
-                    .push_bind(e.dedup_key.as_deref())
+                    .push_bind(e.dedup_key)
                     .push_bind(e.time.timestamp_micros())
                     .push_bind(e.received_at.timestamp_micros())
                     .push_bind(e.source.as_str())
@@ -117,11 +117,11 @@ impl Sqlite {
         }
 
         // Events not inserted hit a dedup key stored before: answer with the stored id.
-        let mut existing: HashMap<String, Uuid> = HashMap::new();
-        let conflicting: Vec<&str> = events
+        let mut existing: HashMap<Uuid, Uuid> = HashMap::new();
+        let conflicting: Vec<Uuid> = events
             .iter()
             .filter(|e| !inserted.contains(&e.id))
-            .filter_map(|e| e.dedup_key.as_deref())
+            .filter_map(|e| e.dedup_key)
             .collect();
         for keys in conflicting.chunks(ROWS_PER_STATEMENT) {
             let mut select =
@@ -129,7 +129,7 @@ impl Sqlite {
             select.push_tuples(keys, |mut b, key| {
                 b.push_bind(*key);
             });
-            let rows: Vec<(String, String)> = select.build_query_as().fetch_all(&mut *tx).await?;
+            let rows: Vec<(Uuid, String)> = select.build_query_as().fetch_all(&mut *tx).await?;
             for (key, id) in rows {
                 existing.insert(key, parse_id(&id)?);
             }
@@ -161,8 +161,7 @@ impl Sqlite {
                     });
                 }
                 e.dedup_key
-                    .as_deref()
-                    .and_then(|key| existing.get(key))
+                    .and_then(|key| existing.get(&key))
                     .map(|&id| Stored {
                         id,
                         duplicate: true,

@@ -132,11 +132,11 @@ impl Writer {
     /// Writes events in one transaction, storing each dedup key once even when it appears
     /// several times in the batch; returns one `Stored` per input event, in order.
     async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
-        let mut first_with_key: HashMap<&str, usize> = HashMap::new();
+        let mut first_with_key: HashMap<uuid::Uuid, usize> = HashMap::new();
         let mut unique: Vec<&Event> = Vec::with_capacity(events.len());
         let mut slot = Vec::with_capacity(events.len());
         for event in events {
-            let index = match event.dedup_key.as_deref() {
+            let index = match event.dedup_key {
                 Some(key) => *first_with_key.entry(key).or_insert_with(|| {
                     unique.push(event);
                     unique.len() - 1
