@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// What the request tells about events beyond their payload.
@@ -55,52 +56,22 @@ struct Alert<'a> {
     output_fields: Option<&'a RawValue>,
 }
 
-/// The `output_fields` keys the normalized event is built from; the rest stay in `fields`.
-#[derive(Deserialize, Default)]
-struct Known {
-    #[serde(rename = "k8s.ns.name", alias = "k8s_ns_name", default)]
-    namespace: Option<Value>,
-    #[serde(rename = "k8s.pod.name", alias = "k8s_pod_name", default)]
-    pod: Option<Value>,
-    #[serde(rename = "container.name", alias = "container_name", default)]
-    container: Option<Value>,
-    #[serde(rename = "container.id", alias = "container_id", default)]
-    container_id: Option<Value>,
-    #[serde(
-        rename = "container.image.repository",
-        alias = "container_image_repository",
-        default
-    )]
-    repository: Option<Value>,
-    #[serde(rename = "container.image.tag", alias = "container_image_tag", default)]
-    tag: Option<Value>,
-    #[serde(rename = "container.image", default)]
-    image: Option<Value>,
-    #[serde(
-        rename = "falconer.cluster",
-        alias = "cluster",
-        alias = "k8s.cluster.name",
-        default
-    )]
-    cluster: Option<Value>,
-    #[serde(rename = "k8s.deployment.name", default)]
-    deployment: Option<Value>,
-    #[serde(rename = "k8s.statefulset.name", default)]
-    statefulset: Option<Value>,
-    #[serde(rename = "k8s.daemonset.name", default)]
-    daemonset: Option<Value>,
-    #[serde(rename = "k8s.rs.name", default)]
-    replicaset: Option<Value>,
-    #[serde(rename = "k8s.rc.name", default)]
-    replication_controller: Option<Value>,
-}
+/// `output_fields`, borrowed from the body. Keys may repeat or come in several spellings
+/// (`k8s.ns.name`, `k8s_ns_name`); the last occurrence of a key wins, as in any JSON reader.
+struct Fields<'a>(HashMap<Cow<'a, str>, &'a RawValue>);
 
-/// A real value: a string that is not empty and not Falco's old `<NA>`.
-fn real(value: &Option<Value>) -> Option<&str> {
-    value
-        .as_ref()
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty() && *v != "<NA>")
+impl<'a> Fields<'a> {
+    /// The first of `keys` holding a real value: a string, not empty, not Falco's old `<NA>`.
+    fn real(&self, keys: &[&str]) -> Option<Cow<'a, str>> {
+        keys.iter().find_map(|key| {
+            let raw = self.0.get(*key)?;
+            if !raw.get().starts_with('"') {
+                return None;
+            }
+            let text: Cow<'a, str> = serde_json::from_str(raw.get()).ok()?;
+            (!text.is_empty() && text != "<NA>").then_some(text)
+        })
+    }
 }
 
 pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
@@ -147,39 +118,53 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
         }
         _ => RawValue::from_string("{}".into()).map_err(|e| e.to_string())?,
     };
-    let known: Known =
-        serde_json::from_str(fields.get()).map_err(|e| format!("field `output_fields`: {e}"))?;
-
+    let known = Fields(
+        serde_json::from_str(fields.get()).map_err(|e| format!("field `output_fields`: {e}"))?,
+    );
     let cluster = match ctx.cluster {
         Some(cluster) => cluster.to_owned(),
-        None => match real(&known.cluster) {
+        None => match known.real(&["falconer.cluster", "cluster", "k8s.cluster.name"]) {
             Some(cluster) => {
-                crate::ingest::check_cluster_name(cluster)
+                crate::ingest::check_cluster_name(&cluster)
                     .map_err(|e| format!("cluster in `output_fields`: {e}"))?;
-                cluster.to_owned()
+                cluster.into_owned()
             }
             None => ctx.default_cluster.to_owned(),
         },
     };
-    let image = match (real(&known.repository), real(&known.tag)) {
+    let image = match (
+        known.real(&["container.image.repository", "container_image_repository"]),
+        known.real(&["container.image.tag", "container_image_tag"]),
+    ) {
         (Some(repository), Some(tag)) => Some(format!("{repository}:{tag}")),
-        (Some(repository), None) => Some(repository.to_owned()),
-        (None, _) => real(&known.image).map(str::to_owned),
+        (Some(repository), None) => Some(repository.into_owned()),
+        (None, _) => known.real(&["container.image"]).map(Cow::into_owned),
     };
     let workload = [
-        (&known.deployment, "Deployment"),
-        (&known.statefulset, "StatefulSet"),
-        (&known.daemonset, "DaemonSet"),
-        (&known.replicaset, "ReplicaSet"),
-        (&known.replication_controller, "ReplicationController"),
+        ("k8s.deployment.name", "Deployment"),
+        ("k8s.statefulset.name", "StatefulSet"),
+        ("k8s.daemonset.name", "DaemonSet"),
+        ("k8s.rs.name", "ReplicaSet"),
+        ("k8s.rc.name", "ReplicationController"),
     ]
     .into_iter()
-    .find_map(|(value, kind)| {
-        real(value).map(|name| Workload {
+    .find_map(|(key, kind)| {
+        known.real(&[key]).map(|name| Workload {
             kind: kind.to_owned(),
-            name: name.to_owned(),
+            name: name.into_owned(),
         })
     });
+    let namespace = known
+        .real(&["k8s.ns.name", "k8s_ns_name"])
+        .map(Cow::into_owned);
+    let pod = known
+        .real(&["k8s.pod.name", "k8s_pod_name"])
+        .map(Cow::into_owned);
+    // Falco names the host itself as container `host`.
+    let container = known
+        .real(&["container.name", "container_name"])
+        .filter(|_| known.real(&["container.id", "container_id"]).as_deref() != Some("host"))
+        .map(Cow::into_owned);
     let falco_source = alert.source.as_deref().unwrap_or("syscall");
     let kind = if AUDIT_SOURCES.contains(&falco_source) {
         Kind::Audit
@@ -218,12 +203,9 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
         message,
         tags: alert.tags.unwrap_or_default(),
         cluster,
-        namespace: real(&known.namespace).map(str::to_owned),
-        pod: real(&known.pod).map(str::to_owned),
-        // Falco names the host itself as container `host`.
-        container: real(&known.container)
-            .filter(|_| real(&known.container_id) != Some("host"))
-            .map(str::to_owned),
+        namespace,
+        pod,
+        container,
         image,
         node: alert.hostname.map(Cow::into_owned),
         workload,
@@ -495,6 +477,24 @@ mod tests {
         };
         assert_eq!(parse(&raw, &context).unwrap().cluster, "header");
         assert_eq!(parse(&raw, &ctx()).unwrap().cluster, "payload");
+    }
+
+    #[test]
+    fn both_spellings_of_a_field_and_repeated_keys_are_accepted() {
+        let e = parse_text(
+            r#"{"time":"2026-05-04T10:11:12Z","rule":"r","priority":"info","output_fields":{"k8s_ns_name":"a","k8s.ns.name":"b","k8s.pod.name":"p","k8s.pod.name":"q","container.id":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e.namespace.as_deref(),
+            Some("b"),
+            "the dotted Falco name wins"
+        );
+        assert_eq!(
+            e.pod.as_deref(),
+            Some("q"),
+            "the last of repeated keys wins"
+        );
     }
 
     #[test]
