@@ -1,5 +1,6 @@
 //! The two databases behind one closed enum; each module speaks its own SQL dialect.
 
+use crate::delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};
 use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
 use crate::postgres::Postgres;
@@ -13,43 +14,43 @@ pub(crate) enum Backend {
     Sqlite(Sqlite),
 }
 
-impl Backend {
+/// Each method forwards to the database's own implementation.
+macro_rules! delegate {
+    ($($(#[$doc:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Backend {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
+                    match self {
+                        Backend::Postgres(db) => db.$name($($arg),*).await,
+                        Backend::Sqlite(db) => db.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
     /// Inserts events (dedup keys unique within `events`) in one transaction.
-    pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
-        match self {
-            Backend::Postgres(db) => db.write(events).await,
-            Backend::Sqlite(db) => db.write(events).await,
-        }
-    }
+    fn write(&self, events: &[&Event]) -> Vec<Stored>;
+    fn event(&self, id: Uuid) -> Option<Event>;
+    fn events(&self, query: &EventQuery) -> Page;
+    fn clusters(&self) -> Vec<Cluster>;
+    fn ping(&self) -> ();
+    fn consumer(&self, name: &str) -> Option<ConsumerRecord>;
+    fn consumers(&self) -> Vec<ConsumerRecord>;
+    fn create_consumer(&self, name: &str, start: Start) -> ConsumerRecord;
+    fn events_after(&self, position: Position, limit: u32) -> Vec<(Position, Event)>;
+    fn lag(&self, position: Position) -> Lag;
+    fn save_progress(&self, name: &str, position: Position, progress: &Progress) -> ();
+    fn dead_letters(&self, name: &str, after: i64, limit: u32) -> Vec<DeadLetter>;
+    fn request_replay(&self, name: &str, ids: Option<&[i64]>) -> u64;
+    fn replays(&self, name: &str, limit: u32) -> Vec<(DeadLetter, Option<Event>)>;
+    fn finish_replay(&self, name: &str, delivered: &[i64], failed: &[(i64, String)]) -> ();
+}
 
-    pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        match self {
-            Backend::Postgres(db) => db.event(id).await,
-            Backend::Sqlite(db) => db.event(id).await,
-        }
-    }
-
-    pub async fn events(&self, query: &EventQuery) -> Result<Page, StoreError> {
-        match self {
-            Backend::Postgres(db) => db.events(query).await,
-            Backend::Sqlite(db) => db.events(query).await,
-        }
-    }
-
-    pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
-        match self {
-            Backend::Postgres(db) => db.clusters().await,
-            Backend::Sqlite(db) => db.clusters().await,
-        }
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Backend::Postgres(db) => db.ping().await,
-            Backend::Sqlite(db) => db.ping().await,
-        }
-    }
-
+impl Backend {
     pub async fn close(&self) {
         match self {
             Backend::Postgres(db) => db.close().await,

@@ -5,6 +5,7 @@
 //! is on (actix-web workers each run their own): connections stay on one reactor.
 
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod query;
@@ -18,6 +19,7 @@ mod writer;
 
 pub use config::{DatabaseUrl, StoreConfig};
 pub use error::StoreError;
+pub use delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};
 pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};
 pub use query::{Cursor, EventQuery, Page};
 
@@ -27,7 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// A handle to the store; cheap to clone, shared by every request handler.
@@ -42,6 +44,7 @@ struct Inner {
     permits: Arc<Semaphore>,
     max_pending: usize,
     metrics: metrics::StoreMetrics,
+    commits: watch::Receiver<u64>,
     runtime: Handle,
     database: &'static str,
 }
@@ -63,6 +66,7 @@ impl Store {
         let (queue, jobs) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(config.queue_max_events));
         let metrics = metrics::StoreMetrics::new(registry);
+        let (committed, commits) = watch::channel(0);
         let writer = Arc::new(writer::Writer {
             backend: backend.clone(),
             queue: tokio::sync::Mutex::new(jobs),
@@ -74,6 +78,7 @@ impl Store {
                 max_pending: config.queue_max_events,
             },
             metrics: metrics.clone(),
+            committed,
         });
         for _ in 0..writers {
             tokio::spawn(writer.clone().run());
@@ -86,6 +91,7 @@ impl Store {
                 permits,
                 max_pending: config.queue_max_events,
                 metrics,
+                commits,
                 runtime: Handle::current(),
             }),
         })
@@ -162,6 +168,107 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let backend = self.inner.backend.clone();
         self.on_store_runtime(async move { backend.ping().await })
+            .await
+    }
+
+    /// Changes after every commit of this process's writer: delivery workers wait on it
+    /// instead of polling (other hub replicas' commits are found by their poll interval).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits.clone()
+    }
+
+    pub async fn consumer(&self, name: &str) -> Result<Option<ConsumerRecord>, StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move { backend.consumer(&name).await })
+            .await
+    }
+
+    pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.consumers().await })
+            .await
+    }
+
+    /// The consumer's record, created (starting as `start` says) when it has none yet.
+    pub async fn ensure_consumer(&self, name: &str, start: Start) -> Result<ConsumerRecord, StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move {
+            match backend.consumer(&name).await? {
+                Some(record) => Ok(record),
+                None => backend.create_consumer(&name, start).await,
+            }
+        })
+        .await
+    }
+
+    /// Up to `limit` events after `position` in commit order, with their raw payload. Only
+    /// events no later commit can precede are returned.
+    pub async fn events_after(
+        &self,
+        position: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, Event)>, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.events_after(position, limit).await })
+            .await
+    }
+
+    pub async fn lag(&self, position: Position) -> Result<Lag, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.lag(position).await })
+            .await
+    }
+
+    /// Moves a consumer's cursor and adds to its counters and dead letters, atomically.
+    pub async fn save_progress(
+        &self,
+        name: &str,
+        position: Position,
+        progress: Progress,
+    ) -> Result<(), StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move { backend.save_progress(&name, position, &progress).await })
+            .await
+    }
+
+    pub async fn dead_letters(
+        &self,
+        name: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move { backend.dead_letters(&name, after, limit).await })
+            .await
+    }
+
+    /// Marks dead letters (all, or those ids) for redelivery; returns how many.
+    pub async fn request_replay(&self, name: &str, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move { backend.request_replay(&name, ids.as_deref()).await })
+            .await
+    }
+
+    /// Dead letters marked for replay, with their events (none if retention removed it).
+    pub async fn replays(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<(DeadLetter, Option<Event>)>, StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move { backend.replays(&name, limit).await })
+            .await
+    }
+
+    /// Removes redelivered dead letters and records new failures of the others.
+    pub async fn finish_replay(
+        &self,
+        name: &str,
+        delivered: Vec<i64>,
+        failed: Vec<(i64, String)>,
+    ) -> Result<(), StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move { backend.finish_replay(&name, &delivered, &failed).await })
             .await
     }
 

@@ -2,6 +2,9 @@
 //! of column arrays, so a commit of thousands of events is one statement.
 
 use crate::backend::{LIST_COLUMNS, RowParts};
+use crate::delivery::{
+    ConsumerRecord, DeadLetter, LAG_COUNT_LIMIT, Lag, Position, Progress, Start, first_id_at,
+};
 use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
 use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
@@ -259,5 +262,311 @@ fn from_row(row: &PgRow, with_raw: bool) -> Result<Event, StoreError> {
             .try_get::<Json<Box<serde_json::value::RawValue>>, _>("fields")?
             .0,
         raw: parts.raw()?,
+    })
+}
+
+// ---- Delivery -------------------------------------------------------------------------------
+
+/// Rows of transactions older than the oldest one still running: nothing can commit behind
+/// them any more.
+const SETTLED: &str = "tx < pg_snapshot_xmin(pg_current_snapshot())";
+
+const MAX_ID: Uuid = Uuid::max();
+
+impl Postgres {
+    pub async fn consumer(&self, name: &str) -> Result<Option<ConsumerRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT name, position_tx, position_id, delivered, skipped, retries, dead_letters, \
+             last_error, last_delivered_at, created_at FROM consumers WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&mut *self.connection().await?)
+        .await?;
+        row.map(|r| consumer_from_row(&r)).transpose()
+    }
+
+    pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, position_tx, position_id, delivered, skipped, retries, dead_letters, \
+             last_error, last_delivered_at, created_at FROM consumers ORDER BY name",
+        )
+        .fetch_all(&mut *self.connection().await?)
+        .await?;
+        rows.iter().map(consumer_from_row).collect()
+    }
+
+    pub async fn create_consumer(
+        &self,
+        name: &str,
+        start: Start,
+    ) -> Result<ConsumerRecord, StoreError> {
+        let mut conn = self.connection().await?;
+        let now: i64 = sqlx::query_scalar(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 - 1",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let position_tx = match start {
+            Start::Now => now,
+            Start::ReceivedSince(time) => sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT min(tx::text::int8) - 1 FROM events WHERE id >= $1 AND received_at >= $2",
+            )
+            .bind(first_id_at(time))
+            .bind(time)
+            .fetch_one(&mut *conn)
+            .await?
+            .map_or(now, |tx| tx.min(now)),
+        };
+        sqlx::query(
+            "INSERT INTO consumers (name, position_tx, position_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(position_tx)
+        .bind(MAX_ID)
+        .execute(&mut *conn)
+        .await?;
+        drop(conn);
+        self.consumer(name)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("consumer {name} vanished")))
+    }
+
+    pub async fn events_after(
+        &self,
+        position: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, Event)>, StoreError> {
+        let sql = format!(
+            "SELECT tx::text::int8 AS position_tx, {LIST_COLUMNS}, raw FROM events \
+             WHERE (tx, id) > ($1::text::xid8, $2) AND {SETTLED} ORDER BY tx, id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(position.tx.to_string())
+            .bind(position.id)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.connection().await?)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let event = from_row(r, true)?;
+                Ok((
+                    Position {
+                        tx: r.try_get("position_tx")?,
+                        id: event.id,
+                    },
+                    event,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn lag(&self, position: Position) -> Result<Lag, StoreError> {
+        let mut conn = self.connection().await?;
+        let events: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE (tx, id) > ($1::text::xid8, $2) \
+             AND {SETTLED} LIMIT {LAG_COUNT_LIMIT}) AS backlog"
+        ))
+        .bind(position.tx.to_string())
+        .bind(position.id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(&format!(
+            "SELECT received_at FROM events WHERE (tx, id) > ($1::text::xid8, $2) AND {SETTLED} \
+             ORDER BY tx, id LIMIT 1"
+        ))
+        .bind(position.tx.to_string())
+        .bind(position.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(Lag {
+            events,
+            seconds: oldest.map_or(0, |t| (Utc::now() - t).num_seconds().max(0)),
+        })
+    }
+
+    pub async fn save_progress(
+        &self,
+        name: &str,
+        position: Position,
+        progress: &Progress,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::connecting)?;
+        sqlx::query(
+            "UPDATE consumers SET position_tx = $2, position_id = $3, \
+             delivered = delivered + $4, skipped = skipped + $5, retries = retries + $6, \
+             dead_letters = dead_letters + $7, \
+             last_error = CASE WHEN $8 THEN $9 ELSE last_error END, \
+             last_delivered_at = CASE WHEN $4 > 0 THEN now() ELSE last_delivered_at END, \
+             updated_at = now() WHERE name = $1",
+        )
+        .bind(name)
+        .bind(position.tx)
+        .bind(position.id)
+        .bind(progress.delivered)
+        .bind(progress.skipped)
+        .bind(progress.retries)
+        .bind(progress.dead.len() as i64)
+        .bind(progress.last_error.is_some())
+        .bind(progress.last_error.clone().flatten())
+        .execute(&mut *tx)
+        .await?;
+        if !progress.dead.is_empty() {
+            sqlx::query(
+                "INSERT INTO dead_letters (consumer, event_id, reason) \
+                 SELECT $1, * FROM UNNEST($2::uuid[], $3::text[])",
+            )
+            .bind(name)
+            .bind(progress.dead.iter().map(|d| d.0).collect::<Vec<_>>())
+            .bind(progress.dead.iter().map(|d| d.1.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn dead_letters(
+        &self,
+        name: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, consumer, event_id, reason, attempts, created_at, replay_requested \
+             FROM dead_letters WHERE consumer = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(name)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.connection().await?)
+        .await?;
+        rows.iter().map(dead_letter_from_row).collect()
+    }
+
+    pub async fn request_replay(&self, name: &str, ids: Option<&[i64]>) -> Result<u64, StoreError> {
+        let done = match ids {
+            None => {
+                sqlx::query(
+                    "UPDATE dead_letters SET replay_requested = true WHERE consumer = $1 \
+                     AND NOT replay_requested",
+                )
+                .bind(name)
+                .execute(&mut *self.connection().await?)
+                .await?
+            }
+            Some(ids) => {
+                sqlx::query(
+                    "UPDATE dead_letters SET replay_requested = true WHERE consumer = $1 \
+                     AND id = ANY($2) AND NOT replay_requested",
+                )
+                .bind(name)
+                .bind(ids)
+                .execute(&mut *self.connection().await?)
+                .await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
+
+    pub async fn replays(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<(DeadLetter, Option<Event>)>, StoreError> {
+        let mut conn = self.connection().await?;
+        let rows = sqlx::query(
+            "SELECT id, consumer, event_id, reason, attempts, created_at, replay_requested \
+             FROM dead_letters WHERE consumer = $1 AND replay_requested ORDER BY id LIMIT $2",
+        )
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        let letters: Vec<DeadLetter> = rows.iter().map(dead_letter_from_row).collect::<Result<_, _>>()?;
+        let ids: Vec<Uuid> = letters.iter().map(|d| d.event_id).collect();
+        let sql = format!("SELECT {LIST_COLUMNS}, raw FROM events WHERE id = ANY($1)");
+        let events: HashMap<Uuid, Event> = sqlx::query(&sql)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| from_row(r, true).map(|e| (e.id, e)))
+            .collect::<Result<_, _>>()?;
+        Ok(letters
+            .into_iter()
+            .map(|d| {
+                let event = events.get(&d.event_id).cloned();
+                (d, event)
+            })
+            .collect())
+    }
+
+    pub async fn finish_replay(
+        &self,
+        name: &str,
+        delivered: &[i64],
+        failed: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::connecting)?;
+        if !delivered.is_empty() {
+            let gone = sqlx::query("DELETE FROM dead_letters WHERE consumer = $1 AND id = ANY($2)")
+                .bind(name)
+                .bind(delivered)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+            sqlx::query(
+                "UPDATE consumers SET dead_letters = dead_letters - $2, delivered = delivered + $2, \
+                 last_delivered_at = now(), updated_at = now() WHERE name = $1",
+            )
+            .bind(name)
+            .bind(gone)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !failed.is_empty() {
+            sqlx::query(
+                "UPDATE dead_letters d SET reason = f.reason, attempts = attempts + 1, \
+                 replay_requested = false FROM UNNEST($2::int8[], $3::text[]) AS f(id, reason) \
+                 WHERE d.consumer = $1 AND d.id = f.id",
+            )
+            .bind(name)
+            .bind(failed.iter().map(|f| f.0).collect::<Vec<_>>())
+            .bind(failed.iter().map(|f| f.1.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn consumer_from_row(row: &PgRow) -> Result<ConsumerRecord, StoreError> {
+    Ok(ConsumerRecord {
+        name: row.try_get("name")?,
+        position: Position {
+            tx: row.try_get("position_tx")?,
+            id: row.try_get("position_id")?,
+        },
+        delivered: row.try_get("delivered")?,
+        skipped: row.try_get("skipped")?,
+        retries: row.try_get("retries")?,
+        dead_letters: row.try_get("dead_letters")?,
+        last_error: row.try_get("last_error")?,
+        last_delivered_at: row.try_get("last_delivered_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn dead_letter_from_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
+        id: row.try_get("id")?,
+        consumer: row.try_get("consumer")?,
+        event_id: row.try_get("event_id")?,
+        reason: row.try_get("reason")?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
+        replay_requested: row.try_get("replay_requested")?,
     })
 }

@@ -3,6 +3,9 @@
 //! writes, a small pool of read-only connections serves queries.
 
 use crate::backend::{LIST_COLUMNS, RowParts};
+use crate::delivery::{
+    ConsumerRecord, DeadLetter, LAG_COUNT_LIMIT, Lag, Position, Progress, Start, first_id_at,
+};
 use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
 use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
@@ -279,5 +282,294 @@ fn from_row(row: &SqliteRow, with_raw: bool) -> Result<Event, StoreError> {
         fields: serde_json::value::RawValue::from_string(row.try_get("fields")?)
             .map_err(|e| StoreError::Corrupt(format!("fields: {e}")))?,
         raw: parts.raw()?,
+    })
+}
+
+// ---- Delivery -------------------------------------------------------------------------------
+// One writer commits in `seq` order, so a cursor over `seq` never skips a late commit; the
+// id half of a position is unused (nil).
+
+const CONSUMER_COLUMNS: &str = "name, position_tx, position_id, delivered, skipped, retries, \
+    dead_letters, last_error, last_delivered_at, created_at";
+const DEAD_LETTER_COLUMNS: &str =
+    "id, consumer, event_id, reason, attempts, created_at, replay_requested";
+
+impl Sqlite {
+    pub async fn consumer(&self, name: &str) -> Result<Option<ConsumerRecord>, StoreError> {
+        let sql = format!("SELECT {CONSUMER_COLUMNS} FROM consumers WHERE name = ?");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.readers)
+            .await?;
+        row.map(|r| consumer_from_row(&r)).transpose()
+    }
+
+    pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
+        let sql = format!("SELECT {CONSUMER_COLUMNS} FROM consumers ORDER BY name");
+        let rows = sqlx::query(&sql).fetch_all(&self.readers).await?;
+        rows.iter().map(consumer_from_row).collect()
+    }
+
+    pub async fn create_consumer(
+        &self,
+        name: &str,
+        start: Start,
+    ) -> Result<ConsumerRecord, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
+        let now: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let position = match start {
+            Start::Now => now,
+            Start::ReceivedSince(time) => sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT min(seq) - 1 FROM events WHERE id >= ? AND received_at >= ?",
+            )
+            .bind(first_id_at(time).to_string())
+            .bind(time.timestamp_micros())
+            .fetch_one(&mut *tx)
+            .await?
+            .unwrap_or(now),
+        };
+        let stamp = Utc::now().timestamp_micros();
+        sqlx::query(
+            "INSERT INTO consumers (name, position_tx, position_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(position)
+        .bind(Uuid::nil().to_string())
+        .bind(stamp)
+        .bind(stamp)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let sql = format!("SELECT {CONSUMER_COLUMNS} FROM consumers WHERE name = ?");
+        let row = sqlx::query(&sql).bind(name).fetch_one(&self.writer).await?;
+        consumer_from_row(&row)
+    }
+
+    pub async fn events_after(
+        &self,
+        position: Position,
+        limit: u32,
+    ) -> Result<Vec<(Position, Event)>, StoreError> {
+        let sql = format!(
+            "SELECT seq, {LIST_COLUMNS}, raw FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(position.tx)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Position {
+                        tx: r.try_get("seq")?,
+                        id: Uuid::nil(),
+                    },
+                    from_row(r, true)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn lag(&self, position: Position) -> Result<Lag, StoreError> {
+        let events: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > ? LIMIT {LAG_COUNT_LIMIT})"
+        ))
+        .bind(position.tx)
+        .fetch_one(&self.readers)
+        .await?;
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT received_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1")
+                .bind(position.tx)
+                .fetch_optional(&self.readers)
+                .await?;
+        let seconds = match oldest {
+            Some(micros) => (Utc::now() - self::micros(micros)?).num_seconds().max(0),
+            None => 0,
+        };
+        Ok(Lag { events, seconds })
+    }
+
+    pub async fn save_progress(
+        &self,
+        name: &str,
+        position: Position,
+        progress: &Progress,
+    ) -> Result<(), StoreError> {
+        let stamp = Utc::now().timestamp_micros();
+        let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
+        sqlx::query(
+            "UPDATE consumers SET position_tx = ?2, position_id = ?3, \
+             delivered = delivered + ?4, skipped = skipped + ?5, retries = retries + ?6, \
+             dead_letters = dead_letters + ?7, \
+             last_error = CASE WHEN ?8 THEN ?9 ELSE last_error END, \
+             last_delivered_at = CASE WHEN ?4 > 0 THEN ?10 ELSE last_delivered_at END, \
+             updated_at = ?10 WHERE name = ?1",
+        )
+        .bind(name)
+        .bind(position.tx)
+        .bind(position.id.to_string())
+        .bind(progress.delivered)
+        .bind(progress.skipped)
+        .bind(progress.retries)
+        .bind(progress.dead.len() as i64)
+        .bind(progress.last_error.is_some())
+        .bind(progress.last_error.clone().flatten())
+        .bind(stamp)
+        .execute(&mut *tx)
+        .await?;
+        for (event_id, reason) in &progress.dead {
+            sqlx::query(
+                "INSERT INTO dead_letters (consumer, event_id, reason, created_at) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(name)
+            .bind(event_id.to_string())
+            .bind(reason)
+            .bind(stamp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn dead_letters(
+        &self,
+        name: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE consumer = ? AND id > ? \
+             ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(name)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(dead_letter_from_row).collect()
+    }
+
+    pub async fn request_replay(&self, name: &str, ids: Option<&[i64]>) -> Result<u64, StoreError> {
+        let mut update = QueryBuilder::new(
+            "UPDATE dead_letters SET replay_requested = 1 WHERE replay_requested = 0 AND consumer = ",
+        );
+        update.push_bind(name);
+        if let Some(ids) = ids {
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            update.push(" AND id IN ");
+            update.push_tuples(ids, |mut b, id| {
+                b.push_bind(*id);
+            });
+        }
+        let done = update.build().execute(&self.writer).await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn replays(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<(DeadLetter, Option<Event>)>, StoreError> {
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE consumer = ? \
+             AND replay_requested = 1 ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(name)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let letter = dead_letter_from_row(row)?;
+            let event = self.event(letter.event_id).await?;
+            out.push((letter, event));
+        }
+        Ok(out)
+    }
+
+    pub async fn finish_replay(
+        &self,
+        name: &str,
+        delivered: &[i64],
+        failed: &[(i64, String)],
+    ) -> Result<(), StoreError> {
+        let stamp = Utc::now().timestamp_micros();
+        let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
+        let mut gone = 0;
+        for id in delivered {
+            gone += sqlx::query("DELETE FROM dead_letters WHERE consumer = ? AND id = ?")
+                .bind(name)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+        }
+        if gone > 0 {
+            sqlx::query(
+                "UPDATE consumers SET dead_letters = dead_letters - ?2, \
+                 delivered = delivered + ?2, last_delivered_at = ?3, updated_at = ?3 \
+                 WHERE name = ?1",
+            )
+            .bind(name)
+            .bind(gone)
+            .bind(stamp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (id, reason) in failed {
+            sqlx::query(
+                "UPDATE dead_letters SET reason = ?, attempts = attempts + 1, \
+                 replay_requested = 0 WHERE consumer = ? AND id = ?",
+            )
+            .bind(reason)
+            .bind(name)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn consumer_from_row(row: &SqliteRow) -> Result<ConsumerRecord, StoreError> {
+    Ok(ConsumerRecord {
+        name: row.try_get("name")?,
+        position: Position {
+            tx: row.try_get("position_tx")?,
+            id: parse_id(row.try_get("position_id")?)?,
+        },
+        delivered: row.try_get("delivered")?,
+        skipped: row.try_get("skipped")?,
+        retries: row.try_get("retries")?,
+        dead_letters: row.try_get("dead_letters")?,
+        last_error: row.try_get("last_error")?,
+        last_delivered_at: row
+            .try_get::<Option<i64>, _>("last_delivered_at")?
+            .map(micros)
+            .transpose()?,
+        created_at: micros(row.try_get("created_at")?)?,
+    })
+}
+
+fn dead_letter_from_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
+        id: row.try_get("id")?,
+        consumer: row.try_get("consumer")?,
+        event_id: parse_id(row.try_get("event_id")?)?,
+        reason: row.try_get("reason")?,
+        attempts: row.try_get("attempts")?,
+        created_at: micros(row.try_get("created_at")?)?,
+        replay_requested: row.try_get("replay_requested")?,
     })
 }

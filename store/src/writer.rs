@@ -14,7 +14,7 @@ use crate::metrics::{ResultLabel, StoreMetrics};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 pub(crate) struct Job {
     pub events: Vec<Event>,
@@ -37,6 +37,8 @@ pub(crate) struct Writer {
     pub permits: Arc<Semaphore>,
     pub bounds: Bounds,
     pub metrics: StoreMetrics,
+    /// Bumped after every successful commit.
+    pub committed: watch::Sender<u64>,
 }
 
 impl Writer {
@@ -94,6 +96,7 @@ impl Writer {
         match result {
             Ok(stored) => {
                 metrics.commits.get_or_create(&label("ok")).inc();
+                self.committed.send_modify(|n| *n = n.wrapping_add(1));
                 let mut stored = stored.into_iter();
                 for job in jobs {
                     let mine: Vec<Stored> = stored.by_ref().take(job.events.len()).collect();
@@ -110,7 +113,11 @@ impl Writer {
                     "Batch failed; retrying its requests one by one");
                 for job in jobs {
                     let events: Vec<&Event> = job.events.iter().collect();
-                    let _ = job.reply.send(self.write(&events).await);
+                    let result = self.write(&events).await;
+                    if result.is_ok() {
+                        self.committed.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    let _ = job.reply.send(result);
                 }
             }
             Err(error) => {

@@ -1,0 +1,102 @@
+//! What the store keeps for delivery to consumers (DESIGN.md §5): each consumer's cursor and
+//! counters, and the events its sink refused for good (dead letters).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A place in commit order. PostgreSQL: (writing transaction id, event id); SQLite: (row
+/// sequence, nil). Reading forward from a position never misses an event that commits later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Position {
+    pub tx: i64,
+    pub id: Uuid,
+}
+
+/// Where a new consumer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// With the events committed from now on.
+    Now,
+    /// With the events received at or after this time (`replayFrom`).
+    ReceivedSince(DateTime<Utc>),
+}
+
+/// A consumer's durable delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsumerRecord {
+    pub name: String,
+    pub position: Position,
+    /// Events the sink confirmed.
+    pub delivered: i64,
+    /// Events the filter passed over.
+    pub skipped: i64,
+    /// Failed attempts that were retried.
+    pub retries: i64,
+    /// Events that went to the dead-letter table.
+    pub dead_letters: i64,
+    pub last_error: Option<String>,
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What one step of delivery did; saved atomically with the new cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub delivered: i64,
+    pub skipped: i64,
+    pub retries: i64,
+    /// Events refused for good, with the reason.
+    pub dead: Vec<(Uuid, String)>,
+    /// `Some(None)` clears the last error, `Some(Some(e))` sets it, `None` leaves it.
+    pub last_error: Option<Option<String>>,
+}
+
+/// An event a consumer's sink refused for good.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub consumer: String,
+    pub event_id: Uuid,
+    pub reason: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub replay_requested: bool,
+}
+
+/// How far a consumer is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct Lag {
+    /// Undelivered events, counted up to `LAG_COUNT_LIMIT` (a larger backlog shows as that).
+    pub events: i64,
+    /// Age of the oldest undelivered event, by when the hub received it.
+    pub seconds: i64,
+}
+
+/// Counting a backlog costs an index scan; beyond this many it is reported as this many.
+pub const LAG_COUNT_LIMIT: i64 = 1_000_000;
+
+/// The smallest UUID v7 of a millisecond: every event received at or after `time` has an id
+/// at least this large.
+pub(crate) fn first_id_at(time: DateTime<Utc>) -> Uuid {
+    let millis = time.timestamp_millis().max(0) as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_id_of_a_millisecond_bounds_every_id_generated_then_or_later() {
+        let before = Utc::now();
+        let id = Uuid::now_v7();
+        assert!(first_id_at(before) <= id);
+        let later = before + chrono::Duration::seconds(1);
+        assert!(first_id_at(later) > id);
+    }
+}
