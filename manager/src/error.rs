@@ -15,6 +15,9 @@ pub enum Error {
         name: String,
         reason: String,
     },
+    /// Some agents' objects could not be applied or deleted (the others were).
+    #[error("{0}")]
+    Agents(String),
     /// The CRDs are not installed in the cluster.
     #[error(
         "the CustomResourceDefinition {0} is not installed; install the chart's crds/ or run \
@@ -47,6 +50,7 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "transport",
             Error::Invalid { .. } => "invalid",
+            Error::Agents(_) => "agents",
             Error::CrdMissing(_) => "crd_missing",
             Error::LeaseLost(_) => "lease_lost",
             Error::File { .. } | Error::Io(_) => "io",

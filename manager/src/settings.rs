@@ -131,9 +131,9 @@ pub fn consumer_problems(consumer: &Consumer) -> Vec<String> {
     problems
 }
 
-/// Secret keys each consumer of `setting` needs: (consumer, namespace/name of the Secret,
-/// keys). `default_namespace` is where Secrets without a namespace live (the hub's).
-pub fn secret_needs(setting: &Setting, default_namespace: &str) -> Vec<SecretNeed> {
+/// Secret keys each consumer of `setting` needs. Secrets live in the hub's namespace,
+/// `namespace`.
+pub fn secret_needs(setting: &Setting, namespace: &str) -> Vec<SecretNeed> {
     setting
         .spec
         .consumers
@@ -153,10 +153,7 @@ pub fn secret_needs(setting: &Setting, default_namespace: &str) -> Vec<SecretNee
             keys.dedup();
             Some(SecretNeed {
                 consumer: consumer.name.clone(),
-                namespace: secret
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| default_namespace.to_owned()),
+                namespace: namespace.to_owned(),
                 name: secret.name.clone(),
                 keys,
             })
@@ -313,7 +310,6 @@ pub(crate) mod tests {
         assert_eq!(consumer_problems(&os).len(), 1);
         os.secret_ref = Some(SecretRef {
             name: "os-creds".into(),
-            namespace: None,
         });
         assert!(consumer_problems(&os).is_empty());
         let mut central = consumer("central", SinkType::Falconer);
@@ -325,12 +321,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn secret_needs_list_the_keys_each_sink_reads_in_the_secrets_namespace() {
+    fn secret_needs_list_the_keys_each_sink_reads_in_the_hubs_namespace() {
         let mut os = consumer("os", SinkType::Opensearch);
         os.opensearch = Some(opensearch(OpenSearchAuth::Basic));
         os.secret_ref = Some(SecretRef {
             name: "os-creds".into(),
-            namespace: Some("logging".into()),
         });
         let mut hook = consumer("hook", SinkType::Webhook);
         hook.webhook = Some(WebhookSink {
@@ -343,7 +338,6 @@ pub(crate) mod tests {
         });
         hook.secret_ref = Some(SecretRef {
             name: "hook".into(),
-            namespace: None,
         });
         let s = setting(
             "s",
@@ -357,7 +351,7 @@ pub(crate) mod tests {
             [
                 SecretNeed {
                     consumer: "os".into(),
-                    namespace: "logging".into(),
+                    namespace: "falconer-system".into(),
                     name: "os-creds".into(),
                     keys: vec!["password".into(), "username".into()],
                 },

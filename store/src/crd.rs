@@ -568,18 +568,15 @@ impl SinkType {
     }
 }
 
-/// A Secret the hub reads. Keys read by every sink when present: `ca.crt` (CA bundle),
-/// `tls.crt` and `tls.key` (client certificate).
+/// A Secret in the hub's namespace (the hub and manager may read Secrets there only). Keys
+/// read by every sink when present: `ca.crt` (CA bundle), `tls.crt` and `tls.key` (client
+/// certificate).
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Namespace of the Secret. Absent: the hub's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
-    pub namespace: Option<String>,
 }
 
 /// How the hub authenticates to OpenSearch.
