@@ -63,6 +63,19 @@ pub async fn list(client: Client, selector: Option<&str>) -> Result<Vec<String>>
     Ok(images(&pods, namespaces.as_ref()))
 }
 
+/// `falconer manager list-images`: connects with the pod's service account (or kubeconfig),
+/// lists, and writes to `out` (stdout without one). Returns how many images were listed.
+pub async fn run(selector: Option<&str>, out: Option<&Path>) -> Result<usize> {
+    crate::run::install_crypto_provider();
+    let client = Client::try_default().await?;
+    let images = list(client, selector).await?;
+    match out {
+        Some(path) => write(path, &images)?,
+        None => images.iter().for_each(|image| println!("{image}")),
+    }
+    Ok(images.len())
+}
+
 /// Writes the list, one image per line (an empty file when there is none).
 pub fn write(out: &Path, images: &[String]) -> Result<()> {
     let mut text = images.join("\n");

@@ -52,6 +52,13 @@ pub fn parse_into(resources: &mut Resources, text: &str, path: &Path) -> Result<
                 document["apiVersion"]
             )));
         }
+        if let Some(kind) = document["kind"].as_str()
+            && let Some(schema) = crd_schema(kind)
+        {
+            kube::core::cel::Validator::new()
+                .validate(&schema, &document, None)
+                .map_err(|e| at(format!("{kind} breaks a rule of its CRD: {e}")))?;
+        }
         match document["kind"].as_str() {
             Some("Policy") => resources
                 .policies
@@ -68,6 +75,17 @@ pub fn parse_into(resources: &mut Resources, text: &str, path: &Path) -> Result<
         }
     }
     Ok(())
+}
+
+/// The openAPIV3Schema of the CRD serving `kind`, for its CEL rules.
+fn crd_schema(kind: &str) -> Option<serde_json::Value> {
+    crate::crdgen::crds()
+        .into_iter()
+        .find(|crd| crd.spec.names.kind == kind)
+        .and_then(|crd| crd.spec.versions.into_iter().next())
+        .and_then(|version| version.schema)
+        .and_then(|schema| schema.open_api_v3_schema)
+        .and_then(|schema| serde_json::to_value(schema).ok())
 }
 
 /// The objects the manager would apply for `resources`, in apply order. `default_cluster`
@@ -197,6 +215,24 @@ spec:
         .expect("parses");
         let err = render(&resources, "c").expect_err("invalid");
         assert!(err.to_string().contains("spec.kubeBench.schedule"), "{err}");
+    }
+
+    #[test]
+    fn objects_the_api_server_would_refuse_by_a_cel_rule_are_refused() {
+        let long = "x".repeat(41);
+        let err = parse(&format!(
+            "apiVersion: falconer.io/v1alpha1\nkind: Policy\nmetadata: {{name: {long}}}\nspec: {{}}\n"
+        ))
+        .expect_err("refused");
+        assert!(err.to_string().contains("at most 40 characters"), "{err}");
+        let err = parse(
+            "apiVersion: falconer.io/v1alpha1\nkind: Setting\nmetadata: {name: s}\nspec: {consumers: [{name: hook, type: webhook}]}\n",
+        )
+        .expect_err("refused");
+        assert!(
+            err.to_string().contains("needs a `webhook` section"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -86,20 +86,26 @@ pub fn selector_string(selector: &LabelSelector) -> String {
 }
 
 /// Scans each listed image in turn; a failed scan is reported and skipped so one bad image
-/// does not hide the others.
+/// does not hide the others. Trivy's stdin is closed so it cannot eat the list being read.
 pub fn scan_script() -> String {
+    scan_script_in(WORK_DIR)
+}
+
+fn scan_script_in(work: &str) -> String {
+    let reports = format!("{work}/reports");
+    let images = format!("{work}/images.txt");
     format!(
         r#"set -u
-mkdir -p {REPORT_DIR} {WORK_DIR}/cache {WORK_DIR}/tmp
+mkdir -p {reports} {work}/cache {work}/tmp
 n=0
 while IFS= read -r image; do
   [ -n "$image" ] || continue
   n=$((n + 1))
-  if ! trivy image --quiet --format json --cache-dir {WORK_DIR}/cache --timeout 15m --output "{REPORT_DIR}/$n.json" "$image"; then
+  if ! trivy image --quiet --format json --cache-dir {work}/cache --timeout 15m --output "{reports}/$n.json" "$image" </dev/null; then
     echo "falconer: scanning $image failed" >&2
-    rm -f "{REPORT_DIR}/$n.json"
+    rm -f "{reports}/$n.json"
   fi
-done < {IMAGES_FILE}
+done < {images}
 echo "falconer: scanned $n image(s)"
 "#
     )
@@ -318,8 +324,48 @@ mod tests {
         let script = scan_script();
         assert!(script.contains("done < /work/images.txt"));
         assert!(script.contains(
-            r#"trivy image --quiet --format json --cache-dir /work/cache --timeout 15m --output "/work/reports/$n.json" "$image""#
+            r#"trivy image --quiet --format json --cache-dir /work/cache --timeout 15m --output "/work/reports/$n.json" "$image" </dev/null; then"#
         ));
+    }
+
+    #[test]
+    fn the_scan_script_scans_every_image_and_skips_one_that_fails() {
+        let dir = crate::objects::upload::tests::scratch("scan");
+        std::fs::write(
+            dir.join("images.txt"),
+            "registry.example/a:1\nregistry.example/broken:1\n\nregistry.example/b:2\n",
+        )
+        .expect("list");
+        // A stub trivy: fails for the broken image, else writes a report naming the image,
+        // and proves its stdin is not the image list.
+        let bin = crate::objects::upload::tests::stub(
+            &dir,
+            "trivy",
+            r#"for last; do :; done
+case "$last" in *broken*) echo "cannot pull" >&2; exit 1;; esac
+while [ "$1" != "--output" ]; do shift; done
+read -r leaked || leaked=""
+printf '{"ArtifactName":"%s","stdin":"%s"}' "$last" "$leaked" > "$2""#,
+        );
+        let script = scan_script_in(dir.to_str().expect("utf-8"));
+        let output = crate::objects::upload::tests::sh(&script, &bin, &[]);
+        assert!(output.status.success(), "{output:?}");
+        let mut reports: Vec<String> = std::fs::read_dir(dir.join("reports"))
+            .expect("reports")
+            .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("report"))
+            .collect();
+        reports.sort();
+        assert_eq!(
+            reports,
+            [
+                r#"{"ArtifactName":"registry.example/a:1","stdin":""}"#,
+                r#"{"ArtifactName":"registry.example/b:2","stdin":""}"#
+            ]
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr)
+                .contains("scanning registry.example/broken:1 failed")
+        );
     }
 
     #[test]

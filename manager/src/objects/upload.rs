@@ -85,3 +85,140 @@ pub fn container(
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::objects::tests::policy;
+    use falconer_store::crd::PolicySpec;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    /// A fresh directory for one test.
+    pub fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("falconer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    /// Writes an executable `name` into `dir/bin` and returns that directory.
+    pub fn stub(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("stub");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        bin
+    }
+
+    /// Runs `script` with `sh -c`, the stubs first on PATH.
+    pub fn sh(script: &str, bin: &Path, env: &[(&str, &str)]) -> Output {
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", path)
+            .envs(env.iter().copied())
+            .output()
+            .expect("sh runs")
+    }
+
+    /// A stub curl that records its arguments and stdin, and fails for reports named `bad*`.
+    fn curl(dir: &Path) -> PathBuf {
+        stub(
+            dir,
+            "curl",
+            &format!(
+                r#"printf '%s\n' "$*" >> {log}/args
+cat >> {log}/stdin
+case "$*" in *bad*) exit 22;; esac
+exit 0"#,
+                log = dir.display()
+            ),
+        )
+    }
+
+    const ENV: &[(&str, &str)] = &[
+        ("FALCONER_INGEST_TOKEN", "s3cret-token"),
+        (
+            "FALCONER_INGEST_URL",
+            "https://hub/ingest?source=trivy&cluster=c",
+        ),
+    ];
+
+    #[test]
+    fn every_report_is_posted_with_the_token_on_stdin_and_never_in_the_arguments() {
+        let dir = scratch("upload-ok");
+        let reports = dir.join("reports");
+        std::fs::create_dir_all(&reports).expect("reports");
+        std::fs::write(reports.join("1.json"), "{}").expect("report");
+        std::fs::write(reports.join("2.json"), "{}").expect("report");
+        let bin = curl(&dir);
+        let script = script(
+            &policy(PolicySpec::default()),
+            reports.to_str().expect("utf-8"),
+            true,
+        );
+        let output = sh(&script, &bin, ENV);
+        assert!(output.status.success(), "{output:?}");
+        let args = std::fs::read_to_string(dir.join("args")).expect("args");
+        let stdin = std::fs::read_to_string(dir.join("stdin")).expect("stdin");
+        assert_eq!(args.lines().count(), 2);
+        assert!(args.contains("1.json") && args.contains("2.json"));
+        assert!(
+            args.lines()
+                .all(|a| a.ends_with("https://hub/ingest?source=trivy&cluster=c"))
+        );
+        assert!(
+            !args.contains("s3cret-token"),
+            "the token must not be an argument"
+        );
+        assert_eq!(
+            stdin,
+            "Authorization: Bearer s3cret-token\nAuthorization: Bearer s3cret-token\n"
+        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("posted 2 report(s), 0 failed"));
+    }
+
+    #[test]
+    fn a_failed_post_fails_the_step_after_the_other_reports_were_posted() {
+        let dir = scratch("upload-fail");
+        let reports = dir.join("reports");
+        std::fs::create_dir_all(&reports).expect("reports");
+        std::fs::write(reports.join("a.json"), "{}").expect("report");
+        std::fs::write(reports.join("bad.json"), "{}").expect("report");
+        std::fs::write(reports.join("c.json"), "{}").expect("report");
+        let bin = curl(&dir);
+        let script = script(
+            &policy(PolicySpec::default()),
+            reports.to_str().expect("utf-8"),
+            false,
+        );
+        let output = sh(&script, &bin, ENV);
+        assert!(!output.status.success());
+        let args = std::fs::read_to_string(dir.join("args")).expect("args");
+        assert_eq!(
+            args.lines().count(),
+            3,
+            "the reports after the failure are still posted"
+        );
+    }
+
+    #[test]
+    fn no_report_fails_only_when_one_is_required() {
+        let dir = scratch("upload-none");
+        let reports = dir.join("reports");
+        std::fs::create_dir_all(&reports).expect("reports");
+        let bin = curl(&dir);
+        let p = policy(PolicySpec::default());
+        let dir_str = reports.to_str().expect("utf-8");
+        assert!(!sh(&script(&p, dir_str, true), &bin, ENV).status.success());
+        assert!(sh(&script(&p, dir_str, false), &bin, ENV).status.success());
+    }
+}
