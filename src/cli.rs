@@ -58,14 +58,56 @@ pub enum Command {
     Standalone(ServeArgs),
     /// Ingest and query API for a cluster deployment (usually on PostgreSQL).
     Hub(ServeArgs),
-    /// Reconciles Policy and Setting resources into agents (not yet available).
-    Manager,
+    /// Reconciles Policy and Setting resources into agents on the cluster.
+    Manager(ManagerArgs),
     /// Computes risk scores (not yet available).
     Analyst,
     /// Applies database migrations and exits.
     Migrate,
-    /// Prints the CustomResourceDefinitions (not yet available).
-    Crdgen,
+    /// Prints the CustomResourceDefinitions, or writes one file per CRD with --out.
+    Crdgen(CrdgenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManagerArgs {
+    /// What to do; `run` when omitted.
+    #[command(subcommand)]
+    pub command: Option<ManagerCommand>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ManagerCommand {
+    /// Runs the controllers (leader-elected; serves /healthz and /metrics on --listen).
+    Run {
+        /// Namespace of the leader Lease and of Setting Secrets (default: the pod's).
+        #[arg(long, value_name = "NAMESPACE")]
+        namespace: Option<String>,
+    },
+    /// Prints, as YAML, the objects the manager would apply for these Policies and Settings.
+    Render {
+        /// YAML file with Policies and/or Settings; repeatable.
+        #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Writes the images running in the selected namespaces (a step of the Trivy job).
+    ListImages {
+        /// Label selector of the namespaces to scan (default: all).
+        #[arg(long, value_name = "SELECTOR")]
+        namespace_selector: Option<String>,
+        /// File to write, one image per line (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CrdgenArgs {
+    /// Write one file per CRD into DIR (e.g. charts/falconer/crds).
+    #[arg(long, value_name = "DIR", conflicts_with = "stdout")]
+    pub out: Option<PathBuf>,
+    /// Print every CRD to stdout as one YAML stream (what happens without --out).
+    #[arg(long)]
+    pub stdout: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

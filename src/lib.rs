@@ -4,7 +4,7 @@
 pub mod cli;
 pub mod config;
 
-use cli::{Cli, Command, ServeArgs};
+use cli::{Cli, Command, CrdgenArgs, ManagerArgs, ManagerCommand, ServeArgs};
 use config::{Config, LogFormat};
 use falconer_hub::Hub;
 use falconer_store::Store;
@@ -21,6 +21,8 @@ pub enum Error {
     Hub(#[from] falconer_hub::HubError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("manager: {0}")]
+    Manager(#[from] falconer_manager::Error),
     #[error(
         "`falconer {0}` is not available yet in this version; see the project's issues for its status"
     )]
@@ -53,10 +55,63 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 Ok(())
             })
         }
-        Command::Manager => Err(Error::NotYet("manager")),
+        Command::Manager(args) => manager(load, args),
         Command::Analyst => Err(Error::NotYet("analyst")),
-        Command::Crdgen => Err(Error::NotYet("crdgen")),
+        Command::Crdgen(args) => crdgen(&args),
     }
+}
+
+fn manager(load: impl Fn() -> Result<Config, String>, args: ManagerArgs) -> Result<(), Error> {
+    match args
+        .command
+        .unwrap_or(ManagerCommand::Run { namespace: None })
+    {
+        ManagerCommand::Run { namespace } => {
+            let config = load().map_err(Error::Config)?;
+            init_logging(&config);
+            let options = falconer_manager::Options {
+                listen: config.server.listen,
+                default_cluster: config.cluster.clone(),
+                namespace,
+                ..falconer_manager::Options::default()
+            };
+            runtime()?.block_on(falconer_manager::run(options))?;
+            Ok(())
+        }
+        ManagerCommand::Render { files } => {
+            // Same fallback cluster name as `manager run` with the same configuration.
+            let config = load().map_err(Error::Config)?;
+            let resources = falconer_manager::render::read_files(&files)?;
+            print!(
+                "{}",
+                falconer_manager::render::render(&resources, &config.cluster)?
+            );
+            Ok(())
+        }
+        ManagerCommand::ListImages {
+            namespace_selector,
+            out,
+        } => {
+            let listed = runtime()?.block_on(falconer_manager::images::run(
+                namespace_selector.as_deref(),
+                out.as_deref(),
+            ))?;
+            eprintln!("falconer: {listed} image(s) listed");
+            Ok(())
+        }
+    }
+}
+
+fn crdgen(args: &CrdgenArgs) -> Result<(), Error> {
+    match &args.out {
+        Some(dir) => {
+            for path in falconer_manager::crdgen::write(dir)? {
+                eprintln!("falconer: wrote {}", path.display());
+            }
+        }
+        None => print!("{}", falconer_manager::crdgen::stream()?),
+    }
+    Ok(())
 }
 
 fn serve(config: Config, args: &ServeArgs, mode: &'static str) -> Result<(), Error> {

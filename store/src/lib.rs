@@ -5,6 +5,7 @@
 //! is on (actix-web workers each run their own): connections stay on one reactor.
 
 pub mod config;
+pub mod crd;
 pub mod delivery;
 pub mod error;
 pub mod event;

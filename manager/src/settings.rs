@@ -1,0 +1,389 @@
+//! Checks on `Setting` objects that need more than one object to make: consumer names unique
+//! across all Settings, one cluster name, credentials only by reference and present where a
+//! sink needs them. Pure functions; the Setting controller feeds them the Settings it watches
+//! and the Secrets it found, and `manager render` feeds them files.
+
+use falconer_store::crd::{Consumer, Setting, SinkType, is_dns_label};
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+/// Settings in the order that decides conflicts: the oldest Setting keeps a consumer name
+/// or cluster name that a newer one repeats. Ties (and objects from files, which have no
+/// creation time) go by name.
+pub fn ordered(settings: &[Setting]) -> Vec<&Setting> {
+    let mut ordered: Vec<&Setting> = settings.iter().collect();
+    ordered.sort_by(|a, b| {
+        let time = |s: &Setting| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        time(a)
+            .cmp(&time(b))
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+    ordered
+}
+
+/// This cluster's name: the `spec.cluster` of the oldest Setting that names one.
+pub fn cluster_name(settings: &[Setting]) -> Option<String> {
+    ordered(settings)
+        .into_iter()
+        .find_map(|s| s.spec.cluster.clone())
+}
+
+/// What is wrong with `setting` given all Settings (including itself); empty when valid.
+/// Each message names the consumer or field.
+pub fn problems(setting: &Setting, all: &[Setting]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let me = setting.name_any();
+    let ordered = ordered(all);
+
+    if let Some(cluster) = &setting.spec.cluster {
+        if !is_dns_label(cluster) {
+            problems.push(format!("spec.cluster: `{cluster}` is not a DNS label"));
+        }
+        let first = ordered
+            .iter()
+            .find(|s| s.spec.cluster.is_some())
+            .filter(|s| s.name_any() != me);
+        if let Some(first) = first
+            && first.spec.cluster.as_deref() != Some(cluster.as_str())
+        {
+            problems.push(format!(
+                "spec.cluster: `{cluster}` disagrees with `{}` of Setting {}, which wins",
+                first.spec.cluster.as_deref().unwrap_or_default(),
+                first.name_any()
+            ));
+        }
+    }
+
+    // Which Setting first defines each consumer name.
+    let mut owner: BTreeMap<&str, String> = BTreeMap::new();
+    for s in &ordered {
+        for c in &s.spec.consumers {
+            owner.entry(c.name.as_str()).or_insert_with(|| s.name_any());
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for consumer in &setting.spec.consumers {
+        let name = consumer.name.as_str();
+        if seen.insert(name, ()).is_some() {
+            problems.push(format!("consumer {name}: defined twice in this Setting"));
+        } else if let Some(first) = owner.get(name)
+            && *first != me
+        {
+            problems.push(format!(
+                "consumer {name}: the name is already used by Setting {first}; consumer names are unique across Settings"
+            ));
+        }
+        problems.extend(
+            consumer_problems(consumer)
+                .into_iter()
+                .map(|p| format!("consumer {name}: {p}")),
+        );
+    }
+    problems
+}
+
+/// Problems of one consumer on its own (what the CRD's CEL rules say, plus credentials).
+pub fn consumer_problems(consumer: &Consumer) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !is_dns_label(&consumer.name) {
+        problems.push(format!("name `{}` is not a DNS label", consumer.name));
+    }
+    let sections = [
+        (SinkType::Opensearch, consumer.opensearch.is_some()),
+        (SinkType::Phoenix, consumer.phoenix.is_some()),
+        (SinkType::Webhook, consumer.webhook.is_some()),
+        (SinkType::Falconer, consumer.falconer.is_some()),
+        (SinkType::File, consumer.file.is_some()),
+    ];
+    for (sink, present) in sections {
+        if present && sink != consumer.sink {
+            problems.push(format!(
+                "has a `{}` section but its type is {}",
+                sink.as_str(),
+                consumer.sink.as_str()
+            ));
+        }
+    }
+    let needs_section = matches!(
+        consumer.sink,
+        SinkType::Opensearch | SinkType::Webhook | SinkType::Falconer | SinkType::File
+    );
+    let has_section = sections
+        .iter()
+        .any(|(sink, present)| *present && *sink == consumer.sink);
+    if needs_section && !has_section {
+        problems.push(format!(
+            "type {0} needs a `{0}` section",
+            consumer.sink.as_str()
+        ));
+    }
+    let needs_secret = !consumer.sink.required_secret_keys(consumer).is_empty()
+        || consumer
+            .webhook
+            .as_ref()
+            .is_some_and(|w| !w.secret_headers.is_empty());
+    if needs_secret && consumer.secret_ref.is_none() {
+        problems.push(format!(
+            "a {} sink with these settings reads credentials, but `secretRef` is missing",
+            consumer.sink.as_str()
+        ));
+    }
+    problems
+}
+
+/// Secret keys each consumer of `setting` needs. Secrets live in the hub's namespace,
+/// `namespace`.
+pub fn secret_needs(setting: &Setting, namespace: &str) -> Vec<SecretNeed> {
+    setting
+        .spec
+        .consumers
+        .iter()
+        .filter_map(|consumer| {
+            let secret = consumer.secret_ref.as_ref()?;
+            let mut keys: Vec<String> = consumer
+                .sink
+                .required_secret_keys(consumer)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            if let Some(webhook) = &consumer.webhook {
+                keys.extend(webhook.secret_headers.values().cloned());
+            }
+            keys.sort();
+            keys.dedup();
+            Some(SecretNeed {
+                consumer: consumer.name.clone(),
+                namespace: namespace.to_owned(),
+                name: secret.name.clone(),
+                keys,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretNeed {
+    pub consumer: String,
+    pub namespace: String,
+    pub name: String,
+    pub keys: Vec<String>,
+}
+
+/// What a Secret lookup found: `None` when the Secret does not exist, else its key names
+/// (never the values).
+pub fn secret_problems(need: &SecretNeed, found: Option<&[String]>) -> Option<String> {
+    let Some(keys) = found else {
+        return Some(format!(
+            "consumer {}: Secret {}/{} does not exist",
+            need.consumer, need.namespace, need.name
+        ));
+    };
+    let missing: Vec<&str> = need
+        .keys
+        .iter()
+        .filter(|k| !keys.contains(k))
+        .map(String::as_str)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "consumer {}: Secret {}/{} has no key {}",
+            need.consumer,
+            need.namespace,
+            need.name,
+            missing.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use falconer_store::crd::{
+        FalconerSink, Filter, OpenSearchAuth, OpenSearchSink, SecretRef, SettingSpec, WebhookSink,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    pub fn consumer(name: &str, sink: SinkType) -> Consumer {
+        Consumer {
+            name: name.into(),
+            sink,
+            opensearch: None,
+            phoenix: None,
+            webhook: None,
+            falconer: None,
+            file: None,
+            filter: Filter::default(),
+            secret_ref: None,
+            replay_from: None,
+        }
+    }
+
+    pub fn setting(
+        name: &str,
+        created: i64,
+        cluster: Option<&str>,
+        consumers: Vec<Consumer>,
+    ) -> Setting {
+        let mut s = Setting::new(
+            name,
+            SettingSpec {
+                cluster: cluster.map(String::from),
+                consumers,
+                retention: None,
+            },
+        );
+        s.metadata.creation_timestamp = Some(Time(
+            Timestamp::from_second(1_800_000_000 + created).expect("timestamp"),
+        ));
+        s.metadata.generation = Some(1);
+        s
+    }
+
+    fn opensearch(auth: OpenSearchAuth) -> OpenSearchSink {
+        OpenSearchSink {
+            url: "https://os:9200".into(),
+            index: "falconer-events".into(),
+            data_stream: None,
+            template: true,
+            auth,
+            batch_size: 500,
+            tls: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_consumer_name_used_by_an_older_setting_is_a_problem_of_the_newer_one_only() {
+        let old = setting("a-old", 0, None, vec![consumer("stdout", SinkType::Stdout)]);
+        let new = setting(
+            "b-new",
+            10,
+            None,
+            vec![consumer("stdout", SinkType::Stdout)],
+        );
+        let all = vec![new.clone(), old.clone()];
+        assert!(problems(&old, &all).is_empty());
+        assert_eq!(
+            problems(&new, &all),
+            [
+                "consumer stdout: the name is already used by Setting a-old; consumer names are unique across Settings"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_oldest_setting_naming_a_cluster_decides_it_and_a_disagreeing_one_is_flagged() {
+        let first = setting("z", 0, Some("prod-eu"), vec![]);
+        let second = setting("a", 5, Some("prod-us"), vec![]);
+        let silent = setting("m", 1, None, vec![]);
+        let all = vec![second.clone(), silent.clone(), first.clone()];
+        assert_eq!(cluster_name(&all).as_deref(), Some("prod-eu"));
+        assert!(problems(&first, &all).is_empty());
+        assert!(problems(&silent, &all).is_empty());
+        assert_eq!(problems(&second, &all).len(), 1);
+        assert!(problems(&second, &all)[0].contains("disagrees with `prod-eu` of Setting z"));
+        assert_eq!(cluster_name(&[]), None);
+    }
+
+    #[test]
+    fn a_consumer_must_carry_the_section_of_its_type_and_no_other() {
+        let mut missing = consumer("os", SinkType::Opensearch);
+        assert_eq!(
+            consumer_problems(&missing),
+            ["type opensearch needs a `opensearch` section"]
+        );
+        missing.opensearch = Some(opensearch(OpenSearchAuth::None));
+        assert!(consumer_problems(&missing).is_empty());
+        let mut wrong = consumer("out", SinkType::Stdout);
+        wrong.opensearch = Some(opensearch(OpenSearchAuth::None));
+        assert_eq!(
+            consumer_problems(&wrong),
+            ["has a `opensearch` section but its type is stdout"]
+        );
+        assert!(consumer_problems(&consumer("phx", SinkType::Phoenix)).is_empty());
+    }
+
+    #[test]
+    fn sinks_that_need_credentials_need_a_secret_ref() {
+        let mut os = consumer("os", SinkType::Opensearch);
+        os.opensearch = Some(opensearch(OpenSearchAuth::Basic));
+        assert_eq!(consumer_problems(&os).len(), 1);
+        os.secret_ref = Some(SecretRef {
+            name: "os-creds".into(),
+        });
+        assert!(consumer_problems(&os).is_empty());
+        let mut central = consumer("central", SinkType::Falconer);
+        central.falconer = Some(FalconerSink {
+            url: "https://central:8443".into(),
+            tls: Default::default(),
+        });
+        assert!(consumer_problems(&central)[0].contains("`secretRef` is missing"));
+    }
+
+    #[test]
+    fn secret_needs_list_the_keys_each_sink_reads_in_the_hubs_namespace() {
+        let mut os = consumer("os", SinkType::Opensearch);
+        os.opensearch = Some(opensearch(OpenSearchAuth::Basic));
+        os.secret_ref = Some(SecretRef {
+            name: "os-creds".into(),
+        });
+        let mut hook = consumer("hook", SinkType::Webhook);
+        hook.webhook = Some(WebhookSink {
+            url: "https://hooks.example/x".into(),
+            batch: false,
+            headers: Default::default(),
+            secret_headers: BTreeMap::from([("X-Api-Key".into(), "apiKey".into())]),
+            sign: true,
+            tls: Default::default(),
+        });
+        hook.secret_ref = Some(SecretRef {
+            name: "hook".into(),
+        });
+        let s = setting(
+            "s",
+            0,
+            None,
+            vec![os, hook, consumer("out", SinkType::Stdout)],
+        );
+        let needs = secret_needs(&s, "falconer-system");
+        assert_eq!(
+            needs,
+            [
+                SecretNeed {
+                    consumer: "os".into(),
+                    namespace: "falconer-system".into(),
+                    name: "os-creds".into(),
+                    keys: vec!["password".into(), "username".into()],
+                },
+                SecretNeed {
+                    consumer: "hook".into(),
+                    namespace: "falconer-system".into(),
+                    name: "hook".into(),
+                    keys: vec!["apiKey".into(), "hmacKey".into()],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_or_key_is_named_without_any_value() {
+        let need = SecretNeed {
+            consumer: "os".into(),
+            namespace: "logging".into(),
+            name: "os-creds".into(),
+            keys: vec!["password".into(), "username".into()],
+        };
+        assert_eq!(
+            secret_problems(&need, None).as_deref(),
+            Some("consumer os: Secret logging/os-creds does not exist")
+        );
+        assert_eq!(
+            secret_problems(&need, Some(&["username".to_string()])).as_deref(),
+            Some("consumer os: Secret logging/os-creds has no key password")
+        );
+        assert_eq!(
+            secret_problems(&need, Some(&["username".into(), "password".into()])),
+            None
+        );
+    }
+}

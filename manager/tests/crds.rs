@@ -1,0 +1,141 @@
+//! The CRDs as the API server would use them: the checked-in YAML is what `crdgen` generates,
+//! the examples pass the CEL rules, and objects that break a rule are refused.
+
+use falconer_manager::crdgen;
+use kube::core::cel::Validator;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The openAPIV3Schema of the CRD serving `kind`.
+fn schema(kind: &str) -> Value {
+    let crd = crdgen::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .expect("a CRD for the kind");
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema"),
+    )
+    .expect("json")
+}
+
+fn cel(object: &Value, old: Option<&Value>) -> Result<(), String> {
+    let kind = object["kind"].as_str().expect("kind");
+    Validator::new()
+        .validate(&schema(kind), object, old)
+        .map_err(|e| e.to_string())
+}
+
+fn examples() -> Vec<(PathBuf, Value)> {
+    let dir = repo().join("config/examples");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("config/examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("YAML");
+            docs.into_iter()
+                .filter(|d| !d.is_null())
+                .map(move |d| (path.clone(), d))
+        })
+        .collect()
+}
+
+#[test]
+fn the_checked_in_crds_are_exactly_what_crdgen_generates() {
+    let dir = repo().join(crdgen::CHART_CRD_DIR);
+    for (name, generated) in crdgen::files().expect("generates") {
+        let path = dir.join(&name);
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{} is out of date: run `cargo run -- crdgen --out {}`",
+            path.display(),
+            crdgen::CHART_CRD_DIR
+        );
+    }
+    let on_disk = std::fs::read_dir(&dir).expect("crds dir").count();
+    assert_eq!(
+        on_disk,
+        crdgen::files().expect("generates").len(),
+        "stray files in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn every_example_passes_the_crd_cel_rules() {
+    let examples = examples();
+    assert!(examples.len() >= 4, "examples are missing");
+    for (path, object) in examples {
+        cel(&object, None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+fn policy(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "falconer.io/v1alpha1", "kind": "Policy", "metadata": {"name": name}, "spec": spec})
+}
+
+fn setting(consumers: Value) -> Value {
+    json!({"apiVersion": "falconer.io/v1alpha1", "kind": "Setting", "metadata": {"name": "s"},
+           "spec": {"consumers": consumers}})
+}
+
+#[test]
+fn a_consumer_without_the_section_of_its_type_is_refused() {
+    let error = cel(
+        &setting(json!([{"name": "os", "type": "opensearch"}])),
+        None,
+    )
+    .expect_err("refused");
+    assert!(
+        error.contains("type opensearch needs an `opensearch` section"),
+        "{error}"
+    );
+    let ok = setting(
+        json!([{"name": "os", "type": "opensearch", "opensearch": {"url": "https://os:9200"}}]),
+    );
+    cel(&ok, None).expect("accepted");
+}
+
+#[test]
+fn a_consumer_with_another_types_section_is_refused() {
+    let error = cel(
+        &setting(json!([{"name": "out", "type": "stdout", "webhook": {"url": "https://x"}}])),
+        None,
+    )
+    .expect_err("refused");
+    assert!(
+        error.contains("a `webhook` section needs type webhook"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_policy_name_longer_than_forty_characters_is_refused() {
+    let long = "p".repeat(41);
+    let error = cel(&policy(&long, json!({})), None).expect_err("refused");
+    assert!(error.contains("at most 40 characters"), "{error}");
+    cel(&policy(&"p".repeat(40), json!({})), None).expect("accepted");
+}
+
+#[test]
+fn the_agents_namespace_cannot_change_after_creation() {
+    let old = policy("p", json!({"namespace": "falconer-system"}));
+    let moved = policy("p", json!({"namespace": "elsewhere"}));
+    let error = cel(&moved, Some(&old)).expect_err("refused");
+    assert!(error.contains("namespace is immutable"), "{error}");
+    cel(&old, Some(&old)).expect("unchanged is fine");
+}

@@ -1,0 +1,1005 @@
+//! The custom resources of DESIGN.md §7 (group `falconer.io`, version `v1alpha1`, both
+//! cluster-scoped): `Policy` says what runs on the cluster, `Setting` says where events go.
+//!
+//! These types are the single source of the CRD YAML (`falconer crdgen`): every doc comment
+//! becomes a schema description, every serde default a schema default, and the rules the API
+//! server can check on its own (patterns, enums, CEL) are declared here so a bad object is
+//! refused at `kubectl apply` time instead of failing later in the manager or the hub.
+//! What needs other objects to check (consumer names unique across Settings, Secrets present)
+//! is done by the manager and reported in status conditions.
+
+// Several `printcolumn(type_ = "string", ...)` arguments of one `#[kube]` attribute are distinct
+// columns, not duplicates; the lint cannot tell.
+#![allow(clippy::duplicated_attributes)]
+
+use crate::event::{Kind, Severity};
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// API group of both resources.
+pub const GROUP: &str = "falconer.io";
+/// API version of both resources.
+pub const VERSION: &str = "v1alpha1";
+
+/// Where agents run unless a Policy says otherwise; the chart installs Falconer there.
+pub const DEFAULT_NAMESPACE: &str = "falconer-system";
+/// The hub's in-cluster Service as the chart names it.
+pub const DEFAULT_HUB_URL: &str = "http://falconer-hub.falconer-system.svc:8080";
+/// Secret (in the agents' namespace) holding the ingest token, and its key.
+pub const DEFAULT_TOKEN_SECRET: &str = "falconer-ingest-token";
+pub const DEFAULT_TOKEN_KEY: &str = "token";
+
+pub const DEFAULT_FALCO_IMAGE: &str = "docker.io/falcosecurity/falco:0.44.1";
+pub const DEFAULT_DRIVER_LOADER_IMAGE: &str = "docker.io/falcosecurity/falco-driver-loader:0.44.1";
+pub const DEFAULT_KUBE_BENCH_IMAGE: &str = "docker.io/aquasec/kube-bench:v0.15.6";
+pub const DEFAULT_TRIVY_IMAGE: &str = "docker.io/aquasec/trivy:0.65.0";
+pub const DEFAULT_UPLOADER_IMAGE: &str = "docker.io/curlimages/curl:8.16.0";
+pub const DEFAULT_FALCONER_IMAGE: &str =
+    concat!("ghcr.io/falconer/falconer:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_KUBE_BENCH_SCHEDULE: &str = "0 3 * * *";
+pub const DEFAULT_TRIVY_SCHEDULE: &str = "0 4 * * *";
+
+/// Longest Policy name: child objects are named `<policy>-kube-bench` and a CronJob name may
+/// have at most 52 characters (the Job controller appends 11).
+pub const MAX_POLICY_NAME: usize = 40;
+
+/// A cron schedule as CronJob accepts it: five fields, or one of the `@` macros.
+const CRON_PATTERN: &str = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([0-9A-Za-z*?/,-]+\s+){4}[0-9A-Za-z*?/,-]+)$";
+/// A DNS-1123 label: names of consumers and clusters end up in metric labels, object names
+/// and URLs, so they stay this simple.
+const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// `30d`, `12h`, `2w`.
+const AGE_PATTERN: &str = r"^[1-9][0-9]*(h|d|w)$";
+
+// ---------------------------------------------------------------------------------------------
+// Policy
+
+/// What runs on the cluster: the Falco DaemonSet and the kube-bench and Trivy CronJobs, all
+/// reporting to the hub. The manager turns one Policy into those objects and keeps them as
+/// declared; deleting the Policy deletes them.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[kube(
+    group = "falconer.io",
+    version = "v1alpha1",
+    kind = "Policy",
+    plural = "policies",
+    shortname = "fpol",
+    category = "falconer",
+    status = "PolicyStatus",
+    derive = "PartialEq",
+    doc = "What Falconer runs on the cluster: Falco on every node, kube-bench and Trivy on a schedule, all reporting to the hub.",
+    validation = Rule::new("size(self.metadata.name) <= 40").message("a Policy name has at most 40 characters (child CronJob names are limited to 52)"),
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#, description = "Whether every enabled agent is running as declared"),
+    printcolumn(name = "Falco", type_ = "boolean", json_path = ".spec.falco.enabled", description = "Falco enabled"),
+    printcolumn(name = "Falco Pods", type_ = "string", json_path = ".status.falco.summary", description = "Falco pods ready / desired"),
+    printcolumn(name = "Kube-bench", type_ = "boolean", json_path = ".spec.kubeBench.enabled", description = "kube-bench enabled"),
+    printcolumn(name = "Trivy", type_ = "boolean", json_path = ".spec.trivy.enabled", description = "Trivy enabled"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Namespace the agents run in. It must exist, and hold the hub token Secret and the
+    /// ConfigMaps named in `falco.customRules`. Immutable: create a new Policy to move agents.
+    #[serde(default = "default_namespace")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("namespace is immutable; create a new Policy to move the agents"))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = NAME_PATTERN))]
+    pub namespace: String,
+
+    /// Base URL of the hub the agents report to (`/ingest` is appended). Defaults to the
+    /// hub's in-cluster Service. No query, fragment or `$` (Falco expands `${VAR}` in its
+    /// configuration).
+    #[serde(default = "default_hub_url")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s?#$]+$"))]
+    pub hub_url: String,
+
+    /// The Secret holding the hub's ingest token. Agents read it when they start; the token
+    /// never appears in a ConfigMap, a pod spec or this resource.
+    #[serde(default)]
+    pub hub_token: SecretKeyRef,
+
+    /// How agents verify the hub when `hubUrl` is `https://`.
+    #[serde(default)]
+    pub hub_tls: HubTls,
+
+    /// Falco, on every node the selector and tolerations allow.
+    #[serde(default)]
+    pub falco: FalcoSpec,
+
+    /// kube-bench CIS checks, on a schedule.
+    #[serde(default)]
+    pub kube_bench: KubeBenchSpec,
+
+    /// Trivy vulnerability scans of the images running in the selected namespaces, on a
+    /// schedule.
+    #[serde(default)]
+    pub trivy: TrivySpec,
+
+    /// Image of the step that posts kube-bench and Trivy reports to the hub; it needs `sh`
+    /// and `curl`.
+    #[serde(default = "default_uploader_image")]
+    #[schemars(length(min = 1))]
+    pub uploader_image: String,
+}
+
+impl Default for PolicySpec {
+    fn default() -> Self {
+        PolicySpec {
+            namespace: default_namespace(),
+            hub_url: default_hub_url(),
+            hub_token: SecretKeyRef::default(),
+            hub_tls: HubTls::default(),
+            falco: FalcoSpec::default(),
+            kube_bench: KubeBenchSpec::default(),
+            trivy: TrivySpec::default(),
+            uploader_image: default_uploader_image(),
+        }
+    }
+}
+
+/// A key of a Secret in the agents' namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[serde(default = "default_token_secret")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+impl Default for SecretKeyRef {
+    fn default() -> Self {
+        SecretKeyRef {
+            secret_name: default_token_secret(),
+            key: default_token_key(),
+        }
+    }
+}
+
+/// TLS towards the hub. Without a CA, the system trust store of each agent image is used.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HubTls {
+    /// A Secret key (in the agents' namespace) holding the PEM CA bundle that signed the
+    /// hub's certificate, e.g. the `ca.crt` of a cert-manager Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaRef>,
+    /// Skip verification of the hub's certificate. For tests only: the ingest token then
+    /// travels to whoever answers.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// A Secret key holding a PEM CA bundle.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// How Falco sees system calls.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Driver {
+    /// CO-RE eBPF probe built into Falco (kernel 5.8 or later); no driver download.
+    #[default]
+    #[serde(rename = "modern_ebpf")]
+    ModernEbpf,
+    /// Legacy eBPF probe, fetched or built for the node's kernel by the driver loader.
+    #[serde(rename = "ebpf")]
+    Ebpf,
+    /// Kernel module, fetched or built for the node's kernel and loaded by the driver loader.
+    #[serde(rename = "kmod")]
+    Kmod,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::ModernEbpf => "modern_ebpf",
+            Driver::Ebpf => "ebpf",
+            Driver::Kmod => "kmod",
+        }
+    }
+}
+
+/// Falco, as a DaemonSet.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FalcoSpec {
+    /// Run Falco. Turning it off removes the Falco DaemonSet, ConfigMap and ServiceAccount
+    /// and nothing else.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Falco image.
+    #[serde(default = "default_falco_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Kernel instrumentation: `modern_ebpf` (default), `ebpf` or `kmod`. The last two run the
+    /// driver loader first and need more privileges and host mounts.
+    #[serde(default)]
+    pub driver: Driver,
+    /// Driver loader image, used with the `ebpf` and `kmod` drivers.
+    #[serde(default = "default_driver_loader_image")]
+    #[schemars(length(min = 1))]
+    pub driver_loader_image: String,
+    /// Least severe rule priority Falco loads (Falco's `priority`).
+    #[serde(default = "debug")]
+    pub minimum_priority: Severity,
+    /// ConfigMaps in the agents' namespace whose `.yaml` keys are Falco rules files, loaded
+    /// after the default rules in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub custom_rules: Vec<ConfigMapRef>,
+    /// CPU and memory of the Falco container. Default: requests 100m / 512Mi, limits
+    /// 1 CPU / 1Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Run Falco only on nodes with these labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the Falco pods. Default: tolerate the control-plane taints, so masters
+    /// are watched too. Setting this list replaces the default.
+    #[serde(default = "default_tolerations")]
+    pub tolerations: Vec<Toleration>,
+}
+
+impl Default for FalcoSpec {
+    fn default() -> Self {
+        FalcoSpec {
+            enabled: true,
+            image: default_falco_image(),
+            driver: Driver::default(),
+            driver_loader_image: default_driver_loader_image(),
+            minimum_priority: Severity::Debug,
+            custom_rules: Vec::new(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: default_tolerations(),
+        }
+    }
+}
+
+/// A ConfigMap in the agents' namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// kube-bench, as a CronJob that posts its JSON report to the hub.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeBenchSpec {
+    /// Run kube-bench. Turning it off removes its CronJob and ServiceAccount and nothing
+    /// else.
+    #[serde(default)]
+    pub enabled: bool,
+    /// When to run, in cron syntax (UTC unless the cluster says otherwise), e.g. `0 3 * * *`
+    /// or `@daily`.
+    #[serde(default = "default_kube_bench_schedule")]
+    #[schemars(regex(pattern = CRON_PATTERN))]
+    pub schedule: String,
+    /// kube-bench image.
+    #[serde(default = "default_kube_bench_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+}
+
+impl Default for KubeBenchSpec {
+    fn default() -> Self {
+        KubeBenchSpec {
+            enabled: false,
+            schedule: default_kube_bench_schedule(),
+            image: default_kube_bench_image(),
+        }
+    }
+}
+
+/// Trivy, as a CronJob that lists the images running in the selected namespaces, scans each
+/// and posts each JSON report to the hub.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrivySpec {
+    /// Run Trivy. Turning it off removes its CronJob, ServiceAccount, ClusterRole and
+    /// ClusterRoleBinding and nothing else.
+    #[serde(default)]
+    pub enabled: bool,
+    /// When to run, in cron syntax, e.g. `0 4 * * *` or `@daily`.
+    #[serde(default = "default_trivy_schedule")]
+    #[schemars(regex(pattern = CRON_PATTERN))]
+    pub schedule: String,
+    /// Trivy image.
+    #[serde(default = "default_trivy_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Namespaces whose running images are scanned, by label. Absent: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Image of the step that lists the running images (`falconer manager list-images`).
+    #[serde(default = "default_falconer_image")]
+    #[schemars(length(min = 1))]
+    pub lister_image: String,
+}
+
+impl Default for TrivySpec {
+    fn default() -> Self {
+        TrivySpec {
+            enabled: false,
+            schedule: default_trivy_schedule(),
+            image: default_trivy_image(),
+            namespace_selector: None,
+            lister_image: default_falconer_image(),
+        }
+    }
+}
+
+/// Observed state, rebuilt by the manager on every pass.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` (every enabled agent runs as declared), `FalcoReady`, `KubeBenchReady`,
+    /// `TrivyReady`. A disabled agent's condition is `True` with reason `Disabled`.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Cluster name the agents stamp on their reports (from the Settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Falco pods, from the DaemonSet's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub falco: Option<FalcoCounts>,
+    /// kube-bench runs, from the CronJob's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_bench: Option<ScheduleState>,
+    /// Trivy runs, from the CronJob's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trivy: Option<ScheduleState>,
+}
+
+/// Falco pods, as the DaemonSet counts them.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FalcoCounts {
+    /// Nodes that should run Falco.
+    pub desired: i32,
+    /// Nodes whose Falco pod is ready.
+    pub ready: i32,
+    /// Nodes running the current pod template.
+    pub updated: i32,
+    /// `ready/desired`, for `kubectl get`.
+    pub summary: String,
+}
+
+/// A scheduled agent, as its CronJob reports it.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleState {
+    /// The schedule in force.
+    pub schedule: String,
+    /// Jobs running now.
+    pub active: i32,
+    /// When a Job was last started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// When a Job last finished successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setting
+
+/// Where events go: the hub's consumers, this cluster's name and retention. Several Settings
+/// may exist; their consumers are merged and consumer names must be unique across all of
+/// them.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[kube(
+    group = "falconer.io",
+    version = "v1alpha1",
+    kind = "Setting",
+    plural = "settings",
+    shortname = "fset",
+    category = "falconer",
+    status = "SettingStatus",
+    derive = "PartialEq",
+    doc = "Where Falconer's hub delivers events (consumers), this cluster's name and retention.",
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.cluster",
+        description = "This cluster's name"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether the Setting is valid and its Secrets exist"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingSpec {
+    /// This cluster's name, stamped on every event its agents send. When several Settings
+    /// name a cluster, they must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = NAME_PATTERN))]
+    pub cluster: Option<String>,
+
+    /// Consumers: each reads the stored events in order, filters them and delivers them to
+    /// one sink.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub consumers: Vec<Consumer>,
+
+    /// How long the hub keeps events, e.g. `30d`, `12h`, `2w`. Absent: the hub's own
+    /// setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = AGE_PATTERN))]
+    pub retention: Option<String>,
+}
+
+/// One route out of the hub: a sink and the events it wants.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("self.type != 'opensearch' || has(self.opensearch)").message("type opensearch needs an `opensearch` section"),
+    validation = Rule::new("self.type != 'webhook' || has(self.webhook)").message("type webhook needs a `webhook` section"),
+    validation = Rule::new("self.type != 'falconer' || has(self.falconer)").message("type falconer needs a `falconer` section"),
+    validation = Rule::new("self.type != 'file' || has(self.file)").message("type file needs a `file` section"),
+    validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
+    validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
+    validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
+    validation = Rule::new("!has(self.falconer) || self.type == 'falconer'").message("a `falconer` section needs type falconer"),
+    validation = Rule::new("!has(self.file) || self.type == 'file'").message("a `file` section needs type file"),
+)]
+pub struct Consumer {
+    /// Unique name across all Settings; the consumer's cursor, metrics and status are keyed
+    /// by it, so renaming a consumer starts a new one.
+    #[schemars(length(min = 1, max = 63), regex(pattern = NAME_PATTERN))]
+    pub name: String,
+    /// Sink type; the section of the same name holds its settings.
+    #[serde(rename = "type")]
+    pub sink: SinkType,
+    /// Settings of an `opensearch` sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opensearch: Option<OpenSearchSink>,
+    /// Settings of a `phoenix` sink (all optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phoenix: Option<PhoenixSink>,
+    /// Settings of a `webhook` sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSink>,
+    /// Settings of a `falconer` sink (another hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub falconer: Option<FalconerSink>,
+    /// Settings of a `file` sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSink>,
+    /// Which events this consumer receives. Empty: all of them.
+    #[serde(default, skip_serializing_if = "Filter::is_empty")]
+    pub filter: Filter,
+    /// Secret with this consumer's credentials; which keys are read depends on the sink
+    /// type. Credentials are never written in a Setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+    /// For a new consumer, deliver stored events from this time on instead of from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_from: Option<Time>,
+}
+
+/// The kinds of sink the hub has.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkType {
+    /// OpenSearch `_bulk` indexing.
+    Opensearch,
+    /// Phoenix `SecurityEvent` objects in this cluster.
+    Phoenix,
+    /// HTTP POST of JSON events.
+    Webhook,
+    /// Another Falconer hub's `/ingest` (multi-cluster).
+    Falconer,
+    /// JSON lines appended to a file on the hub.
+    File,
+    /// JSON lines on the hub's standard output.
+    Stdout,
+}
+
+impl SinkType {
+    pub const ALL: &'static [SinkType] = &[
+        SinkType::Opensearch,
+        SinkType::Phoenix,
+        SinkType::Webhook,
+        SinkType::Falconer,
+        SinkType::File,
+        SinkType::Stdout,
+    ];
+
+    /// The same string as in the Setting, module names and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkType::Opensearch => "opensearch",
+            SinkType::Phoenix => "phoenix",
+            SinkType::Webhook => "webhook",
+            SinkType::Falconer => "falconer",
+            SinkType::File => "file",
+            SinkType::Stdout => "stdout",
+        }
+    }
+
+    /// Keys of the consumer's Secret this sink cannot work without.
+    pub fn required_secret_keys(self, consumer: &Consumer) -> Vec<&'static str> {
+        match self {
+            SinkType::Opensearch => match consumer.opensearch.as_ref().map(|o| o.auth) {
+                Some(OpenSearchAuth::Basic) => vec!["username", "password"],
+                Some(OpenSearchAuth::ApiKey) => vec!["apiKey"],
+                _ => Vec::new(),
+            },
+            SinkType::Falconer => vec!["token"],
+            SinkType::Webhook if consumer.webhook.as_ref().is_some_and(|w| w.sign) => {
+                vec!["hmacKey"]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A Secret in the hub's namespace (the hub and manager may read Secrets there only). Keys
+/// read by every sink when present: `ca.crt` (CA bundle), `tls.crt` and `tls.key` (client
+/// certificate).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// How the hub authenticates to OpenSearch.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum OpenSearchAuth {
+    /// No credentials (or only a client certificate from the Secret).
+    #[default]
+    None,
+    /// HTTP basic auth with the Secret's `username` and `password`.
+    Basic,
+    /// `Authorization: ApiKey` with the Secret's `apiKey`.
+    ApiKey,
+}
+
+/// OpenSearch sink settings.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenSearchSink {
+    /// Base URL of the cluster, e.g. `https://opensearch.logging.svc:9200`.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub url: String,
+    /// Index name prefix; the event's date (`YYYY.MM.DD`) is appended.
+    #[serde(default = "default_index")]
+    #[schemars(length(min = 1, max = 200))]
+    pub index: String,
+    /// Write to this data stream instead of dated indices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_stream: Option<String>,
+    /// Install Falconer's index template on start.
+    #[serde(default = "yes")]
+    pub template: bool,
+    /// Credentials, read from `secretRef`.
+    #[serde(default)]
+    pub auth: OpenSearchAuth,
+    /// Most events per `_bulk` request.
+    #[serde(default = "default_batch")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub batch_size: u32,
+    /// TLS towards OpenSearch.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Phoenix sink settings (DESIGN.md §6).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhoenixSink {
+    /// `rule.source` of the SecurityEvents. Absent: `FalcoIntegrator` for Falco events (so
+    /// existing Phoenix strategies keep matching), else the event's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_source: Option<String>,
+    /// Create at most one SecurityEvent per rule and pod within this window, e.g. `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[1-9][0-9]*(s|m|h)$"))]
+    pub dedup_window: Option<String>,
+    /// Delete SecurityEvents this old, e.g. `24h`. Absent: keep them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = AGE_PATTERN))]
+    pub ttl: Option<String>,
+}
+
+/// Webhook sink settings.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookSink {
+    /// Where to POST.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub url: String,
+    /// POST a JSON array of events instead of one event per request.
+    #[serde(default)]
+    pub batch: bool,
+    /// Extra request headers. Not for secrets: use `secretHeaders`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request headers whose values come from keys of `secretRef`: header name → key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_headers: BTreeMap<String, String>,
+    /// Sign each body with HMAC-SHA256 using the `hmacKey` of `secretRef`.
+    #[serde(default)]
+    pub sign: bool,
+    /// TLS towards the webhook.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Settings of a sink that forwards to another hub.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FalconerSink {
+    /// Base URL of the other hub (`/ingest` is appended); its ingest token is the `token`
+    /// key of `secretRef`.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub url: String,
+    /// TLS towards the other hub.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// File sink settings.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileSink {
+    /// Absolute path on the hub's filesystem.
+    #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/"))]
+    pub path: String,
+}
+
+/// TLS towards a sink. CA and client certificate come from `secretRef` (`ca.crt`, `tls.crt`,
+/// `tls.key`) when present there.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SinkTls {
+    /// Skip verification of the sink's certificate (tests only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+impl SinkTls {
+    fn is_default(&self) -> bool {
+        self == &SinkTls::default()
+    }
+}
+
+/// Which events a consumer receives; every condition given must hold. Empty: everything.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Filter {
+    /// Only events at least this severe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_severity: Option<Severity>,
+    /// Only events from these sources (`falco`, `trivy`, `kube-bench`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// Only events of these kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<Kind>,
+    /// Only events whose rule matches one of these globs (`*` and `?`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Namespaces to include or exclude.
+    #[serde(default, skip_serializing_if = "NamespaceFilter::is_empty")]
+    pub namespaces: NamespaceFilter,
+    /// Only events from these clusters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+    /// Only events carrying at least one of these tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self == &Filter::default()
+    }
+}
+
+/// Namespace conditions of a filter; events without a namespace pass unless `include` is
+/// set.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespaceFilter {
+    /// Only these namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Never these namespaces (wins over `include`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+impl NamespaceFilter {
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+}
+
+/// Observed state: conditions from the manager, delivery state from the hub.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingStatus {
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Valid` (the spec makes sense together with the other Settings), `SecretsResolved`
+    /// (every `secretRef` exists with the keys its sink needs) and `Ready` (both).
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Delivery state of each consumer, written by the hub.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// What a consumer's delivery is doing.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerState {
+    /// Not started yet.
+    Pending,
+    /// Delivering; the last batch was confirmed.
+    Active,
+    /// Retrying after failures; events wait, none are lost.
+    Degraded,
+    /// Not delivering: the consumer is invalid or its Secret is missing.
+    Stopped,
+}
+
+/// One consumer's delivery, as the hub reports it.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    /// The consumer's name.
+    pub name: String,
+    /// What delivery is doing.
+    pub state: ConsumerState,
+    /// Stored events not yet delivered.
+    #[serde(default)]
+    pub lag_events: i64,
+    /// Age of the oldest undelivered event, in seconds.
+    #[serde(default)]
+    pub lag_seconds: i64,
+    /// Events delivered since the consumer was created.
+    #[serde(default)]
+    pub delivered: i64,
+    /// Retried sends since the consumer was created.
+    #[serde(default)]
+    pub retries: i64,
+    /// Events given up on (in the dead-letter table).
+    #[serde(default)]
+    pub dead_letters: i64,
+    /// The last delivery error, if the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When this status was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schemas of the store's enums: the same strings the hub parses.
+
+fn string_enum_schema(description: &str, values: Vec<&str>) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "description": description,
+        "enum": values,
+    })
+}
+
+impl JsonSchema for Severity {
+    fn schema_name() -> Cow<'static, str> {
+        "Severity".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        string_enum_schema(
+            "Falco's priority scale, most severe first.",
+            Severity::ALL.iter().map(|s| s.as_str()).collect(),
+        )
+    }
+}
+
+impl JsonSchema for Kind {
+    fn schema_name() -> Cow<'static, str> {
+        "Kind".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        string_enum_schema(
+            "What an event is about.",
+            Kind::ALL.iter().map(|k| k.as_str()).collect(),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks the API server cannot make on its own, shared by `manager render` and the manager.
+
+/// Whether `schedule` is a cron expression CronJob accepts (same rule as the CRD pattern).
+pub fn is_cron_schedule(schedule: &str) -> bool {
+    const MACROS: &[&str] = &[
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
+    if MACROS.contains(&schedule) {
+        return true;
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    fields.len() == 5
+        && fields.iter().all(|f| {
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "*?/,-".contains(c))
+        })
+}
+
+/// Whether `name` is a DNS-1123 label (consumer and cluster names).
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+impl Policy {
+    /// What the CRD schema would refuse, checked again for objects that never went through
+    /// an API server (`manager render`). Messages name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        if name.is_empty() || name.len() > MAX_POLICY_NAME {
+            return Err(format!(
+                "metadata.name: `{name}` must have 1 to {MAX_POLICY_NAME} characters"
+            ));
+        }
+        let spec = &self.spec;
+        if !is_dns_label(&spec.namespace) {
+            return Err(format!(
+                "spec.namespace: `{}` is not a DNS label",
+                spec.namespace
+            ));
+        }
+        let hub = &spec.hub_url;
+        if !(hub.starts_with("http://") || hub.starts_with("https://"))
+            || hub.contains(['?', '#', '$'])
+            || hub.contains(char::is_whitespace)
+        {
+            return Err(format!(
+                "spec.hubUrl: `{hub}` must be an http(s) URL without query, fragment or `$`"
+            ));
+        }
+        for (field, schedule) in [
+            ("spec.kubeBench.schedule", &spec.kube_bench.schedule),
+            ("spec.trivy.schedule", &spec.trivy.schedule),
+        ] {
+            if !is_cron_schedule(schedule) {
+                return Err(format!(
+                    "{field}: `{schedule}` is not a cron schedule (five fields or @daily, …)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// serde defaults (functions, because serde's `default = "..."` takes a path)
+
+fn yes() -> bool {
+    true
+}
+fn debug() -> Severity {
+    Severity::Debug
+}
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.into()
+}
+fn default_hub_url() -> String {
+    DEFAULT_HUB_URL.into()
+}
+fn default_token_secret() -> String {
+    DEFAULT_TOKEN_SECRET.into()
+}
+fn default_token_key() -> String {
+    DEFAULT_TOKEN_KEY.into()
+}
+fn default_ca_key() -> String {
+    "ca.crt".into()
+}
+fn default_falco_image() -> String {
+    DEFAULT_FALCO_IMAGE.into()
+}
+fn default_driver_loader_image() -> String {
+    DEFAULT_DRIVER_LOADER_IMAGE.into()
+}
+fn default_kube_bench_image() -> String {
+    DEFAULT_KUBE_BENCH_IMAGE.into()
+}
+fn default_kube_bench_schedule() -> String {
+    DEFAULT_KUBE_BENCH_SCHEDULE.into()
+}
+fn default_trivy_image() -> String {
+    DEFAULT_TRIVY_IMAGE.into()
+}
+fn default_trivy_schedule() -> String {
+    DEFAULT_TRIVY_SCHEDULE.into()
+}
+fn default_uploader_image() -> String {
+    DEFAULT_UPLOADER_IMAGE.into()
+}
+fn default_falconer_image() -> String {
+    DEFAULT_FALCONER_IMAGE.into()
+}
+fn default_index() -> String {
+    "falconer-events".into()
+}
+fn default_batch() -> u32 {
+    500
+}
+
+/// Falco watches control-plane nodes too: that is where an attacker wants to be.
+fn default_tolerations() -> Vec<Toleration> {
+    [
+        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/master",
+    ]
+    .into_iter()
+    .map(|key| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoSchedule".into()),
+        ..Toleration::default()
+    })
+    .collect()
+}
