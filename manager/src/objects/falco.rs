@@ -111,6 +111,7 @@ pub fn config(policy: &Policy, cluster: &str) -> serde_json::Value {
 }
 
 pub fn config_yaml(policy: &Policy, cluster: &str) -> String {
+    // Serializing a JSON value with string keys cannot fail.
     let body = serde_saphyr::to_string(&config(policy, cluster)).unwrap_or_default();
     format!(
         "# Written by falconer-manager from Policy {}; edits are overwritten.\n{body}",

@@ -177,6 +177,7 @@ impl Child {
     /// The object with `apiVersion` and `kind` set, as server-side apply and render need it.
     pub fn to_value(&self) -> serde_json::Value {
         fn with_type<K: Resource<DynamicType = ()> + Serialize>(object: &K) -> serde_json::Value {
+            // k8s-openapi types have string map keys only: this cannot fail.
             let mut value = serde_json::to_value(object).unwrap_or_default();
             if let Some(map) = value.as_object_mut() {
                 map.insert("apiVersion".into(), K::api_version(&()).into());
