@@ -19,8 +19,8 @@ mod sqlite;
 mod writer;
 
 pub use config::{DatabaseUrl, StoreConfig};
-pub use error::StoreError;
 pub use delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};
+pub use error::StoreError;
 pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};
 pub use query::{Cursor, EventQuery, Page};
 
@@ -191,7 +191,11 @@ impl Store {
     }
 
     /// The consumer's record, created (starting as `start` says) when it has none yet.
-    pub async fn ensure_consumer(&self, name: &str, start: Start) -> Result<ConsumerRecord, StoreError> {
+    pub async fn ensure_consumer(
+        &self,
+        name: &str,
+        start: Start,
+    ) -> Result<ConsumerRecord, StoreError> {
         let (backend, name) = (self.inner.backend.clone(), name.to_owned());
         self.on_store_runtime(async move {
             match backend.consumer(&name).await? {
@@ -228,8 +232,10 @@ impl Store {
         progress: Progress,
     ) -> Result<(), StoreError> {
         let (backend, name) = (self.inner.backend.clone(), name.to_owned());
-        self.on_store_runtime(async move { backend.save_progress(&name, position, &progress).await })
-            .await
+        self.on_store_runtime(
+            async move { backend.save_progress(&name, position, &progress).await },
+        )
+        .await
     }
 
     pub async fn dead_letters(
@@ -244,7 +250,11 @@ impl Store {
     }
 
     /// Marks dead letters (all, or those ids) for redelivery; returns how many.
-    pub async fn request_replay(&self, name: &str, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
+    pub async fn request_replay(
+        &self,
+        name: &str,
+        ids: Option<Vec<i64>>,
+    ) -> Result<u64, StoreError> {
         let (backend, name) = (self.inner.backend.clone(), name.to_owned());
         self.on_store_runtime(async move { backend.request_replay(&name, ids.as_deref()).await })
             .await
@@ -269,8 +279,10 @@ impl Store {
         failed: Vec<(i64, String)>,
     ) -> Result<(), StoreError> {
         let (backend, name) = (self.inner.backend.clone(), name.to_owned());
-        self.on_store_runtime(async move { backend.finish_replay(&name, &delivered, &failed).await })
-            .await
+        self.on_store_runtime(
+            async move { backend.finish_replay(&name, &delivered, &failed).await },
+        )
+        .await
     }
 
     /// Closes the connections once in-flight work has finished.

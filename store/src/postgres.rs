@@ -301,11 +301,10 @@ impl Postgres {
         start: Start,
     ) -> Result<ConsumerRecord, StoreError> {
         let mut conn = self.connection().await?;
-        let now: i64 = sqlx::query_scalar(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 - 1",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
+        let now: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 - 1")
+                .fetch_one(&mut *conn)
+                .await?;
         let position_tx = match start {
             Start::Now => now,
             Start::ReceivedSince(time) => sqlx::query_scalar::<_, Option<i64>>(
@@ -418,7 +417,13 @@ impl Postgres {
             )
             .bind(name)
             .bind(progress.dead.iter().map(|d| d.0).collect::<Vec<_>>())
-            .bind(progress.dead.iter().map(|d| d.1.as_str()).collect::<Vec<_>>())
+            .bind(
+                progress
+                    .dead
+                    .iter()
+                    .map(|d| d.1.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *tx)
             .await?;
         }
@@ -483,7 +488,10 @@ impl Postgres {
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-        let letters: Vec<DeadLetter> = rows.iter().map(dead_letter_from_row).collect::<Result<_, _>>()?;
+        let letters: Vec<DeadLetter> = rows
+            .iter()
+            .map(dead_letter_from_row)
+            .collect::<Result<_, _>>()?;
         let ids: Vec<Uuid> = letters.iter().map(|d| d.event_id).collect();
         let sql = format!("SELECT {LIST_COLUMNS}, raw FROM events WHERE id = ANY($1)");
         let events: HashMap<Uuid, Event> = sqlx::query(&sql)
