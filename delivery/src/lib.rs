@@ -1,0 +1,10 @@
+//! Delivery of stored events to consumers (DESIGN.md §5–§6): each consumer has a durable
+//! cursor over the events table and a worker that reads forward, filters, sends batches to its
+//! sink, retries what may pass, dead-letters what never will, and moves the cursor only after
+//! the sink confirmed.
+
+pub mod consumers;
+pub mod sink;
+pub mod sinks;
+
+pub use sink::{ItemResult, Outcome, Sink};
