@@ -1,9 +1,11 @@
 //! The effective configuration: built-in defaults, then `--config FILE` (YAML), then
 //! `FALCONER__SECTION__KEY` environment variables, then command-line flags.
 
+use falconer_delivery::config::DeliveryConfig;
 use falconer_hub::HubConfig;
 use falconer_hub::config::{AuthConfig, IngestConfig, ServerConfig};
 use falconer_store::StoreConfig;
+use falconer_store::crd::Consumer;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
     pub store: StoreConfig,
+    pub delivery: DeliveryConfig,
+    /// Consumers declared here (same shape as a Setting's `spec.consumers`, camelCase keys);
+    /// their secrets come from `FALCONER_SECRET_<SECRET>_<KEY>` environment variables.
+    pub consumers: Vec<Consumer>,
 }
 
 impl Default for Config {
@@ -30,6 +36,8 @@ impl Default for Config {
             ingest: hub.ingest,
             auth: hub.auth,
             store: StoreConfig::default(),
+            delivery: DeliveryConfig::default(),
+            consumers: Vec::new(),
         }
     }
 }
@@ -144,6 +152,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.hub().validate()?;
         self.store.validate()?;
+        self.delivery.validate()?;
+        falconer_delivery::consumers::validate(&self.consumers, "consumers")?;
         if self.ingest.max_events_per_request > self.store.queue_max_events {
             return Err(format!(
                 "ingest.max_events_per_request: {} exceeds store.queue_max_events ({}); such a \

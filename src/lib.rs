@@ -6,6 +6,7 @@ pub mod config;
 
 use cli::{Cli, Command, CrdgenArgs, ManagerArgs, ManagerCommand, ServeArgs};
 use config::{Config, LogFormat};
+use falconer_delivery::Delivery;
 use falconer_hub::Hub;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
@@ -124,9 +125,17 @@ fn serve(config: Config, args: &ServeArgs, mode: &'static str) -> Result<(), Err
         let mut registry = Registry::default();
         let store = Store::open(&config.store, &mut registry).await?;
         tracing::info!(mode, store = store.database(), cluster = %config.cluster, "Starting");
-        let hub = Hub::start(config.hub(), store.clone(), registry)?;
+        let delivery = Delivery::new(store.clone(), config.delivery.clone(), &mut registry);
+        let desired = falconer_delivery::consumers::from_config_file(&config.consumers);
+        let (desired, following) = tokio::sync::watch::channel(desired);
+        let engine = tokio::spawn(delivery.clone().run(following));
+        let hub = Hub::start(config.hub(), store.clone(), delivery, registry)?;
         // Returns after SIGINT/SIGTERM, once in-flight requests are answered.
         hub.server.await?;
+        // Dropping the declarations stops every consumer; what they had not confirmed yet
+        // is delivered again after the restart.
+        drop(desired);
+        let _ = engine.await;
         store.close().await;
         tracing::info!("Stopped");
         Ok(())

@@ -77,6 +77,82 @@ pub fn secrets_from_env(secret: &str, keys: &[&str]) -> Secrets {
 /// A consumer's delivery as reported to the API and written into its Setting's status.
 pub type Report = ConsumerStatus;
 
+/// Every key of its `secretRef` a consumer's sink may read.
+pub fn secret_keys(consumer: &falconer_store::crd::Consumer) -> Vec<String> {
+    let mut keys: Vec<String> = consumer
+        .sink
+        .required_secret_keys(consumer)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    keys.extend(["ca.crt", "tls.crt", "tls.key"].map(String::from));
+    if let Some(webhook) = &consumer.webhook {
+        keys.extend(webhook.secret_headers.values().cloned());
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Consumers of the configuration file, with their secrets read from the environment.
+pub fn from_config_file(consumers: &[falconer_store::crd::Consumer]) -> Vec<Desired> {
+    consumers
+        .iter()
+        .map(|consumer| {
+            let secrets = match &consumer.secret_ref {
+                Some(secret) => {
+                    let keys = secret_keys(consumer);
+                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                    secrets_from_env(&secret.name, &keys)
+                }
+                None => Secrets::new(),
+            };
+            Desired {
+                consumer: consumer.clone(),
+                origin: Origin::ConfigFile,
+                secrets,
+            }
+        })
+        .collect()
+}
+
+/// Checks a list of consumers the way the API server's schema rules check a Setting: unique
+/// names, and each type with its own settings section and no other. The error names the
+/// entry.
+pub fn validate(consumers: &[falconer_store::crd::Consumer], key: &str) -> Result<(), String> {
+    use falconer_store::crd::SinkType;
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in consumers.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        if c.name.is_empty() || c.name.len() > 63 {
+            return Err(format!("{at}.name: must be 1 to 63 characters"));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(format!("{at}.name: `{}` is used twice", c.name));
+        }
+        let sections = [
+            (SinkType::Opensearch, c.opensearch.is_some(), "opensearch"),
+            (SinkType::Phoenix, c.phoenix.is_some(), "phoenix"),
+            (SinkType::Webhook, c.webhook.is_some(), "webhook"),
+            (SinkType::Falconer, c.falconer.is_some(), "falconer"),
+            (SinkType::File, c.file.is_some(), "file"),
+        ];
+        for (sink, present, section) in sections {
+            let needed = sink == c.sink && sink != SinkType::Phoenix;
+            if needed && !present {
+                return Err(format!(
+                    "{at}: type {} needs a `{section}` section",
+                    sink.as_str()
+                ));
+            }
+            if present && sink != c.sink {
+                return Err(format!("{at}: a `{section}` section needs type {section}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,18 @@
 //! sink, retries what may pass, dead-letters what never will, and moves the cursor only after
 //! the sink confirmed.
 
+pub mod backoff;
+pub mod config;
 pub mod consumers;
+pub mod engine;
+pub mod error;
+pub mod filter;
+pub mod metrics;
 pub mod sink;
 pub mod sinks;
+#[cfg(test)]
+mod testing;
+pub mod worker;
 
+pub use engine::{ConsumerView, Delivery};
 pub use sink::{ItemResult, Outcome, Sink};

@@ -23,6 +23,8 @@ pub enum HubError {
     #[error("method {method} is not allowed here; allowed: {allowed}")]
     MethodNotAllowed { method: String, allowed: String },
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -68,6 +70,7 @@ impl ResponseError for HubError {
             HubError::Forbidden(_) => StatusCode::FORBIDDEN,
             HubError::NotFound(_) => StatusCode::NOT_FOUND,
             HubError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            HubError::Conflict(_) => StatusCode::CONFLICT,
             HubError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HubError::Overloaded => StatusCode::TOO_MANY_REQUESTS,

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod consumers;
 pub mod error;
 pub mod falco;
 pub mod ingest;

@@ -2,7 +2,7 @@
 //! rest, and is compared with the OpenAPI document by a test.
 
 use crate::error::HubError;
-use crate::{ingest, ops, query};
+use crate::{consumers, ingest, ops, query};
 use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
 
@@ -29,6 +29,10 @@ routes! {
     "/api/v1/events" => { GET: query::events },
     "/api/v1/events/{id}" => { GET: query::event },
     "/api/v1/clusters" => { GET: query::clusters },
+    "/api/v1/consumers" => { GET: consumers::list },
+    "/api/v1/consumers/{name}/dead-letters" => { GET: consumers::dead_letters },
+    "/api/v1/consumers/{name}/dead-letters/replay" => { POST: consumers::replay },
+    "/api/v1/consumers/{name}/test" => { POST: consumers::test },
     "/api/v1/openapi.json" => { GET: ops::openapi },
     "/healthz" => { GET: ops::healthz },
     "/readyz" => { GET: ops::readyz },

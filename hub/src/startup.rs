@@ -8,6 +8,7 @@ use crate::metrics::HubMetrics;
 use crate::routes;
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
+use falconer_delivery::Delivery;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
 use std::net::{SocketAddr, TcpListener};
@@ -17,6 +18,7 @@ use std::time::Instant;
 /// What every request handler shares.
 pub struct AppState {
     pub store: Store,
+    pub delivery: Delivery,
     pub config: HubConfig,
     pub auth: Auth,
     pub metrics: HubMetrics,
@@ -31,7 +33,12 @@ pub struct Hub {
 
 impl Hub {
     /// Validates the config, binds the listener and builds the server; await `server` to run it.
-    pub fn start(config: HubConfig, store: Store, mut registry: Registry) -> Result<Hub, HubError> {
+    pub fn start(
+        config: HubConfig,
+        store: Store,
+        delivery: Delivery,
+        mut registry: Registry,
+    ) -> Result<Hub, HubError> {
         config.validate().map_err(HubError::Config)?;
         let open = config.open_apis();
         if !open.is_empty() {
@@ -51,6 +58,7 @@ impl Hub {
         let state = web::Data::new(AppState {
             auth: Auth::new(&config.auth),
             store,
+            delivery,
             config,
             metrics,
             registry: Arc::new(registry),

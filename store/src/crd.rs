@@ -683,6 +683,15 @@ pub struct FileSink {
     /// Absolute path on the hub's filesystem.
     #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/"))]
     pub path: String,
+    /// Rotate when the file would grow past this many bytes: `path` becomes `path.1`,
+    /// `path.1` becomes `path.2`, and so on.
+    #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 4096))]
+    pub max_bytes: u64,
+    /// Rotated files kept besides the current one.
+    #[serde(default = "default_keep")]
+    #[schemars(range(max = 100))]
+    pub keep: u32,
 }
 
 /// TLS towards a sink. CA and client certificate come from `secretRef` (`ca.crt`, `tls.crt`,
@@ -986,6 +995,12 @@ fn default_index() -> String {
 }
 fn default_batch() -> u32 {
     500
+}
+fn default_max_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_keep() -> u32 {
+    5
 }
 
 /// Falco watches control-plane nodes too: that is where an attacker wants to be.

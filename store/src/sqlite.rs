@@ -178,11 +178,13 @@ impl Sqlite {
 
     pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
         let sql = format!("SELECT {LIST_COLUMNS}, raw FROM events WHERE id = ?");
-        let row = sqlx::query(&sql)
+        // fetch_all, not fetch_optional: a statement left before SQLITE_DONE keeps its read
+        // snapshot open on the pooled connection, and later reads there would see old data.
+        let rows = sqlx::query(&sql)
             .bind(id.to_string())
-            .fetch_optional(&self.readers)
+            .fetch_all(&self.readers)
             .await?;
-        row.map(|r| from_row(&r, true)).transpose()
+        rows.first().map(|r| from_row(r, true)).transpose()
     }
 
     pub async fn events(&self, query: &EventQuery) -> Result<Page, StoreError> {
@@ -297,11 +299,11 @@ const DEAD_LETTER_COLUMNS: &str =
 impl Sqlite {
     pub async fn consumer(&self, name: &str) -> Result<Option<ConsumerRecord>, StoreError> {
         let sql = format!("SELECT {CONSUMER_COLUMNS} FROM consumers WHERE name = ?");
-        let row = sqlx::query(&sql)
+        let rows = sqlx::query(&sql)
             .bind(name)
-            .fetch_optional(&self.readers)
+            .fetch_all(&self.readers)
             .await?;
-        row.map(|r| consumer_from_row(&r)).transpose()
+        rows.first().map(consumer_from_row).transpose()
     }
 
     pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
@@ -344,8 +346,11 @@ impl Sqlite {
         .await?;
         tx.commit().await?;
         let sql = format!("SELECT {CONSUMER_COLUMNS} FROM consumers WHERE name = ?");
-        let row = sqlx::query(&sql).bind(name).fetch_one(&self.writer).await?;
-        consumer_from_row(&row)
+        let rows = sqlx::query(&sql).bind(name).fetch_all(&self.writer).await?;
+        rows.first()
+            .map(consumer_from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::Database(format!("consumer {name} vanished")))
     }
 
     pub async fn events_after(
@@ -375,17 +380,20 @@ impl Sqlite {
     }
 
     pub async fn lag(&self, position: Position) -> Result<Lag, StoreError> {
-        let events: i64 = sqlx::query_scalar(&format!(
+        let events: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > ? LIMIT {LAG_COUNT_LIMIT})"
         ))
         .bind(position.tx)
-        .fetch_one(&self.readers)
+        .fetch_all(&self.readers)
         .await?;
+        let events = events.first().copied().unwrap_or(0);
         let oldest: Option<i64> =
             sqlx::query_scalar("SELECT received_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1")
                 .bind(position.tx)
-                .fetch_optional(&self.readers)
-                .await?;
+                .fetch_all(&self.readers)
+                .await?
+                .first()
+                .copied();
         let seconds = match oldest {
             Some(micros) => (Utc::now() - self::micros(micros)?).num_seconds().max(0),
             None => 0,

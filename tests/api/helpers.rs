@@ -4,7 +4,11 @@
 //! directory.
 
 use actix_web::dev::ServerHandle;
+use falconer_delivery::Delivery;
+use falconer_delivery::config::DeliveryConfig;
+use falconer_delivery::consumers::{Desired, Origin, SecretValue};
 use falconer_hub::{Hub, HubConfig};
+use falconer_store::crd::Consumer;
 use falconer_store::{DatabaseUrl, Store, StoreConfig};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
@@ -249,6 +253,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Store,
     handle: ServerHandle,
+    desired: tokio::sync::watch::Sender<Vec<Desired>>,
+    engine: tokio::task::JoinHandle<()>,
 }
 
 pub fn hub_config() -> HubConfig {
@@ -267,12 +273,32 @@ impl TestApp {
         TestApp::spawn_with(db, hub_config(), db.store_config()).await
     }
 
-    pub async fn spawn_with(_db: &TestDb, hub: HubConfig, store: StoreConfig) -> TestApp {
+    pub async fn spawn_with(db: &TestDb, hub: HubConfig, store: StoreConfig) -> TestApp {
+        TestApp::spawn_with_consumers(db, hub, store, Vec::new()).await
+    }
+
+    /// A hub delivering to `consumers`.
+    pub async fn spawn_with_consumers(
+        _db: &TestDb,
+        hub: HubConfig,
+        store: StoreConfig,
+        consumers: Vec<Desired>,
+    ) -> TestApp {
         let mut registry = Registry::default();
         let store = Store::open(&store, &mut registry)
             .await
             .expect("open the test store");
-        let running = Hub::start(hub, store.clone(), registry).expect("start the hub");
+        let delivery_config = DeliveryConfig {
+            poll_interval_ms: 100,
+            backoff_initial_ms: 20,
+            backoff_max_ms: 200,
+            status_interval_secs: 1,
+            ..DeliveryConfig::default()
+        };
+        let delivery = Delivery::new(store.clone(), delivery_config, &mut registry);
+        let (desired, following) = tokio::sync::watch::channel(consumers);
+        let engine = tokio::spawn(delivery.clone().run(following));
+        let running = Hub::start(hub, store.clone(), delivery, registry).expect("start the hub");
         let handle = running.server.handle();
         tokio::spawn(running.server);
         TestApp {
@@ -280,12 +306,21 @@ impl TestApp {
             client: reqwest::Client::new(),
             store,
             handle,
+            desired,
+            engine,
         }
     }
 
-    /// Stops serving (answering what is in flight) and closes the store.
+    /// Replaces the declared consumers, as an edited Setting would.
+    pub fn declare(&self, consumers: Vec<Desired>) {
+        let _ = self.desired.send(consumers);
+    }
+
+    /// Stops serving (answering what is in flight), stops delivery, closes the store.
     pub async fn stop(self) {
         self.handle.stop(true).await;
+        drop(self.desired);
+        let _ = self.engine.await;
         self.store.close().await;
     }
 
@@ -383,3 +418,32 @@ pub const FIXTURES: &[&str] = &[
     "k8saudit-exec.json",
     "falcosidekick-webhook.json",
 ];
+
+/// A consumer from its Setting-style JSON (camelCase), declared in the configuration file
+/// with the given secret keys.
+pub fn consumer(spec: Value, secrets: &[(&str, &str)]) -> Desired {
+    Desired {
+        consumer: serde_json::from_value::<Consumer>(spec).expect("consumer spec"),
+        origin: Origin::ConfigFile,
+        secrets: secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretValue(v.to_string())))
+            .collect(),
+    }
+}
+
+/// Polls `check` until it holds; the test fails (naming `what`) if it never does within a
+/// minute. Waiting, not timing: nothing asserts how long it took.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting: {what}");
+}

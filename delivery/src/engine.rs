@@ -1,0 +1,467 @@
+//! The delivery engine: keeps one worker running per desired consumer, restarts a worker
+//! when its consumer changes, stops it when the consumer goes away, and reports each
+//! consumer's state for the API, metrics and `Setting` status.
+
+use crate::config::DeliveryConfig;
+use crate::consumers::{Desired, Origin, Report};
+use crate::error::DeliveryError;
+use crate::filter::Matcher;
+use crate::metrics::{ConsumerLabel, DeliveryMetrics};
+use crate::sink::{Outcome, Sink};
+use crate::sinks::file::{FileLines, Stdout};
+use crate::sinks::webhook::Webhook;
+use crate::worker::{Board, Worker};
+use falconer_store::crd::{ConsumerState, SinkType};
+use falconer_store::{ConsumerRecord, Event, Kind, Severity, Start, Store};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// A handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: DeliveryConfig,
+    board: Arc<Board>,
+    metrics: DeliveryMetrics,
+    running: Mutex<BTreeMap<String, Running>>,
+    /// Consumers that could not start, with why (bad settings, missing secret, duplicate).
+    failed: Mutex<BTreeMap<String, (Desired, String)>>,
+}
+
+struct Running {
+    desired: Desired,
+    stop: watch::Sender<bool>,
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+/// A consumer as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub sink: &'static str,
+    pub origin: String,
+    pub state: ConsumerState,
+    pub lag_events: i64,
+    pub lag_seconds: i64,
+    pub delivered: i64,
+    pub skipped: i64,
+    pub retries: i64,
+    pub dead_letters: i64,
+    pub last_error: Option<String>,
+    pub last_delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Delivery {
+    pub fn new(store: Store, config: DeliveryConfig, registry: &mut Registry) -> Delivery {
+        Delivery {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                board: Arc::new(Board::default()),
+                metrics: DeliveryMetrics::new(registry),
+                running: Mutex::new(BTreeMap::new()),
+                failed: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    /// Follows `desired` until its sender is dropped, then stops every worker. Also measures
+    /// lag for the metrics every `status_interval_secs`.
+    pub async fn run(self, mut desired: watch::Receiver<Vec<Desired>>) {
+        let wanted = desired.borrow_and_update().clone();
+        self.apply(wanted);
+        let mut tick =
+            tokio::time::interval(Duration::from_secs(self.inner.config.status_interval_secs));
+        loop {
+            tokio::select! {
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let wanted = desired.borrow_and_update().clone();
+                    self.apply(wanted);
+                }
+                _ = tick.tick() => self.measure_lag().await,
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Makes the running workers match `desired`: starts new consumers, restarts changed ones,
+    /// stops the others. A name declared twice runs in neither place.
+    pub fn apply(&self, desired: Vec<Desired>) {
+        let mut by_name: BTreeMap<String, Desired> = BTreeMap::new();
+        let mut duplicates: HashMap<String, (Desired, String)> = HashMap::new();
+        for d in desired {
+            let name = d.consumer.name.clone();
+            if let Some(first) = by_name.remove(&name) {
+                let error = DeliveryError::Duplicate {
+                    consumer: name.clone(),
+                    first: first.origin.to_string(),
+                    second: d.origin.to_string(),
+                };
+                duplicates.insert(name, (d, error.to_string()));
+            } else if let Some((_, message)) = duplicates.get(&name) {
+                let message = message.clone();
+                duplicates.insert(name, (d, message));
+            } else {
+                by_name.insert(name, d);
+            }
+        }
+        let Ok(mut running) = self.inner.running.lock() else {
+            return;
+        };
+        let Ok(mut failed) = self.inner.failed.lock() else {
+            return;
+        };
+        // Stop what is gone or changed.
+        let stale: Vec<String> = running
+            .iter()
+            .filter(|(name, r)| by_name.get(*name) != Some(&r.desired))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(r) = running.remove(&name) {
+                let _ = r.stop.send(true);
+                self.inner.board.remove(&name);
+                tracing::info!(consumer = %name, "Consumer stopped");
+            }
+        }
+        failed.clear();
+        for (name, (d, message)) in duplicates {
+            tracing::error!(consumer = %name, error = %message, "Consumer not started");
+            failed.insert(name, (d, message));
+        }
+        for (name, d) in by_name {
+            if running.contains_key(&name) {
+                continue;
+            }
+            match self.spawn(&d) {
+                Ok(r) => {
+                    running.insert(name, r);
+                }
+                Err(e) => {
+                    tracing::error!(consumer = %name, error = %e, "Consumer not started");
+                    failed.insert(name, (d, e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, d: &Desired) -> Result<Running, DeliveryError> {
+        let c = &d.consumer;
+        let name = c.name.as_str();
+        let missing = |section: &str| DeliveryError::Config {
+            consumer: name.to_string(),
+            message: format!("type {} needs a `{section}` section", c.sink.as_str()),
+        };
+        match c.sink {
+            SinkType::File => {
+                let settings = c.file.as_ref().ok_or_else(|| missing("file"))?;
+                Ok(self.start(d, FileLines::build(name, settings)?))
+            }
+            SinkType::Stdout => Ok(self.start(d, Stdout)),
+            SinkType::Webhook => {
+                let settings = c.webhook.as_ref().ok_or_else(|| missing("webhook"))?;
+                Ok(self.start(d, Webhook::build(name, settings, &d.secrets)?))
+            }
+            other => Err(DeliveryError::Config {
+                consumer: name.to_string(),
+                message: format!("sink type {} is not available in this hub", other.as_str()),
+            }),
+        }
+    }
+
+    fn start<S: Sink>(&self, d: &Desired, sink: S) -> Running {
+        let (stop, stopped) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let start = match d.consumer.replay_from.as_ref() {
+            Some(time) => chrono::DateTime::from_timestamp(
+                time.0.as_second(),
+                time.0.subsec_nanosecond().max(0) as u32,
+            )
+            .map_or(Start::Now, Start::ReceivedSince),
+            None => Start::Now,
+        };
+        self.inner
+            .board
+            .set(&d.consumer.name, ConsumerState::Pending, None);
+        let worker = Worker {
+            name: d.consumer.name.clone(),
+            sink_type: d.consumer.sink.as_str(),
+            sink,
+            matcher: Matcher::new(&d.consumer.filter),
+            start,
+            store: self.inner.store.clone(),
+            config: self.inner.config.clone(),
+            board: self.inner.board.clone(),
+            metrics: self.inner.metrics.clone(),
+            stop: stopped,
+            wake: wake.clone(),
+        };
+        Running {
+            desired: d.clone(),
+            stop,
+            wake,
+            task: tokio::spawn(worker.run()),
+        }
+    }
+
+    /// Stops every worker and waits for them; unsaved progress is redelivered after restart.
+    pub async fn shutdown(&self) {
+        let running: Vec<Running> = match self.inner.running.lock() {
+            Ok(mut running) => std::mem::take(&mut *running).into_values().collect(),
+            Err(_) => Vec::new(),
+        };
+        for r in &running {
+            let _ = r.stop.send(true);
+        }
+        for r in running {
+            let _ = r.task.await;
+        }
+    }
+
+    /// Every consumer, running or not, with its state, counters and lag.
+    pub async fn consumers(&self) -> Result<Vec<ConsumerView>, DeliveryError> {
+        let records: HashMap<String, ConsumerRecord> = self
+            .inner
+            .store
+            .consumers()
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let declared: Vec<(Desired, Option<String>)> = {
+            let running = self.inner.running.lock().map_err(|_| poisoned())?;
+            let failed = self.inner.failed.lock().map_err(|_| poisoned())?;
+            running
+                .values()
+                .map(|r| (r.desired.clone(), None))
+                .chain(failed.values().map(|(d, e)| (d.clone(), Some(e.clone()))))
+                .collect()
+        };
+        let mut views = Vec::with_capacity(declared.len());
+        for (d, failure) in declared {
+            let name = d.consumer.name.clone();
+            let record = records.get(&name);
+            let lag = match record {
+                Some(r) => self.inner.store.lag(r.position).await?,
+                None => Default::default(),
+            };
+            let live = self.inner.board.get(&name);
+            let state = match (&failure, &live) {
+                (Some(_), _) => ConsumerState::Stopped,
+                (None, Some(live)) => live.state,
+                (None, None) => ConsumerState::Pending,
+            };
+            views.push(ConsumerView {
+                sink: d.consumer.sink.as_str(),
+                origin: d.origin.to_string(),
+                state,
+                lag_events: lag.events,
+                lag_seconds: lag.seconds,
+                delivered: record.map_or(0, |r| r.delivered),
+                skipped: record.map_or(0, |r| r.skipped),
+                retries: record.map_or(0, |r| r.retries),
+                dead_letters: record.map_or(0, |r| r.dead_letters),
+                last_error: failure
+                    .or_else(|| live.and_then(|l| l.last_error))
+                    .or_else(|| record.and_then(|r| r.last_error.clone())),
+                last_delivered_at: record.and_then(|r| r.last_delivered_at),
+                name,
+            });
+        }
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(views)
+    }
+
+    /// The consumers' state in the shape of `Setting` status, with where each was declared.
+    pub async fn reports(&self) -> Result<Vec<(Origin, Report)>, DeliveryError> {
+        let origins: HashMap<String, Origin> = {
+            let running = self.inner.running.lock().map_err(|_| poisoned())?;
+            let failed = self.inner.failed.lock().map_err(|_| poisoned())?;
+            running
+                .values()
+                .map(|r| &r.desired)
+                .chain(failed.values().map(|(d, _)| d))
+                .map(|d| (d.consumer.name.clone(), d.origin.clone()))
+                .collect()
+        };
+        Ok(self
+            .consumers()
+            .await?
+            .into_iter()
+            .filter_map(|v| {
+                let origin = origins.get(&v.name)?.clone();
+                Some((
+                    origin,
+                    Report {
+                        name: v.name,
+                        state: v.state,
+                        lag_events: v.lag_events,
+                        lag_seconds: v.lag_seconds,
+                        delivered: v.delivered,
+                        retries: v.retries,
+                        dead_letters: v.dead_letters,
+                        last_error: v.last_error,
+                        updated_at: None,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    pub fn is_declared(&self, name: &str) -> bool {
+        let running = self
+            .inner
+            .running
+            .lock()
+            .is_ok_and(|r| r.contains_key(name));
+        running || self.inner.failed.lock().is_ok_and(|f| f.contains_key(name))
+    }
+
+    /// Marks dead letters (all, or those ids) for redelivery and wakes the consumer.
+    pub async fn replay(&self, name: &str, ids: Option<Vec<i64>>) -> Result<u64, DeliveryError> {
+        if !self.is_declared(name) {
+            return Err(DeliveryError::UnknownConsumer(name.to_string()));
+        }
+        let marked = self.inner.store.request_replay(name, ids).await?;
+        if let Ok(running) = self.inner.running.lock()
+            && let Some(r) = running.get(name)
+        {
+            r.wake.notify_one();
+        }
+        Ok(marked)
+    }
+
+    /// Sends one synthetic event through a fresh instance of the consumer's sink (its filter
+    /// is not applied) and says what the sink answered.
+    pub async fn test(&self, name: &str) -> Result<Outcome, DeliveryError> {
+        let desired = {
+            let running = self.inner.running.lock().map_err(|_| poisoned())?;
+            let failed = self.inner.failed.lock().map_err(|_| poisoned())?;
+            running
+                .get(name)
+                .map(|r| r.desired.clone())
+                .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
+                .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))?
+        };
+        let event = [synthetic_event()];
+        let c = &desired.consumer;
+        Ok(match c.sink {
+            SinkType::File => match c.file.as_ref() {
+                Some(s) => FileLines::build(name, s)?.send(&event).await,
+                None => return Err(self.config_error(name, "missing `file` section")),
+            },
+            SinkType::Stdout => Stdout.send(&event).await,
+            SinkType::Webhook => match c.webhook.as_ref() {
+                Some(s) => {
+                    Webhook::build(name, s, &desired.secrets)?
+                        .send(&event)
+                        .await
+                }
+                None => return Err(self.config_error(name, "missing `webhook` section")),
+            },
+            other => {
+                return Err(self.config_error(
+                    name,
+                    &format!("sink type {} is not available in this hub", other.as_str()),
+                ));
+            }
+        })
+    }
+
+    fn config_error(&self, name: &str, message: &str) -> DeliveryError {
+        DeliveryError::Config {
+            consumer: name.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn measure_lag(&self) {
+        let records = match self.inner.store.consumers().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read consumer state for lag metrics");
+                return;
+            }
+        };
+        let sinks: HashMap<String, &'static str> = match self.inner.running.lock() {
+            Ok(running) => running
+                .iter()
+                .map(|(name, r)| (name.clone(), r.desired.consumer.sink.as_str()))
+                .collect(),
+            Err(_) => return,
+        };
+        for record in records {
+            let Some(&sink) = sinks.get(&record.name) else {
+                continue;
+            };
+            if let Ok(lag) = self.inner.store.lag(record.position).await {
+                let label = ConsumerLabel {
+                    consumer: record.name.clone(),
+                    sink,
+                };
+                self.inner
+                    .metrics
+                    .lag_events
+                    .get_or_create(&label)
+                    .set(lag.events);
+                self.inner
+                    .metrics
+                    .lag_seconds
+                    .get_or_create(&label)
+                    .set(lag.seconds);
+            }
+        }
+    }
+}
+
+fn poisoned() -> DeliveryError {
+    DeliveryError::Config {
+        consumer: String::new(),
+        message: "internal state lock poisoned".into(),
+    }
+}
+
+/// The event `POST /api/v1/consumers/{name}/test` sends, like falcosidekick's `/test`.
+pub fn synthetic_event() -> Event {
+    let now = chrono::Utc::now();
+    let raw = serde_json::json!({"rule": "Test rule", "priority": "Debug", "output": "This is a test from Falconer"});
+    Event {
+        id: uuid::Uuid::now_v7(),
+        dedup_key: None,
+        time: now,
+        received_at: now,
+        source: "falconer".into(),
+        source_version: Some(env!("CARGO_PKG_VERSION").into()),
+        kind: Kind::Other,
+        severity: Severity::Debug,
+        severity_raw: "Debug".into(),
+        rule: "Test rule".into(),
+        message: "This is a test from Falconer".into(),
+        tags: vec!["test".into()],
+        cluster: "falconer-test".into(),
+        namespace: None,
+        pod: None,
+        container: None,
+        image: None,
+        node: None,
+        workload: None,
+        fields: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("{}".into()).unwrap_or_default()
+        }),
+        raw: serde_json::value::to_raw_value(&raw).ok(),
+    }
+}

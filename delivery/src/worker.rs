@@ -1,0 +1,378 @@
+//! One consumer's worker: read forward from the cursor, filter, send in batches, retry what
+//! may pass (forever, in order, with backoff), dead-letter what never will, and move the
+//! cursor only after the sink confirmed. All retry and bookkeeping lives here, so sinks stay
+//! simple and behave the same.
+
+use crate::backoff::Backoff;
+use crate::config::DeliveryConfig;
+use crate::filter::Matcher;
+use crate::metrics::{ConsumerLabel, DeliveryMetrics, ResultLabel};
+use crate::sink::{ItemResult, Outcome, Sink};
+use falconer_store::crd::ConsumerState;
+use falconer_store::{Event, Position, Progress, Start, Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+/// Live state of every running consumer, shared by workers, the engine and the API.
+#[derive(Default)]
+pub struct Board {
+    live: Mutex<BTreeMap<String, Live>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub state: ConsumerState,
+    pub last_error: Option<String>,
+}
+
+impl Board {
+    pub fn set(&self, name: &str, state: ConsumerState, last_error: Option<String>) {
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(name.to_string(), Live { state, last_error });
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Live> {
+        self.live.lock().ok().and_then(|l| l.get(name).cloned())
+    }
+
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(name);
+        }
+    }
+}
+
+pub struct Worker<S: Sink> {
+    pub name: String,
+    pub sink_type: &'static str,
+    pub sink: S,
+    pub matcher: Matcher,
+    pub start: Start,
+    pub store: Store,
+    pub config: DeliveryConfig,
+    pub board: Arc<Board>,
+    pub metrics: DeliveryMetrics,
+    pub stop: watch::Receiver<bool>,
+    /// Poked by the API when dead letters are marked for replay.
+    pub wake: Arc<Notify>,
+}
+
+/// Why a step ended early.
+enum Interrupted {
+    Stopped,
+}
+
+impl<S: Sink> Worker<S> {
+    pub async fn run(mut self) {
+        let mut backoff = self.backoff();
+        let mut position = loop {
+            match self.store.ensure_consumer(&self.name, self.start).await {
+                Ok(record) => break record.position,
+                Err(e) => {
+                    self.degrade(&e.to_string());
+                    if self.pause(backoff.next_delay()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        self.board.set(&self.name, ConsumerState::Active, None);
+        let mut commits = self.store.commits();
+        tracing::info!(consumer = %self.name, sink = self.sink_type, "Delivery started");
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            if self.replay().await.is_err() {
+                break;
+            }
+            let batch = match self
+                .store
+                .events_after(position, self.config.read_batch)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.degrade(&format!("reading events: {e}"));
+                    if self.pause(backoff.next_delay()).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            backoff.reset();
+            if batch.is_empty() {
+                let poll = Duration::from_millis(self.config.poll_interval_ms);
+                tokio::select! {
+                    _ = commits.changed() => {}
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = self.stop.changed() => {}
+                }
+                continue;
+            }
+            match self.deliver(batch).await {
+                Ok(last) => position = last,
+                Err(Interrupted::Stopped) => break,
+            }
+        }
+        tracing::info!(consumer = %self.name, "Delivery stopped");
+    }
+
+    /// Sends one read batch; returns the position up to which everything is settled.
+    async fn deliver(&mut self, batch: Vec<(Position, Event)>) -> Result<Position, Interrupted> {
+        let Some(&(last, _)) = batch.last() else {
+            return Err(Interrupted::Stopped);
+        };
+        let total = batch.len();
+        let selected: Vec<(Position, Event)> = batch
+            .into_iter()
+            .filter(|(_, e)| self.matcher.matches(e))
+            .collect();
+        let filtered = (total - selected.len()) as i64;
+        self.count("filtered", filtered as u64);
+        if selected.is_empty() {
+            let progress = Progress {
+                skipped: filtered,
+                ..Progress::default()
+            };
+            self.save(last, progress).await?;
+            return Ok(last);
+        }
+        let size = self.sink.batch_size().max(1);
+        let mut rest = selected.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut chunk = Vec::with_capacity(size);
+            let mut end = last;
+            for (position, event) in rest.by_ref().take(size) {
+                end = position;
+                chunk.push(event);
+            }
+            let mut progress = self.send_until_settled(chunk).await?;
+            if rest.peek().is_none() {
+                // The last chunk settles the rest of the read batch, filtered events included.
+                end = last;
+                progress.skipped += filtered;
+            }
+            self.save(end, progress).await?;
+        }
+        Ok(last)
+    }
+
+    /// Sends `events` until every one is delivered, skipped or refused for good.
+    async fn send_until_settled(
+        &mut self,
+        mut pending: Vec<Event>,
+    ) -> Result<Progress, Interrupted> {
+        let mut progress = Progress::default();
+        let mut backoff = self.backoff();
+        let label = self.label();
+        loop {
+            let started = Instant::now();
+            let outcome = self.sink.send(&pending).await;
+            self.metrics
+                .send_seconds
+                .get_or_create(&label)
+                .observe(started.elapsed().as_secs_f64());
+            let retry = match outcome {
+                Outcome::Delivered => {
+                    progress.delivered += pending.len() as i64;
+                    self.count("delivered", pending.len() as u64);
+                    None
+                }
+                Outcome::Retry(reason) => Some(reason),
+                Outcome::Each(results) if results.len() != pending.len() => Some(format!(
+                    "sink answered {} results for {} events",
+                    results.len(),
+                    pending.len()
+                )),
+                Outcome::Each(results) => {
+                    let mut again = Vec::new();
+                    let mut reason = None;
+                    for (event, result) in pending.drain(..).zip(results) {
+                        match result {
+                            ItemResult::Delivered => {
+                                progress.delivered += 1;
+                                self.count("delivered", 1);
+                            }
+                            ItemResult::Skipped(_) => {
+                                progress.skipped += 1;
+                                self.count("skipped", 1);
+                            }
+                            ItemResult::Refused(why) => {
+                                tracing::warn!(consumer = %self.name, event = %event.id, reason = %why,
+                                    "Event refused by the sink; moved to dead letters");
+                                self.count("dead_letter", 1);
+                                progress.dead.push((event.id, why));
+                            }
+                            ItemResult::Retry(why) => {
+                                reason.get_or_insert(why);
+                                again.push(event);
+                            }
+                        }
+                    }
+                    pending = again;
+                    if pending.is_empty() { None } else { reason }
+                }
+            };
+            match retry {
+                None => {
+                    self.board.set(&self.name, ConsumerState::Active, None);
+                    self.metrics.degraded.get_or_create(&label).set(0);
+                    return Ok(progress);
+                }
+                Some(reason) => {
+                    progress.retries += 1;
+                    self.metrics.retries.get_or_create(&label).inc();
+                    progress.last_error = Some(Some(reason.clone()));
+                    self.degrade(&reason);
+                    self.pause(backoff.next_delay()).await?;
+                }
+            }
+        }
+    }
+
+    /// Saves the cursor and counters; retried while the store is down (nothing is lost:
+    /// unsaved progress is delivered again after a restart).
+    async fn save(&mut self, position: Position, progress: Progress) -> Result<(), Interrupted> {
+        let mut backoff = self.backoff();
+        loop {
+            match self
+                .store
+                .save_progress(&self.name, position, progress.clone())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.degrade(&format!("saving progress: {e}"));
+                    self.pause(backoff.next_delay()).await?;
+                }
+            }
+        }
+    }
+
+    /// Redelivers dead letters marked for replay, one attempt per round.
+    async fn replay(&mut self) -> Result<(), Interrupted> {
+        let letters = match self.store.replays(&self.name, self.config.read_batch).await {
+            Ok(letters) if letters.is_empty() => return Ok(()),
+            Ok(letters) => letters,
+            Err(e) => {
+                self.note_store_error(&e);
+                return Ok(());
+            }
+        };
+        let mut delivered = Vec::new();
+        let mut failed = Vec::new();
+        let mut events = Vec::new();
+        let mut ids = Vec::new();
+        for (letter, event) in letters {
+            match event {
+                Some(event) => {
+                    ids.push(letter.id);
+                    events.push(event);
+                }
+                None => failed.push((letter.id, "the event is no longer stored".to_string())),
+            }
+        }
+        let mut retryable = false;
+        for (ids, events) in ids
+            .chunks(self.sink.batch_size().max(1))
+            .zip(events.chunks(self.sink.batch_size().max(1)))
+        {
+            match self.sink.send(events).await {
+                Outcome::Delivered => delivered.extend_from_slice(ids),
+                Outcome::Retry(reason) => {
+                    self.degrade(&reason);
+                    retryable = true;
+                }
+                Outcome::Each(results) => {
+                    for (id, result) in ids.iter().zip(results) {
+                        match result {
+                            ItemResult::Delivered | ItemResult::Skipped(_) => delivered.push(*id),
+                            ItemResult::Refused(why) => failed.push((*id, why)),
+                            ItemResult::Retry(why) => {
+                                self.degrade(&why);
+                                retryable = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.count("delivered", delivered.len() as u64);
+        if let Err(e) = self
+            .store
+            .finish_replay(&self.name, delivered, failed)
+            .await
+        {
+            self.note_store_error(&e);
+        }
+        if retryable {
+            self.metrics.retries.get_or_create(&self.label()).inc();
+            let mut backoff = self.backoff();
+            self.pause(backoff.next_delay()).await?;
+        }
+        Ok(())
+    }
+
+    fn note_store_error(&self, e: &StoreError) {
+        tracing::warn!(consumer = %self.name, error = %e, "Store error during delivery");
+    }
+
+    fn degrade(&self, reason: &str) {
+        tracing::warn!(consumer = %self.name, sink = self.sink_type, error = %reason,
+            "Delivery failed; retrying");
+        self.board.set(
+            &self.name,
+            ConsumerState::Degraded,
+            Some(reason.to_string()),
+        );
+        self.metrics.degraded.get_or_create(&self.label()).set(1);
+    }
+
+    fn count(&self, result: &'static str, n: u64) {
+        if n > 0 {
+            self.metrics
+                .events
+                .get_or_create(&ResultLabel {
+                    consumer: self.name.clone(),
+                    sink: self.sink_type,
+                    result,
+                })
+                .inc_by(n);
+        }
+    }
+
+    fn label(&self) -> ConsumerLabel {
+        ConsumerLabel {
+            consumer: self.name.clone(),
+            sink: self.sink_type,
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        let seed = self
+            .name
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        Backoff::new(
+            Duration::from_millis(self.config.backoff_initial_ms),
+            Duration::from_millis(self.config.backoff_max_ms),
+            seed ^ Instant::now().elapsed().as_nanos() as u64,
+        )
+    }
+
+    /// Waits, unless asked to stop.
+    async fn pause(&mut self, delay: Duration) -> Result<(), Interrupted> {
+        if *self.stop.borrow() {
+            return Err(Interrupted::Stopped);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(()),
+            _ = self.stop.changed() => Err(Interrupted::Stopped),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The consumers API: delivery state, dead letters and their replay, and a test send.
+
+use crate::auth::Scope;
+use crate::error::HubError;
+use crate::params::Params;
+use crate::startup::AppState;
+use actix_web::web::{Bytes, Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use falconer_delivery::error::DeliveryError;
+use falconer_delivery::{ItemResult, Outcome};
+use serde_json::json;
+
+const MAX_DEAD_LETTERS: u32 = 1000;
+
+impl From<DeliveryError> for HubError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::UnknownConsumer(name) => {
+                HubError::NotFound(format!("no consumer named {name}"))
+            }
+            DeliveryError::Store(e) => e.into(),
+            other => HubError::Conflict(other.to_string()),
+        }
+    }
+}
+
+/// `GET /api/v1/consumers`
+pub async fn list(request: HttpRequest, state: Data<AppState>) -> Result<HttpResponse, HubError> {
+    Params::parse(request.query_string(), &[])?;
+    state.auth.check(&request, None, Scope::Query)?;
+    let consumers = state.delivery.consumers().await?;
+    Ok(HttpResponse::Ok().json(json!({ "consumers": consumers })))
+}
+
+/// `GET /api/v1/consumers/{name}/dead-letters?after=&limit=`
+pub async fn dead_letters(
+    request: HttpRequest,
+    name: Path<String>,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    let params = Params::parse(request.query_string(), &["after", "limit"])?;
+    state.auth.check(&request, None, Scope::Query)?;
+    known(&state, &name)?;
+    let after = params.parsed::<i64>("after")?.unwrap_or(0);
+    let limit = match params.text("limit")? {
+        None => 100,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_DEAD_LETTERS).contains(n))
+            .ok_or_else(|| {
+                HubError::bad(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_DEAD_LETTERS}"),
+                )
+            })?,
+    };
+    let letters = state.store.dead_letters(&name, after, limit).await?;
+    let next = (letters.len() == limit as usize)
+        .then(|| letters.last().map(|d| d.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({ "dead_letters": letters, "next_after": next })))
+}
+
+/// `POST /api/v1/consumers/{name}/dead-letters/replay`, body `{}` (all) or `{"ids": [..]}`.
+pub async fn replay(
+    request: HttpRequest,
+    name: Path<String>,
+    body: Bytes,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    Params::parse(request.query_string(), &[])?;
+    state.auth.check(&request, None, Scope::Query)?;
+    let ids = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| HubError::bad("body", format!("is not valid JSON: {e}")))?;
+        match value.get("ids") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(serde_json::Value::as_i64)
+                    .collect::<Option<Vec<i64>>>()
+                    .ok_or_else(|| HubError::bad("ids", "must be an array of dead-letter ids"))?,
+            ),
+            Some(_) => return Err(HubError::bad("ids", "must be an array of dead-letter ids")),
+        }
+    };
+    let requested = state.delivery.replay(&name, ids).await?;
+    Ok(HttpResponse::Accepted().json(json!({ "requested": requested })))
+}
+
+/// `POST /api/v1/consumers/{name}/test`: one synthetic event through the consumer's sink.
+pub async fn test(
+    request: HttpRequest,
+    name: Path<String>,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    Params::parse(request.query_string(), &[])?;
+    state.auth.check(&request, None, Scope::Query)?;
+    let (delivered, detail) = match state.delivery.test(&name).await? {
+        Outcome::Delivered => (true, "delivered".to_string()),
+        Outcome::Retry(why) => (false, why),
+        Outcome::Each(results) => match results.into_iter().next() {
+            Some(ItemResult::Delivered) => (true, "delivered".to_string()),
+            Some(ItemResult::Skipped(why)) => (false, format!("skipped: {why}")),
+            Some(ItemResult::Retry(why)) | Some(ItemResult::Refused(why)) => (false, why),
+            None => (false, "the sink gave no answer".to_string()),
+        },
+    };
+    let status = if delivered { 200 } else { 502 };
+    Ok(
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default())
+            .json(json!({ "delivered": delivered, "detail": detail })),
+    )
+}
+
+fn known(state: &AppState, name: &str) -> Result<(), HubError> {
+    if state.delivery.is_declared(name) {
+        Ok(())
+    } else {
+        Err(HubError::NotFound(format!("no consumer named {name}")))
+    }
+}
