@@ -65,17 +65,43 @@ enum Interrupted {
     Stopped,
 }
 
+/// How a delivery session ended without being asked to stop.
+enum Session {
+    LockLost,
+}
+
 impl<S: Sink> Worker<S> {
     pub async fn run(mut self) {
+        while let Ok(Session::LockLost) = self.session().await {}
+        tracing::info!(consumer = %self.name, "Delivery stopped");
+    }
+
+    /// Delivers while holding the consumer's lock; returns when asked to stop or when the
+    /// lock is lost.
+    async fn session(&mut self) -> Result<Session, Interrupted> {
         let mut backoff = self.backoff();
+        // One replica per consumer: wait for the lock while another hub holds it.
+        let mut lock = loop {
+            match self.store.lock_consumer(&self.name).await {
+                Ok(Some(lock)) => break lock,
+                Ok(None) => self.board.set(
+                    &self.name,
+                    ConsumerState::Pending,
+                    Some("delivered by another hub replica; standing by".into()),
+                ),
+                Err(e) => self.degrade(&format!("taking the consumer lock: {e}")),
+            }
+            let wait =
+                Duration::from_millis(self.config.poll_interval_ms).max(backoff.next_delay());
+            self.pause(wait).await?;
+        };
+        backoff.reset();
         let mut position = loop {
             match self.store.ensure_consumer(&self.name, self.start).await {
                 Ok(record) => break record.position,
                 Err(e) => {
                     self.degrade(&e.to_string());
-                    if self.pause(backoff.next_delay()).await.is_err() {
-                        return;
-                    }
+                    self.pause(backoff.next_delay()).await?;
                 }
             }
         };
@@ -84,11 +110,9 @@ impl<S: Sink> Worker<S> {
         tracing::info!(consumer = %self.name, sink = self.sink_type, "Delivery started");
         loop {
             if *self.stop.borrow() {
-                break;
+                return Err(Interrupted::Stopped);
             }
-            if self.replay().await.is_err() {
-                break;
-            }
+            self.replay().await?;
             let batch = match self
                 .store
                 .events_after(position, self.config.read_batch)
@@ -97,14 +121,23 @@ impl<S: Sink> Worker<S> {
                 Ok(batch) => batch,
                 Err(e) => {
                     self.degrade(&format!("reading events: {e}"));
-                    if self.pause(backoff.next_delay()).await.is_err() {
-                        break;
-                    }
+                    self.pause(backoff.next_delay()).await?;
                     continue;
                 }
             };
             backoff.reset();
             if batch.is_empty() {
+                if !lock.is_held().await {
+                    // The lock's connection is gone, and with it the lock: another replica
+                    // may take over. Start again, without delivering meanwhile.
+                    tracing::warn!(consumer = %self.name, "Consumer lock lost; restarting delivery");
+                    self.board.set(
+                        &self.name,
+                        ConsumerState::Pending,
+                        Some("consumer lock lost".into()),
+                    );
+                    return Ok(Session::LockLost);
+                }
                 let poll = Duration::from_millis(self.config.poll_interval_ms);
                 tokio::select! {
                     _ = commits.changed() => {}
@@ -114,12 +147,8 @@ impl<S: Sink> Worker<S> {
                 }
                 continue;
             }
-            match self.deliver(batch).await {
-                Ok(last) => position = last,
-                Err(Interrupted::Stopped) => break,
-            }
+            position = self.deliver(batch).await?;
         }
-        tracing::info!(consumer = %self.name, "Delivery stopped");
     }
 
     /// Sends one read batch; returns the position up to which everything is settled.

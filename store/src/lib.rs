@@ -33,6 +33,19 @@ use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
+/// Held while this process delivers to a consumer; dropping it lets another replica take over.
+pub struct ConsumerLock(Option<sqlx::PgConnection>);
+
+impl ConsumerLock {
+    /// Whether the lock's connection still answers (a lost connection has lost the lock).
+    pub async fn is_held(&mut self) -> bool {
+        match &mut self.0 {
+            Some(conn) => sqlx::Connection::ping(conn).await.is_ok(),
+            None => true,
+        }
+    }
+}
+
 /// A handle to the store; cheap to clone, shared by every request handler.
 #[derive(Clone)]
 pub struct Store {
@@ -282,6 +295,23 @@ impl Store {
         self.on_store_runtime(
             async move { backend.finish_replay(&name, &delivered, &failed).await },
         )
+        .await
+    }
+
+    /// Makes this process the only one delivering to consumer `name` while the returned lock
+    /// lives (PostgreSQL: a session advisory lock; SQLite: one process owns the file). `None`
+    /// when another hub replica holds it.
+    pub async fn lock_consumer(&self, name: &str) -> Result<Option<ConsumerLock>, StoreError> {
+        let (backend, name) = (self.inner.backend.clone(), name.to_owned());
+        self.on_store_runtime(async move {
+            match backend {
+                Backend::Postgres(db) => Ok(db
+                    .lock_consumer(&name)
+                    .await?
+                    .map(|conn| ConsumerLock(Some(conn)))),
+                Backend::Sqlite(_) => Ok(Some(ConsumerLock(None))),
+            }
+        })
         .await
     }
 

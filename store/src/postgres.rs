@@ -20,6 +20,8 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub(crate) struct Postgres {
     pool: PgPool,
+    /// For connections outside the pool: each consumer lock holds one.
+    options: PgConnectOptions,
 }
 
 /// One statement, so one round trip and an implicit transaction: insert the events (in the
@@ -66,9 +68,9 @@ impl Postgres {
             // The writer holds one connection per commit; queries share the rest.
             .max_connections(max_connections + 1)
             .acquire_timeout(connect_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Postgres { pool })
+        Ok(Postgres { pool, options })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -577,4 +579,37 @@ fn dead_letter_from_row(row: &PgRow) -> Result<DeadLetter, StoreError> {
         created_at: row.try_get("created_at")?,
         replay_requested: row.try_get("replay_requested")?,
     })
+}
+
+impl Postgres {
+    /// Takes the session advisory lock of a consumer on a connection of its own, so that only
+    /// one hub replica delivers to it; `None` when another replica holds it. Closing the
+    /// connection (dropping the lock, or the process dying) releases it.
+    pub async fn lock_consumer(
+        &self,
+        name: &str,
+    ) -> Result<Option<sqlx::PgConnection>, StoreError> {
+        use sqlx::ConnectOptions;
+        let mut conn = self
+            .options
+            .clone()
+            .application_name("falconer-consumer-lock")
+            .connect()
+            .await
+            .map_err(StoreError::connecting)?;
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(consumer_lock_key(name))
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(held.then_some(conn))
+    }
+}
+
+/// The advisory-lock key of a consumer: 64 bits of SHA-256 of a namespaced name.
+fn consumer_lock_key(name: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("falconer.consumer/{name}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
 }

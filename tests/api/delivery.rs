@@ -540,3 +540,53 @@ async fn postgres_the_cursor_never_skips_an_event_that_commits_late() {
     );
     app.stop().await;
 }
+
+/// DESIGN.md §13: hub replicas share one PostgreSQL, and each consumer is delivered by exactly
+/// one of them at a time; when that one stops, another takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_replica_at_a_time_delivers_a_consumer_and_another_takes_over() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.jsonl");
+    let declare = || vec![file_consumer("shared", &path)];
+    let first =
+        TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), declare()).await;
+    wait_until("the first replica delivers", || async {
+        consumer_view(&first, "shared").await["state"] == "Active"
+    })
+    .await;
+    let second =
+        TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), declare()).await;
+    wait_until("the second replica stands by", || async {
+        let view = consumer_view(&second, "shared").await;
+        view["state"] == "Pending"
+            && view["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("another hub replica"))
+    })
+    .await;
+    let mut posted = post_alerts(&first, "one", 0..50).await;
+    posted.extend(post_alerts(&second, "two", 0..50).await);
+    wait_until("100 events in the file", || async {
+        lines(&path).len() >= 100
+    })
+    .await;
+
+    first.stop().await;
+    wait_until("the second replica takes over", || async {
+        consumer_view(&second, "shared").await["state"] == "Active"
+    })
+    .await;
+    posted.extend(post_alerts(&second, "three", 0..50).await);
+    wait_until("150 events in the file", || async {
+        lines(&path).len() >= 150
+    })
+    .await;
+    let delivered = ids(&lines(&path));
+    assert_eq!(delivered.len(), 150, "no event delivered twice");
+    assert_eq!(
+        delivered.iter().collect::<HashSet<_>>(),
+        posted.iter().collect::<HashSet<_>>()
+    );
+    second.stop().await;
+}
