@@ -21,7 +21,7 @@ use uuid::Uuid;
 pub(crate) struct Postgres {
     pool: PgPool,
     /// For connections outside the pool: each consumer lock holds one.
-    options: PgConnectOptions,
+    options: std::sync::Arc<PgConnectOptions>,
 }
 
 /// One statement, so one round trip and an implicit transaction: insert the events (in the
@@ -70,7 +70,10 @@ impl Postgres {
             .acquire_timeout(connect_timeout)
             .connect_with(options.clone())
             .await?;
-        Ok(Postgres { pool, options })
+        Ok(Postgres {
+            pool,
+            options: std::sync::Arc::new(options),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -590,9 +593,7 @@ impl Postgres {
         name: &str,
     ) -> Result<Option<sqlx::PgConnection>, StoreError> {
         use sqlx::ConnectOptions;
-        let mut conn = self
-            .options
-            .clone()
+        let mut conn = PgConnectOptions::clone(&self.options)
             .application_name("falconer-consumer-lock")
             .connect()
             .await
