@@ -8,10 +8,9 @@ use crate::error::DeliveryError;
 use crate::filter::Matcher;
 use crate::metrics::{ConsumerLabel, DeliveryMetrics};
 use crate::sink::{Outcome, Sink};
-use crate::sinks::file::{FileLines, Stdout};
-use crate::sinks::webhook::Webhook;
+use crate::sinks::AnySink;
 use crate::worker::{Board, Worker};
-use falconer_store::crd::{ConsumerState, SinkType};
+use falconer_store::crd::ConsumerState;
 use falconer_store::{ConsumerRecord, Event, Kind, Severity, Start, Store};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -160,27 +159,7 @@ impl Delivery {
     }
 
     fn spawn(&self, d: &Desired) -> Result<Running, DeliveryError> {
-        let c = &d.consumer;
-        let name = c.name.as_str();
-        let missing = |section: &str| DeliveryError::Config {
-            consumer: name.to_string(),
-            message: format!("type {} needs a `{section}` section", c.sink.as_str()),
-        };
-        match c.sink {
-            SinkType::File => {
-                let settings = c.file.as_ref().ok_or_else(|| missing("file"))?;
-                Ok(self.start(d, FileLines::build(name, settings)?))
-            }
-            SinkType::Stdout => Ok(self.start(d, Stdout)),
-            SinkType::Webhook => {
-                let settings = c.webhook.as_ref().ok_or_else(|| missing("webhook"))?;
-                Ok(self.start(d, Webhook::build(name, settings, &d.secrets)?))
-            }
-            other => Err(DeliveryError::Config {
-                consumer: name.to_string(),
-                message: format!("sink type {} is not available in this hub", other.as_str()),
-            }),
-        }
+        Ok(self.start(d, AnySink::build(d)?))
     }
 
     fn start<S: Sink>(&self, d: &Desired, sink: S) -> Running {
@@ -357,36 +336,7 @@ impl Delivery {
                 .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
                 .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))?
         };
-        let event = [synthetic_event()];
-        let c = &desired.consumer;
-        Ok(match c.sink {
-            SinkType::File => match c.file.as_ref() {
-                Some(s) => FileLines::build(name, s)?.send(&event).await,
-                None => return Err(self.config_error(name, "missing `file` section")),
-            },
-            SinkType::Stdout => Stdout.send(&event).await,
-            SinkType::Webhook => match c.webhook.as_ref() {
-                Some(s) => {
-                    Webhook::build(name, s, &desired.secrets)?
-                        .send(&event)
-                        .await
-                }
-                None => return Err(self.config_error(name, "missing `webhook` section")),
-            },
-            other => {
-                return Err(self.config_error(
-                    name,
-                    &format!("sink type {} is not available in this hub", other.as_str()),
-                ));
-            }
-        })
-    }
-
-    fn config_error(&self, name: &str, message: &str) -> DeliveryError {
-        DeliveryError::Config {
-            consumer: name.to_string(),
-            message: message.to_string(),
-        }
+        Ok(AnySink::build(&desired)?.send(&[synthetic_event()]).await)
     }
 
     async fn measure_lag(&self) {
