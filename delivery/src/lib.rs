@@ -4,7 +4,10 @@
 //! the sink confirmed.
 
 pub mod consumers;
+pub mod settings;
 pub mod sink;
 pub mod sinks;
+#[cfg(test)]
+mod testing;
 
 pub use sink::{ItemResult, Outcome, Sink};
