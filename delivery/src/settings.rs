@@ -252,27 +252,40 @@ fn resolve_env_secrets(consumer: &Consumer) -> Result<Secrets, String> {
 /// What the watcher saw besides the consumers to run.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observed {
-    /// Every Setting that exists now: `StatusWriter` writes these and only these.
-    pub settings: BTreeSet<String>,
+    /// Every Setting that exists now, with the consumer names it declares (spec order):
+    /// `StatusWriter` writes these Settings and these consumers only.
+    pub settings: BTreeMap<String, Vec<String>>,
     /// Consumers declared but left out (name conflicts, missing Secrets or keys), each as a
     /// `Stopped` report whose `lastError` says why. The config file's appear with
     /// `Origin::ConfigFile`, for the API and logs.
     pub problems: Vec<(Origin, Report)>,
+    /// Settings this hub cannot read (e.g. written for a newer CRD), with the parse error;
+    /// their consumers are unknown, so none of them runs.
+    pub unreadable: BTreeMap<String, String>,
 }
 
-/// A consumer that does not run, and why.
-pub fn stopped(name: &str, reason: String) -> Report {
+fn report(name: &str, state: ConsumerState, last_error: Option<String>) -> Report {
     ConsumerStatus {
         name: name.to_owned(),
-        state: ConsumerState::Stopped,
+        state,
         lag_events: 0,
         lag_seconds: 0,
         delivered: 0,
         retries: 0,
         dead_letters: 0,
-        last_error: Some(reason),
+        last_error,
         updated_at: None,
     }
+}
+
+/// A consumer that does not run, and why.
+pub fn stopped(name: &str, reason: String) -> Report {
+    report(name, ConsumerState::Stopped, Some(reason))
+}
+
+/// A declared consumer delivery has not reported on yet.
+pub fn pending(name: &str) -> Report {
+    report(name, ConsumerState::Pending, None)
 }
 
 /// The consumers to run and what was left out, from everything declared and the Secrets of
@@ -286,8 +299,19 @@ pub fn view(
     let merged = merge(config, settings);
     let mut desired = Vec::new();
     let mut observed = Observed {
-        settings: settings.iter().map(|s| s.name_any()).collect(),
-        problems: Vec::new(),
+        settings: settings
+            .iter()
+            .map(|s| {
+                let mut names: Vec<String> = Vec::new();
+                for consumer in &s.spec.consumers {
+                    if !names.contains(&consumer.name) {
+                        names.push(consumer.name.clone());
+                    }
+                }
+                (s.name_any(), names)
+            })
+            .collect(),
+        ..Observed::default()
     };
     for conflict in &merged.conflicts {
         for origin in &conflict.origins {
@@ -440,7 +464,7 @@ async fn run(
 
     let mut setting_mirror: Mirror<Result<Setting, String>> = Mirror::default();
     let mut secret_mirror: Mirror<BTreeMap<String, Vec<u8>>> = Mirror::default();
-    let mut logged: BTreeSet<(Origin, String)> = BTreeSet::new();
+    let mut logged = BTreeSet::new();
 
     while let Some(change) = changes.next().await {
         match change {
@@ -466,42 +490,13 @@ async fn run(
             .cloned()
             .collect();
         let (desired, mut observed) = view(&config, &settings, &secret_mirror.items, &namespace);
-        let unreadable: BTreeMap<&String, &String> = setting_mirror
-            .items
-            .iter()
-            .filter_map(|(name, s)| s.as_ref().err().map(|e| (name, e)))
-            .collect();
-        observed
-            .settings
-            .extend(unreadable.keys().map(|name| (*name).clone()));
-
-        // Each problem is logged when it appears, not on every event.
-        let now: BTreeSet<(Origin, String)> = observed
-            .problems
-            .iter()
-            .map(|(origin, report)| (origin.clone(), report.name.clone()))
-            .chain(
-                unreadable
-                    .keys()
-                    .map(|name| (Origin::Setting((*name).clone()), String::new())),
-            )
-            .collect();
-        for (origin, report) in &observed.problems {
-            if !logged.contains(&(origin.clone(), report.name.clone())) {
-                tracing::error!(
-                    consumer = report.name,
-                    origin = %origin,
-                    reason = report.last_error.as_deref().unwrap_or_default(),
-                    "Consumer left out."
-                );
+        for (name, setting) in &setting_mirror.items {
+            if let Err(error) = setting {
+                observed.settings.insert(name.clone(), Vec::new());
+                observed.unreadable.insert(name.clone(), error.clone());
             }
         }
-        for (name, error) in &unreadable {
-            if !logged.contains(&(Origin::Setting((*name).clone()), String::new())) {
-                tracing::error!(setting = %name, %error, "Cannot read this Setting; its consumers are left out.");
-            }
-        }
-        logged = now;
+        logged = log_new_problems(&observed, logged);
 
         desired_tx.send_if_modified(|current| replace_if_changed(current, desired));
         observed_tx.send_if_modified(|current| replace_if_changed(current, observed));
@@ -509,6 +504,39 @@ async fn run(
             return;
         }
     }
+}
+
+/// Logs each problem once, when it appears (not on every watch event); returns what is
+/// logged now, for the next call.
+fn log_new_problems(
+    observed: &Observed,
+    logged: BTreeSet<(Origin, String, String)>,
+) -> BTreeSet<(Origin, String, String)> {
+    let mut now = BTreeSet::new();
+    for (origin, report) in &observed.problems {
+        let reason = report.last_error.clone().unwrap_or_default();
+        let key = (origin.clone(), report.name.clone(), reason);
+        if !logged.contains(&key) {
+            tracing::error!(consumer = key.1, origin = %key.0, reason = key.2, "Consumer left out.");
+        }
+        now.insert(key);
+    }
+    for (setting, error) in &observed.unreadable {
+        let key = (
+            Origin::Setting(setting.clone()),
+            String::new(),
+            error.clone(),
+        );
+        if !logged.contains(&key) {
+            tracing::error!(
+                setting,
+                error,
+                "Cannot read this Setting; its consumers are left out."
+            );
+        }
+        now.insert(key);
+    }
+    now
 }
 
 fn replace_if_changed<T: PartialEq>(current: &mut T, new: T) -> bool {
@@ -523,38 +551,47 @@ fn replace_if_changed<T: PartialEq>(current: &mut T, new: T) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Writing status
 
-/// `status.consumers` of each existing Setting, from the engine's reports and the watcher's
-/// problems (which win: they say what runs now). Sorted by consumer name, `updatedAt` unset.
-/// Settings with no consumer reported are listed empty, so stale entries get removed.
+/// `status.consumers` of each existing Setting: one entry per consumer it declares, from the
+/// watcher's problems (which win: they say what runs now), else the engine's report, else
+/// `Pending`. In spec order, `updatedAt` unset. Reports of consumers or Settings that no
+/// longer exist are dropped; a Setting without consumers gets an empty list, so entries the
+/// hub wrote before are removed.
 pub fn statuses(
     observed: &Observed,
     reports: &[(Origin, Report)],
 ) -> BTreeMap<String, Vec<ConsumerStatus>> {
-    let mut by_setting: BTreeMap<String, BTreeMap<String, ConsumerStatus>> = observed
+    let by_key = |list: &[(Origin, Report)]| {
+        let mut found: BTreeMap<(String, String), Report> = BTreeMap::new();
+        for (origin, report) in list {
+            if let Origin::Setting(setting) = origin {
+                found
+                    .entry((setting.clone(), report.name.clone()))
+                    .or_insert_with(|| report.clone());
+            }
+        }
+        found
+    };
+    let problems = by_key(&observed.problems);
+    let engine = by_key(reports);
+    observed
         .settings
         .iter()
-        .map(|s| (s.clone(), BTreeMap::new()))
-        .collect();
-    let all = reports
-        .iter()
-        .map(|r| (r, false))
-        .chain(observed.problems.iter().map(|r| (r, true)));
-    for ((origin, report), is_problem) in all {
-        let Origin::Setting(setting) = origin else {
-            continue;
-        };
-        let Some(consumers) = by_setting.get_mut(setting) else {
-            continue;
-        };
-        if is_problem || !consumers.contains_key(&report.name) {
-            let mut report = report.clone();
-            report.updated_at = None;
-            consumers.insert(report.name.clone(), report);
-        }
-    }
-    by_setting
-        .into_iter()
-        .map(|(setting, consumers)| (setting, consumers.into_values().collect()))
+        .map(|(setting, declared)| {
+            let consumers = declared
+                .iter()
+                .map(|name| {
+                    let key = (setting.clone(), name.clone());
+                    let mut report = problems
+                        .get(&key)
+                        .or_else(|| engine.get(&key))
+                        .cloned()
+                        .unwrap_or_else(|| pending(name));
+                    report.updated_at = None;
+                    report
+                })
+                .collect();
+            (setting.clone(), consumers)
+        })
         .collect()
 }
 

@@ -276,7 +276,11 @@ fn the_view_runs_resolved_consumers_and_reports_conflicts_and_missing_secrets_as
     );
     assert_eq!(
         observed.settings,
-        BTreeSet::from(["a".into(), "b".into(), "empty".into()])
+        BTreeMap::from([
+            ("a".into(), vec!["search".into(), "phx".into()]),
+            ("b".into(), vec!["phx".into(), "archive".into()]),
+            ("empty".into(), vec![]),
+        ])
     );
     let problems: Vec<(Origin, &str, ConsumerState, &str)> = observed
         .problems
@@ -325,22 +329,32 @@ fn report(name: &str, state: ConsumerState, delivered: i64) -> Report {
     }
 }
 
-fn observed(settings: &[&str], problems: Vec<(Origin, Report)>) -> Observed {
+fn observed(settings: &[(&str, &[&str])], problems: Vec<(Origin, Report)>) -> Observed {
     Observed {
-        settings: settings.iter().map(|s| (*s).to_owned()).collect(),
+        settings: settings
+            .iter()
+            .map(|(s, consumers)| {
+                (
+                    (*s).to_owned(),
+                    consumers.iter().map(|c| (*c).to_owned()).collect(),
+                )
+            })
+            .collect(),
         problems,
+        unreadable: BTreeMap::new(),
     }
 }
 
 #[test]
-fn statuses_group_reports_by_setting_and_problems_win_over_engine_reports() {
+fn statuses_list_each_declared_consumer_with_problems_first_then_reports_then_pending() {
     let seen = observed(
-        &["a", "empty"],
+        &[("a", &["search", "phx", "new"]), ("empty", &[])],
         vec![(in_setting("a"), stopped("phx", "conflict".into()))],
     );
     let reports = vec![
         (in_setting("a"), report("search", ConsumerState::Active, 5)),
         (in_setting("a"), report("phx", ConsumerState::Active, 1)),
+        (in_setting("a"), report("removed", ConsumerState::Active, 1)),
         (Origin::ConfigFile, report("out", ConsumerState::Active, 9)),
         (in_setting("deleted"), report("x", ConsumerState::Active, 1)),
     ];
@@ -352,7 +366,7 @@ fn statuses_group_reports_by_setting_and_problems_win_over_engine_reports() {
         BTreeMap::from([
             (
                 "a".to_string(),
-                vec![stopped("phx", "conflict".into()), search]
+                vec![search, stopped("phx", "conflict".into()), pending("new")]
             ),
             ("empty".to_string(), vec![]),
         ])
@@ -426,7 +440,7 @@ async fn status_is_applied_under_the_hubs_field_manager_and_only_when_it_changed
             .echo(200),
     ]);
     let mut writer = StatusWriter::new(client);
-    let seen = observed(&["main"], vec![]);
+    let seen = observed(&[("main", &["search"])], vec![]);
     let active = vec![(
         in_setting("main"),
         report("search", ConsumerState::Active, 5),
@@ -438,8 +452,9 @@ async fn status_is_applied_under_the_hubs_field_manager_and_only_when_it_changed
     assert_eq!(writer.write_at(&seen, &later, &now()).await.ok(), Some(0));
     let changed = vec![(in_setting("main"), degraded)];
     assert_eq!(writer.write_at(&seen, &changed, &now()).await.ok(), Some(1));
-    assert_eq!(writer.write_at(&seen, &[], &now()).await.ok(), Some(1));
-    assert_eq!(writer.write_at(&seen, &[], &now()).await.ok(), Some(0));
+    let emptied = observed(&[("main", &[])], vec![]);
+    assert_eq!(writer.write_at(&emptied, &[], &now()).await.ok(), Some(1));
+    assert_eq!(writer.write_at(&emptied, &[], &now()).await.ok(), Some(0));
     script.done().await;
 }
 
@@ -456,7 +471,7 @@ async fn a_failed_status_write_is_reported_and_tried_again_and_a_deleted_setting
         expect(Method::PATCH, STATUS_PATH).echo(200),
     ]);
     let mut writer = StatusWriter::new(client);
-    let seen = observed(&["main", "other"], vec![]);
+    let seen = observed(&[("main", &["search"]), ("other", &["phx"])], vec![]);
     let reports = vec![
         (
             in_setting("main"),
@@ -473,7 +488,7 @@ async fn a_failed_status_write_is_reported_and_tried_again_and_a_deleted_setting
             .to_string()
             .starts_with("writing status.consumers of Setting main")
     );
-    let seen = observed(&["main"], vec![]);
+    let seen = observed(&[("main", &["search"])], vec![]);
     assert_eq!(writer.write_at(&seen, &reports, &now()).await.ok(), Some(1));
     script.done().await;
 }
@@ -553,6 +568,8 @@ async fn the_watcher_publishes_settings_consumers_and_follows_secret_rotation_an
         ],
     );
     let rival = setting("rival", 5, vec![consumer("phx", SinkType::Phoenix)]);
+    let mut future = serde_json::to_value(setting("future", 1, vec![])).expect("JSON");
+    future["spec"]["shinyNewField"] = json!(true);
     let routes = BTreeMap::from([
         (
             SETTINGS_PATH.to_string(),
@@ -561,7 +578,7 @@ async fn the_watcher_publishes_settings_consumers_and_follows_secret_rotation_an
                 list(
                     "SettingList",
                     "10",
-                    vec![serde_json::to_value(&main).expect("JSON")],
+                    vec![serde_json::to_value(&main).expect("JSON"), future],
                 ),
             )]),
         ),
@@ -627,9 +644,11 @@ async fn the_watcher_publishes_settings_consumers_and_follows_secret_rotation_an
     })
     .await;
     assert_eq!(
-        observed.settings,
-        BTreeSet::from(["main".into(), "rival".into()])
+        observed.settings.keys().collect::<Vec<_>>(),
+        ["future", "main", "rival"]
     );
+    // One Setting this hub cannot read does not stop the others.
+    assert_eq!(observed.unreadable.keys().collect::<Vec<_>>(), ["future"]);
     assert!(
         observed
             .problems

@@ -141,7 +141,7 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
-/// `rule.source` for `event`: the consumer's `ruleSource`, else `FalconIntegrator` for Falco
+/// `rule.source` for `event`: the consumer's `ruleSource`, else `FalcoIntegrator` for Falco
 /// events, else the event's source.
 pub fn rule_source<'a>(configured: Option<&'a str>, event: &'a Event) -> &'a str {
     match configured {

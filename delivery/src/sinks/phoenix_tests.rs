@@ -611,6 +611,22 @@ async fn cleanup_without_phoenixs_crd_has_nothing_to_do() {
     script.done().await;
 }
 
+#[tokio::test]
+async fn a_sink_with_a_ttl_runs_a_first_cleanup_pass_when_it_starts() {
+    let (client, server) = ApiServer::start();
+    let script = server.run(vec![
+        expect(Method::GET, COLLECTION)
+            .query("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dfalconer-hub%2Cfalconer.io%2Fconsumer%3Dphx")
+            .reply(200, list(vec![stored("old", 1_000_000_000)], "")),
+        expect(Method::DELETE, &format!("{COLLECTION}/old")).reply(200, stored("old", 0)),
+    ]);
+    let mut with_ttl = settings();
+    with_ttl.ttl = Some("24h".into());
+    let sink = PhoenixSink::build("phx", &with_ttl, client).expect("sink");
+    script.done().await;
+    drop(sink);
+}
+
 #[test]
 fn cleanup_runs_every_tenth_of_the_ttl_between_a_minute_and_an_hour() {
     assert_eq!(
