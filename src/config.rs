@@ -21,6 +21,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub delivery: DeliveryConfig,
+    pub kubernetes: KubernetesConfig,
     /// Consumers declared here (same shape as a Setting's `spec.consumers`, camelCase keys);
     /// their secrets come from `FALCONER_SECRET_<SECRET>_<KEY>` environment variables.
     pub consumers: Vec<Consumer>,
@@ -37,9 +38,41 @@ impl Default for Config {
             auth: hub.auth,
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
+            kubernetes: KubernetesConfig::default(),
             consumers: Vec::new(),
         }
     }
+}
+
+/// How the hub uses the cluster it runs in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Take consumers from `Setting` objects and write their delivery state into the
+    /// Settings' status: `auto` (when running in a pod), `on` or `off`.
+    pub settings: Toggle,
+    /// Namespace whose Secrets hold consumer credentials; default: the pod's own namespace.
+    pub namespace: Option<String>,
+    /// How often consumer state is written into Setting status.
+    pub status_interval_secs: u64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            settings: Toggle::Auto,
+            namespace: None,
+            status_interval_secs: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +186,9 @@ impl Config {
         self.hub().validate()?;
         self.store.validate()?;
         self.delivery.validate()?;
+        if self.kubernetes.status_interval_secs == 0 {
+            return Err("kubernetes.status_interval_secs: must be greater than 0".into());
+        }
         falconer_delivery::consumers::validate(&self.consumers, "consumers")?;
         if self.ingest.max_events_per_request > self.store.queue_max_events {
             return Err(format!(

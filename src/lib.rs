@@ -5,7 +5,7 @@ pub mod cli;
 pub mod config;
 
 use cli::{Cli, Command, CrdgenArgs, ManagerArgs, ManagerCommand, ServeArgs};
-use config::{Config, LogFormat};
+use config::{Config, LogFormat, Toggle};
 use falconer_delivery::Delivery;
 use falconer_hub::Hub;
 use falconer_store::Store;
@@ -125,21 +125,126 @@ fn serve(config: Config, args: &ServeArgs, mode: &'static str) -> Result<(), Err
         let mut registry = Registry::default();
         let store = Store::open(&config.store, &mut registry).await?;
         tracing::info!(mode, store = store.database(), cluster = %config.cluster, "Starting");
-        let delivery = Delivery::new(store.clone(), config.delivery.clone(), &mut registry);
-        let desired = falconer_delivery::consumers::from_config_file(&config.consumers);
-        let (desired, following) = tokio::sync::watch::channel(desired);
-        let engine = tokio::spawn(delivery.clone().run(following));
+        let kube = kubernetes_client(&config, mode).await?;
+        let delivery = Delivery::with_kube(
+            store.clone(),
+            config.delivery.clone(),
+            &mut registry,
+            kube.as_ref().map(|k| k.client.clone()),
+        );
+        let consumers = Consumers::start(&config, kube, delivery.clone());
+        let engine = tokio::spawn(delivery.clone().run(consumers.desired.clone()));
         let hub = Hub::start(config.hub(), store.clone(), delivery, registry)?;
         // Returns after SIGINT/SIGTERM, once in-flight requests are answered.
         hub.server.await?;
         // Dropping the declarations stops every consumer; what they had not confirmed yet
         // is delivered again after the restart.
-        drop(desired);
+        consumers.stop();
         let _ = engine.await;
         store.close().await;
         tracing::info!("Stopped");
         Ok(())
     })
+}
+
+/// The cluster the hub runs in, when it uses it.
+struct Kube {
+    client: kube::Client,
+    namespace: String,
+}
+
+/// Connects to the cluster when Settings are to be watched: `kubernetes.settings: on`, or
+/// `auto` in the `hub` subcommand inside a pod.
+async fn kubernetes_client(config: &Config, mode: &str) -> Result<Option<Kube>, Error> {
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let wanted = match config.kubernetes.settings {
+        Toggle::On => true,
+        Toggle::Off => false,
+        Toggle::Auto => mode == "hub" && in_pod,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    falconer_manager::run::install_crypto_provider();
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Error::Config(format!(
+            "kubernetes.settings: cannot reach the cluster: {e}"
+        ))
+    })?;
+    let namespace = match &config.kubernetes.namespace {
+        Some(namespace) => namespace.clone(),
+        None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .map(|n| n.trim().to_string())
+            .or_else(|_| std::env::var("POD_NAMESPACE"))
+            .map_err(|_| {
+                Error::Config(
+                    "kubernetes.namespace: not set and not running in a pod; name the namespace \
+                     of the consumers' Secrets"
+                        .into(),
+                )
+            })?,
+    };
+    tracing::info!(%namespace, "Taking consumers from Setting objects");
+    Ok(Some(Kube { client, namespace }))
+}
+
+/// Where the engine's consumers come from: the configuration file alone, or (in a cluster)
+/// Settings merged with it, with their delivery state written back into the Settings.
+struct Consumers {
+    desired: tokio::sync::watch::Receiver<Vec<falconer_delivery::consumers::Desired>>,
+    /// Keeps the file's declarations alive (dropping it stops the engine).
+    file: Option<tokio::sync::watch::Sender<Vec<falconer_delivery::consumers::Desired>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Consumers {
+    fn start(config: &Config, kube: Option<Kube>, delivery: Delivery) -> Consumers {
+        let Some(kube) = kube else {
+            let file = falconer_delivery::consumers::from_config_file(&config.consumers);
+            let (file, desired) = tokio::sync::watch::channel(file);
+            return Consumers {
+                desired,
+                file: Some(file),
+                tasks: Vec::new(),
+            };
+        };
+        let watch = falconer_delivery::settings::watch_settings(
+            kube.client.clone(),
+            &kube.namespace,
+            config.consumers.clone(),
+        );
+        let observed = watch.observed.clone();
+        let mut writer = falconer_delivery::settings::StatusWriter::new(kube.client);
+        let every = std::time::Duration::from_secs(config.kubernetes.status_interval_secs);
+        let status = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let observed = observed.borrow().clone();
+                delivery.set_left_out(observed.problems.clone());
+                match delivery.reports().await {
+                    Ok(reports) => {
+                        if let Err(e) = writer.write(&observed, &reports).await {
+                            tracing::warn!(error = %e, "Cannot write Setting status");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot read consumer state"),
+                }
+            }
+        });
+        Consumers {
+            desired: watch.desired,
+            file: None,
+            tasks: vec![watch.task, status],
+        }
+    }
+
+    fn stop(self) {
+        drop(self.file);
+        for task in self.tasks {
+            task.abort();
+        }
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {

@@ -34,6 +34,11 @@ struct Inner {
     running: Mutex<BTreeMap<String, Running>>,
     /// Consumers that could not start, with why (bad settings, missing secret, duplicate).
     failed: Mutex<BTreeMap<String, (Desired, String)>>,
+    /// Consumers the Setting watcher left out before they reached the engine (name
+    /// conflicts, missing Secrets), as `Stopped` reports.
+    left_out: Mutex<Vec<(Origin, Report)>>,
+    /// The hub's Kubernetes client when it runs in a cluster.
+    kube: Option<kube::Client>,
 }
 
 struct Running {
@@ -63,6 +68,16 @@ pub struct ConsumerView {
 
 impl Delivery {
     pub fn new(store: Store, config: DeliveryConfig, registry: &mut Registry) -> Delivery {
+        Delivery::with_kube(store, config, registry, None)
+    }
+
+    /// An engine whose sinks may use the hub's cluster (Phoenix).
+    pub fn with_kube(
+        store: Store,
+        config: DeliveryConfig,
+        registry: &mut Registry,
+        kube: Option<kube::Client>,
+    ) -> Delivery {
         Delivery {
             inner: Arc::new(Inner {
                 store,
@@ -71,6 +86,8 @@ impl Delivery {
                 metrics: DeliveryMetrics::new(registry),
                 running: Mutex::new(BTreeMap::new()),
                 failed: Mutex::new(BTreeMap::new()),
+                left_out: Mutex::new(Vec::new()),
+                kube,
             }),
         }
     }
@@ -159,7 +176,7 @@ impl Delivery {
     }
 
     fn spawn(&self, d: &Desired) -> Result<Running, DeliveryError> {
-        Ok(self.start(d, AnySink::build(d)?))
+        Ok(self.start(d, AnySink::build(d, self.inner.kube.as_ref())?))
     }
 
     fn start<S: Sink>(&self, d: &Desired, sink: S) -> Running {
@@ -208,6 +225,13 @@ impl Delivery {
         }
         for r in running {
             let _ = r.task.await;
+        }
+    }
+
+    /// Records the consumers left out before reaching the engine (shown as `Stopped`).
+    pub fn set_left_out(&self, reports: Vec<(Origin, Report)>) {
+        if let Ok(mut left_out) = self.inner.left_out.lock() {
+            *left_out = reports;
         }
     }
 
@@ -260,6 +284,25 @@ impl Delivery {
                 last_delivered_at: record.and_then(|r| r.last_delivered_at),
                 name,
             });
+        }
+        if let Ok(left_out) = self.inner.left_out.lock() {
+            for (origin, report) in left_out.iter() {
+                let record = records.get(&report.name);
+                views.push(ConsumerView {
+                    name: report.name.clone(),
+                    sink: "unknown",
+                    origin: origin.to_string(),
+                    state: ConsumerState::Stopped,
+                    lag_events: 0,
+                    lag_seconds: 0,
+                    delivered: record.map_or(0, |r| r.delivered),
+                    skipped: record.map_or(0, |r| r.skipped),
+                    retries: record.map_or(0, |r| r.retries),
+                    dead_letters: record.map_or(0, |r| r.dead_letters),
+                    last_error: report.last_error.clone(),
+                    last_delivered_at: record.and_then(|r| r.last_delivered_at),
+                });
+            }
         }
         views.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(views)
@@ -336,7 +379,9 @@ impl Delivery {
                 .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
                 .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))?
         };
-        Ok(AnySink::build(&desired)?.send(&[synthetic_event()]).await)
+        Ok(AnySink::build(&desired, self.inner.kube.as_ref())?
+            .send(&[synthetic_event()])
+            .await)
     }
 
     async fn measure_lag(&self) {

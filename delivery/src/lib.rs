@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod metrics;
+pub mod settings;
 pub mod sink;
 pub mod sinks;
 #[cfg(test)]

@@ -213,6 +213,11 @@ async fn a_refused_event_goes_to_dead_letters_and_is_replayed_after_the_fix(back
         .collect();
     assert_eq!(received, [good.clone(), later.clone()].concat());
 
+    // Delivery saves its progress (dead letters included) right after the sink answered.
+    wait_until("the refused event is a dead letter", || async {
+        consumer_view(&app, "hook").await["dead_letters"] == 1
+    })
+    .await;
     let letters = app.get("/api/v1/consumers/hook/dead-letters").await.json();
     let letters = letters["dead_letters"].as_array().unwrap().clone();
     assert_eq!(letters.len(), 1);

@@ -3,6 +3,7 @@
 
 pub mod falconer;
 pub mod file;
+pub mod phoenix;
 pub mod webhook;
 
 use falconer_store::Event;
@@ -26,11 +27,13 @@ pub enum AnySink {
     Stdout(file::Stdout),
     Webhook(webhook::Webhook),
     Falconer(falconer::Falconer),
+    Phoenix(phoenix::PhoenixSink),
 }
 
 impl AnySink {
     /// The sink a declared consumer asks for, or why it cannot run.
-    pub fn build(desired: &Desired) -> Result<AnySink, DeliveryError> {
+    /// `kube` is the hub's Kubernetes client, when it runs in a cluster (Phoenix needs it).
+    pub fn build(desired: &Desired, kube: Option<&kube::Client>) -> Result<AnySink, DeliveryError> {
         let c = &desired.consumer;
         let name = c.name.as_str();
         let missing = |section: &str| DeliveryError::Config {
@@ -53,6 +56,23 @@ impl AnySink {
                 c.falconer.as_ref().ok_or_else(|| missing("falconer"))?,
                 &desired.secrets,
             )?),
+            SinkType::Phoenix => {
+                let client = kube.ok_or_else(|| DeliveryError::Config {
+                    consumer: name.to_string(),
+                    message: "type phoenix creates SecurityEvents in the hub's own cluster; this \
+                              hub does not run in one"
+                        .into(),
+                })?;
+                let settings = c.phoenix.clone().unwrap_or_default();
+                AnySink::Phoenix(
+                    phoenix::PhoenixSink::build(name, &settings, client.clone()).map_err(|e| {
+                        DeliveryError::Config {
+                            consumer: name.to_string(),
+                            message: e.to_string(),
+                        }
+                    })?,
+                )
+            }
             other => {
                 return Err(DeliveryError::Config {
                     consumer: name.to_string(),
@@ -70,6 +90,7 @@ impl Sink for AnySink {
             AnySink::Stdout(s) => s.batch_size(),
             AnySink::Webhook(s) => s.batch_size(),
             AnySink::Falconer(s) => s.batch_size(),
+            AnySink::Phoenix(s) => s.batch_size(),
         }
     }
 
@@ -79,6 +100,7 @@ impl Sink for AnySink {
             AnySink::Stdout(s) => s.send(events).await,
             AnySink::Webhook(s) => s.send(events).await,
             AnySink::Falconer(s) => s.send(events).await,
+            AnySink::Phoenix(s) => s.send(events).await,
         }
     }
 }

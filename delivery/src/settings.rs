@@ -1,0 +1,694 @@
+//! Consumers declared in the cluster: this module owns watching `Setting` objects and the
+//! Secrets their consumers name, turning them (with the config file's consumers) into the
+//! consumers delivery should run, and writing each consumer's delivery state back into its
+//! Setting's `status.consumers`.
+//!
+//! Wiring (the engine's side):
+//!
+//! ```text
+//! let watch = settings::watch_settings(client.clone(), &hub_namespace, config_consumers);
+//! // watch.desired:  watch::Receiver<Vec<Desired>>  every consumer to run, secrets resolved
+//! // watch.observed: watch::Receiver<Observed>      existing Settings + consumers left out
+//! let mut writer = settings::StatusWriter::new(client);
+//! // periodically, with the engine's reports:
+//! writer.write(&watch.observed.borrow().clone(), &reports).await?;
+//! ```
+//!
+//! - `desired` starts empty and gets its first full value once both the Settings and the
+//!   Secrets have been listed; after that it changes only when the result changes (a Setting
+//!   edited, a Secret rotated), never on a no-op resync. It holds the config file's consumers
+//!   too, so in a cluster it is the one list the engine runs.
+//! - A consumer name declared more than once (across Settings, within one, or by a Setting and
+//!   the config file) is a conflict: **every** declaration is left out, logged and reported
+//!   (`Stopped`, with the reason) in `observed.problems`, instead of silently picking one.
+//!   So is a consumer whose Secret or a required key of it is missing. Leaving a consumer out
+//!   only stops its worker: the engine must keep its cursor, so it resumes when the problem
+//!   is fixed.
+//! - Secrets live in the hub's namespace and are watched (Helm release Secrets excepted), so a
+//!   rotated credential reaches `desired` without a restart. Only the keys a sink reads are
+//!   copied: those it requires (`SinkType::required_secret_keys`, a webhook's
+//!   `secretHeaders`) and, when present, `ca.crt`, `tls.crt`, `tls.key`. Config-file
+//!   consumers read theirs from the environment (`consumers::secrets_from_env`).
+//! - `StatusWriter` applies `status.consumers` with server-side apply under the field manager
+//!   `falconer-hub`: the manager applies `conditions` and `observedGeneration` under its own,
+//!   and neither removes the other's fields. A Setting is written only when its consumers'
+//!   state changed since the last write (`updatedAt` aside), so a periodic report costs no
+//!   API request when nothing moved.
+//!
+//! RBAC the hub needs for this: `get`, `list`, `watch` on `settings.falconer.io` and `patch`
+//! on `settings/status` (ClusterRole); `list`, `watch` on `secrets` in its namespace (Role).
+//!
+//! Errors are `SettingsError`, local to this module until the crate's error type absorbs it.
+
+use crate::consumers::{Desired, Origin, Report, SecretValue, Secrets, secrets_from_env};
+use falconer_store::crd::{Consumer, ConsumerState, ConsumerStatus, Setting};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The hub's field manager for `status.consumers` (the manager's is `falconer-manager`).
+pub const FIELD_MANAGER: &str = "falconer-hub";
+
+/// Keys every sink reads from its Secret when present.
+pub const OPTIONAL_SECRET_KEYS: [&str; 3] = ["ca.crt", "tls.crt", "tls.key"];
+
+/// Helm keeps whole releases in Secrets of this type: large, and never a consumer's.
+const NOT_HELM_RELEASES: &str = "type!=helm.sh/release.v1";
+
+/// The data of the Secrets in the hub's namespace: Secret name → key → value.
+pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("writing status.consumers of Setting {setting}: {source}")]
+    WriteStatus {
+        setting: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Merging declarations
+
+/// One consumer name declared more than once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub name: String,
+    /// Where it is declared, in declaration order, each place once.
+    pub origins: Vec<Origin>,
+}
+
+impl Conflict {
+    pub fn message(&self) -> String {
+        let places: Vec<String> = self.origins.iter().map(ToString::to_string).collect();
+        format!(
+            "consumer name `{}` is declared more than once ({}); names must be unique, so none \
+             of these declarations runs until the others are renamed or removed",
+            self.name,
+            places.join(", ")
+        )
+    }
+}
+
+/// Every declared consumer, split into those whose name is unique and the conflicts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Merged {
+    /// Config-file consumers first, then Settings oldest first (ties by name), each in its
+    /// own order.
+    pub consumers: Vec<(Origin, Consumer)>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Settings oldest first, ties by name: the order consumers are listed in.
+fn ordered(settings: &[Setting]) -> Vec<&Setting> {
+    let mut ordered: Vec<&Setting> = settings.iter().collect();
+    ordered.sort_by(|a, b| {
+        let time = |s: &Setting| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        time(a)
+            .cmp(&time(b))
+            .then_with(|| a.name_any().cmp(&b.name_any()))
+    });
+    ordered
+}
+
+/// Merges the config file's consumers and the Settings' consumers. A name declared more than
+/// once anywhere is a conflict and none of its declarations is kept.
+pub fn merge(config: &[Consumer], settings: &[Setting]) -> Merged {
+    let declared: Vec<(Origin, &Consumer)> = config
+        .iter()
+        .map(|c| (Origin::ConfigFile, c))
+        .chain(ordered(settings).into_iter().flat_map(|s| {
+            let origin = Origin::Setting(s.name_any());
+            s.spec.consumers.iter().map(move |c| (origin.clone(), c))
+        }))
+        .collect();
+    let mut places: BTreeMap<&str, Vec<&Origin>> = BTreeMap::new();
+    for (origin, consumer) in &declared {
+        places
+            .entry(consumer.name.as_str())
+            .or_default()
+            .push(origin);
+    }
+    let mut merged = Merged::default();
+    let mut reported = BTreeSet::new();
+    for (origin, consumer) in &declared {
+        let name = consumer.name.as_str();
+        let origins = &places[name];
+        if origins.len() == 1 {
+            merged.consumers.push((origin.clone(), (*consumer).clone()));
+        } else if reported.insert(name) {
+            let mut unique: Vec<Origin> = Vec::new();
+            for o in origins {
+                if !unique.contains(o) {
+                    unique.push((*o).clone());
+                }
+            }
+            merged.conflicts.push(Conflict {
+                name: name.to_owned(),
+                origins: unique,
+            });
+        }
+    }
+    merged
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+
+/// The keys of its Secret `consumer` cannot work without.
+pub fn required_secret_keys(consumer: &Consumer) -> Vec<String> {
+    let mut keys: Vec<String> = consumer
+        .sink
+        .required_secret_keys(consumer)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if let Some(webhook) = &consumer.webhook {
+        keys.extend(webhook.secret_headers.values().cloned());
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The keys of `consumer`'s Secret its sink reads, from the Secrets of namespace `namespace`;
+/// an error names what is missing, never a value.
+pub fn resolve_secrets(
+    consumer: &Consumer,
+    secrets: &SecretData,
+    namespace: &str,
+) -> Result<Secrets, String> {
+    let Some(secret_ref) = &consumer.secret_ref else {
+        return Ok(Secrets::new());
+    };
+    let secret = &secret_ref.name;
+    let Some(data) = secrets.get(secret) else {
+        return Err(format!("Secret {namespace}/{secret} does not exist"));
+    };
+    let required = required_secret_keys(consumer);
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|k| !data.contains_key(k.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "Secret {namespace}/{secret} has no key {}",
+            missing.join(", ")
+        ));
+    }
+    let wanted = required
+        .iter()
+        .map(String::as_str)
+        .chain(OPTIONAL_SECRET_KEYS)
+        .filter(|k| data.contains_key(*k));
+    let mut resolved = Secrets::new();
+    for key in wanted {
+        let text = String::from_utf8(data[key].clone())
+            .map_err(|_| format!("key {key} of Secret {namespace}/{secret} is not UTF-8 text"))?;
+        resolved.insert(key.to_owned(), SecretValue(text));
+    }
+    Ok(resolved)
+}
+
+/// A config-file consumer's secret keys, from the environment (`secrets_from_env`).
+fn resolve_env_secrets(consumer: &Consumer) -> Result<Secrets, String> {
+    let Some(secret_ref) = &consumer.secret_ref else {
+        return Ok(Secrets::new());
+    };
+    let required = required_secret_keys(consumer);
+    let keys: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .chain(OPTIONAL_SECRET_KEYS)
+        .collect();
+    let found = secrets_from_env(&secret_ref.name, &keys);
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|k| !found.contains_key(k.as_str()))
+        .map(|k| crate::consumers::secret_env_name(&secret_ref.name, k))
+        .collect();
+    if missing.is_empty() {
+        Ok(found)
+    } else {
+        Err(format!(
+            "environment variable {} is not set",
+            missing.join(", ")
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The view published to the engine
+
+/// What the watcher saw besides the consumers to run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observed {
+    /// Every Setting that exists now, with the consumer names it declares (spec order):
+    /// `StatusWriter` writes these Settings and these consumers only.
+    pub settings: BTreeMap<String, Vec<String>>,
+    /// Consumers declared but left out (name conflicts, missing Secrets or keys), each as a
+    /// `Stopped` report whose `lastError` says why. The config file's appear with
+    /// `Origin::ConfigFile`, for the API and logs.
+    pub problems: Vec<(Origin, Report)>,
+    /// Settings this hub cannot read (e.g. written for a newer CRD), with the parse error;
+    /// their consumers are unknown, so none of them runs.
+    pub unreadable: BTreeMap<String, String>,
+}
+
+fn report(name: &str, state: ConsumerState, last_error: Option<String>) -> Report {
+    ConsumerStatus {
+        name: name.to_owned(),
+        state,
+        lag_events: 0,
+        lag_seconds: 0,
+        delivered: 0,
+        retries: 0,
+        dead_letters: 0,
+        last_error,
+        updated_at: None,
+    }
+}
+
+/// A consumer that does not run, and why.
+pub fn stopped(name: &str, reason: String) -> Report {
+    report(name, ConsumerState::Stopped, Some(reason))
+}
+
+/// A declared consumer delivery has not reported on yet.
+pub fn pending(name: &str) -> Report {
+    report(name, ConsumerState::Pending, None)
+}
+
+/// The consumers to run and what was left out, from everything declared and the Secrets of
+/// the hub's namespace.
+pub fn view(
+    config: &[Consumer],
+    settings: &[Setting],
+    secrets: &SecretData,
+    namespace: &str,
+) -> (Vec<Desired>, Observed) {
+    let merged = merge(config, settings);
+    let mut desired = Vec::new();
+    let mut observed = Observed {
+        settings: settings
+            .iter()
+            .map(|s| {
+                let mut names: Vec<String> = Vec::new();
+                for consumer in &s.spec.consumers {
+                    if !names.contains(&consumer.name) {
+                        names.push(consumer.name.clone());
+                    }
+                }
+                (s.name_any(), names)
+            })
+            .collect(),
+        ..Observed::default()
+    };
+    for conflict in &merged.conflicts {
+        for origin in &conflict.origins {
+            observed
+                .problems
+                .push((origin.clone(), stopped(&conflict.name, conflict.message())));
+        }
+    }
+    for (origin, consumer) in merged.consumers {
+        let resolved = match origin {
+            Origin::ConfigFile => resolve_env_secrets(&consumer),
+            Origin::Setting(_) => resolve_secrets(&consumer, secrets, namespace),
+        };
+        match resolved {
+            Ok(secrets) => desired.push(Desired {
+                consumer,
+                origin,
+                secrets,
+            }),
+            Err(reason) => observed
+                .problems
+                .push((origin, stopped(&consumer.name, reason))),
+        }
+    }
+    (desired, observed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watching
+
+/// Objects of one kind as a watch last listed them, by name.
+struct Mirror<T> {
+    items: BTreeMap<String, T>,
+    /// Filled during a relist, swapped in when it is complete, so a relist never shows a
+    /// half-empty state.
+    relist: Option<BTreeMap<String, T>>,
+    ready: bool,
+}
+
+impl<T> Default for Mirror<T> {
+    fn default() -> Self {
+        Mirror {
+            items: BTreeMap::new(),
+            relist: None,
+            ready: false,
+        }
+    }
+}
+
+impl<T> Mirror<T> {
+    fn apply<K: Resource>(&mut self, event: watcher::Event<K>, keep: impl Fn(K) -> T) {
+        match event {
+            watcher::Event::Apply(object) => {
+                self.items.insert(object.name_any(), keep(object));
+            }
+            watcher::Event::Delete(object) => {
+                self.items.remove(&object.name_any());
+            }
+            watcher::Event::Init => self.relist = Some(BTreeMap::new()),
+            watcher::Event::InitApply(object) => {
+                self.relist
+                    .get_or_insert_default()
+                    .insert(object.name_any(), keep(object));
+            }
+            watcher::Event::InitDone => {
+                self.items = self.relist.take().unwrap_or_default();
+                self.ready = true;
+            }
+        }
+    }
+}
+
+/// A Setting as this hub reads it: no managed fields, no status. Settings are watched as
+/// untyped objects and parsed one by one, so one this hub cannot read (e.g. written against a
+/// newer CRD during an upgrade) is reported instead of stopping the watch of all.
+fn keep_setting(mut object: DynamicObject) -> Result<Setting, String> {
+    object.metadata.managed_fields = None;
+    if let Some(fields) = object.data.as_object_mut() {
+        fields.remove("status");
+    }
+    object.try_parse::<Setting>().map_err(|e| e.to_string())
+}
+
+/// Only the data of a Secret: not its annotations, which may hold a plain-text copy of it
+/// (`kubectl.kubernetes.io/last-applied-configuration`).
+fn keep_secret_data(secret: Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, value.0))
+        .collect()
+}
+
+/// The watcher's outputs; `task` runs until every receiver is dropped.
+pub struct SettingsWatch {
+    pub desired: watch::Receiver<Vec<Desired>>,
+    pub observed: watch::Receiver<Observed>,
+    pub task: JoinHandle<()>,
+}
+
+enum Change {
+    Settings(Result<watcher::Event<DynamicObject>, watcher::Error>),
+    Secrets(Result<watcher::Event<Secret>, watcher::Error>),
+}
+
+/// Starts watching Settings (cluster-wide) and the Secrets of `namespace`, publishing the
+/// consumers to run (`config_consumers` included). Call inside the Tokio runtime.
+pub fn watch_settings(
+    client: Client,
+    namespace: &str,
+    config_consumers: Vec<Consumer>,
+) -> SettingsWatch {
+    let (desired_tx, desired) = watch::channel(Vec::new());
+    let (observed_tx, observed) = watch::channel(Observed::default());
+    let task = tokio::spawn(run(
+        client,
+        namespace.to_owned(),
+        config_consumers,
+        desired_tx,
+        observed_tx,
+    ));
+    SettingsWatch {
+        desired,
+        observed,
+        task,
+    }
+}
+
+async fn run(
+    client: Client,
+    namespace: String,
+    config: Vec<Consumer>,
+    desired_tx: watch::Sender<Vec<Desired>>,
+    observed_tx: watch::Sender<Observed>,
+) {
+    let settings = watcher(
+        Api::<DynamicObject>::all_with(client.clone(), &ApiResource::erase::<Setting>(&())),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(Change::Settings);
+    let secrets = watcher(
+        Api::<Secret>::namespaced(client, &namespace),
+        watcher::Config::default().fields(NOT_HELM_RELEASES),
+    )
+    .default_backoff()
+    .map(Change::Secrets);
+    let mut changes = std::pin::pin!(futures_util::stream::select(settings, secrets));
+
+    let mut setting_mirror: Mirror<Result<Setting, String>> = Mirror::default();
+    let mut secret_mirror: Mirror<BTreeMap<String, Vec<u8>>> = Mirror::default();
+    let mut logged = BTreeSet::new();
+
+    while let Some(change) = changes.next().await {
+        match change {
+            Change::Settings(Ok(event)) => setting_mirror.apply(event, keep_setting),
+            Change::Secrets(Ok(event)) => secret_mirror.apply(event, keep_secret_data),
+            Change::Settings(Err(error)) => tracing::warn!(
+                %error,
+                "Cannot watch Settings (the hub needs get, list and watch on settings.falconer.io); retrying."
+            ),
+            Change::Secrets(Err(error)) => tracing::warn!(
+                %error,
+                namespace,
+                "Cannot watch Secrets (the hub needs list and watch on secrets in its namespace); retrying."
+            ),
+        }
+        if !(setting_mirror.ready && secret_mirror.ready) {
+            continue;
+        }
+        let settings: Vec<Setting> = setting_mirror
+            .items
+            .values()
+            .filter_map(|s| s.as_ref().ok())
+            .cloned()
+            .collect();
+        let (desired, mut observed) = view(&config, &settings, &secret_mirror.items, &namespace);
+        for (name, setting) in &setting_mirror.items {
+            if let Err(error) = setting {
+                observed.settings.insert(name.clone(), Vec::new());
+                observed.unreadable.insert(name.clone(), error.clone());
+            }
+        }
+        logged = log_new_problems(&observed, logged);
+
+        desired_tx.send_if_modified(|current| replace_if_changed(current, desired));
+        observed_tx.send_if_modified(|current| replace_if_changed(current, observed));
+        if desired_tx.is_closed() && observed_tx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Logs each problem once, when it appears (not on every watch event); returns what is
+/// logged now, for the next call.
+fn log_new_problems(
+    observed: &Observed,
+    logged: BTreeSet<(Origin, String, String)>,
+) -> BTreeSet<(Origin, String, String)> {
+    let mut now = BTreeSet::new();
+    for (origin, report) in &observed.problems {
+        let reason = report.last_error.clone().unwrap_or_default();
+        let key = (origin.clone(), report.name.clone(), reason);
+        if !logged.contains(&key) {
+            tracing::error!(consumer = key.1, origin = %key.0, reason = key.2, "Consumer left out.");
+        }
+        now.insert(key);
+    }
+    for (setting, error) in &observed.unreadable {
+        let key = (
+            Origin::Setting(setting.clone()),
+            String::new(),
+            error.clone(),
+        );
+        if !logged.contains(&key) {
+            tracing::error!(
+                setting,
+                error,
+                "Cannot read this Setting; its consumers are left out."
+            );
+        }
+        now.insert(key);
+    }
+    now
+}
+
+fn replace_if_changed<T: PartialEq>(current: &mut T, new: T) -> bool {
+    if *current == new {
+        false
+    } else {
+        *current = new;
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing status
+
+/// `status.consumers` of each existing Setting: one entry per consumer it declares, from the
+/// watcher's problems (which win: they say what runs now), else the engine's report, else
+/// `Pending`. In spec order, `updatedAt` unset. Reports of consumers or Settings that no
+/// longer exist are dropped; a Setting without consumers gets an empty list, so entries the
+/// hub wrote before are removed.
+pub fn statuses(
+    observed: &Observed,
+    reports: &[(Origin, Report)],
+) -> BTreeMap<String, Vec<ConsumerStatus>> {
+    let by_key = |list: &[(Origin, Report)]| {
+        let mut found: BTreeMap<(String, String), Report> = BTreeMap::new();
+        for (origin, report) in list {
+            if let Origin::Setting(setting) = origin {
+                found
+                    .entry((setting.clone(), report.name.clone()))
+                    .or_insert_with(|| report.clone());
+            }
+        }
+        found
+    };
+    let problems = by_key(&observed.problems);
+    let engine = by_key(reports);
+    observed
+        .settings
+        .iter()
+        .map(|(setting, declared)| {
+            let consumers = declared
+                .iter()
+                .map(|name| {
+                    let key = (setting.clone(), name.clone());
+                    let mut report = problems
+                        .get(&key)
+                        .or_else(|| engine.get(&key))
+                        .cloned()
+                        .unwrap_or_else(|| pending(name));
+                    report.updated_at = None;
+                    report
+                })
+                .collect();
+            (setting.clone(), consumers)
+        })
+        .collect()
+}
+
+/// The server-side apply body for one Setting: only `status.consumers`, each stamped `now`.
+pub fn status_patch(consumers: &[ConsumerStatus], now: &Time) -> Value {
+    let consumers: Vec<ConsumerStatus> = consumers
+        .iter()
+        .map(|c| ConsumerStatus {
+            updated_at: Some(now.clone()),
+            ..c.clone()
+        })
+        .collect();
+    // With no consumers, `status` is applied empty: the hub then owns no entry, and the API
+    // server removes those it owned before.
+    let status = if consumers.is_empty() {
+        json!({})
+    } else {
+        json!({ "consumers": consumers })
+    };
+    json!({
+        "apiVersion": Setting::api_version(&()),
+        "kind": Setting::kind(&()),
+        "status": status,
+    })
+}
+
+/// Writes `status.consumers` of Settings, each only when it changed since the last write.
+pub struct StatusWriter {
+    /// Untyped, so the API server's answer (the whole Setting) is never parsed: a Setting
+    /// this hub cannot read does not make its status write look failed.
+    api: Api<DynamicObject>,
+    written: BTreeMap<String, Vec<ConsumerStatus>>,
+}
+
+impl StatusWriter {
+    pub fn new(client: Client) -> StatusWriter {
+        StatusWriter {
+            api: Api::all_with(client, &ApiResource::erase::<Setting>(&())),
+            written: BTreeMap::new(),
+        }
+    }
+
+    /// Writes what changed; returns how many Settings were written. Every Setting is tried;
+    /// on failures the first error is returned and the failed ones are tried again next call.
+    pub async fn write(
+        &mut self,
+        observed: &Observed,
+        reports: &[(Origin, Report)],
+    ) -> Result<usize, SettingsError> {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        self.write_at(observed, reports, &now).await
+    }
+
+    async fn write_at(
+        &mut self,
+        observed: &Observed,
+        reports: &[(Origin, Report)],
+        now: &Time,
+    ) -> Result<usize, SettingsError> {
+        let wanted = statuses(observed, reports);
+        self.written
+            .retain(|setting, _| wanted.contains_key(setting));
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut count = 0;
+        let mut first_error = None;
+        for (setting, consumers) in wanted {
+            if self.written.get(&setting) == Some(&consumers) {
+                continue;
+            }
+            let body = status_patch(&consumers, now);
+            match self
+                .api
+                .patch_status(&setting, &params, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => {
+                    count += 1;
+                    self.written.insert(setting, consumers);
+                }
+                // Deleted since the watcher saw it.
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    self.written.remove(&setting);
+                }
+                Err(source) => {
+                    tracing::warn!(setting, error = %source, "Cannot write the Setting's consumer status; trying again with the next report.");
+                    self.written.remove(&setting);
+                    first_error.get_or_insert(SettingsError::WriteStatus { setting, source });
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(count),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "settings_tests.rs"]
+mod tests;
