@@ -96,9 +96,9 @@ impl<S: Sink> Worker<S> {
             self.pause(wait).await?;
         };
         backoff.reset();
-        let mut position = loop {
+        let (mut position, since) = loop {
             match self.store.ensure_consumer(&self.name, self.start).await {
-                Ok(record) => break record.position,
+                Ok(record) => break (record.position, record.received_since),
                 Err(e) => {
                     self.degrade(&e.to_string());
                     self.pause(backoff.next_delay()).await?;
@@ -147,19 +147,23 @@ impl<S: Sink> Worker<S> {
                 }
                 continue;
             }
-            position = self.deliver(batch).await?;
+            position = self.deliver(batch, since).await?;
         }
     }
 
     /// Sends one read batch; returns the position up to which everything is settled.
-    async fn deliver(&mut self, batch: Vec<(Position, Event)>) -> Result<Position, Interrupted> {
+    async fn deliver(
+        &mut self,
+        batch: Vec<(Position, Event)>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Position, Interrupted> {
         let Some(&(last, _)) = batch.last() else {
             return Err(Interrupted::Stopped);
         };
         let total = batch.len();
         let selected: Vec<(Position, Event)> = batch
             .into_iter()
-            .filter(|(_, e)| self.matcher.matches(e))
+            .filter(|(_, e)| e.received_at >= since && self.matcher.matches(e))
             .collect();
         let filtered = (total - selected.len()) as i64;
         self.count("filtered", filtered as u64);

@@ -7,6 +7,9 @@ CREATE TABLE consumers (
     name              text        PRIMARY KEY,
     position_tx       bigint      NOT NULL,
     position_id       uuid        NOT NULL,
+    -- Events received before this are not for this consumer (it started "now", or replays
+    -- from a time); the cursor alone cannot tell them from late commits.
+    received_since    timestamptz NOT NULL,
     delivered         bigint      NOT NULL DEFAULT 0,
     skipped           bigint      NOT NULL DEFAULT 0,
     retries           bigint      NOT NULL DEFAULT 0,

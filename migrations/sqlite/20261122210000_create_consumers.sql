@@ -4,6 +4,7 @@ CREATE TABLE consumers (
     name              TEXT    PRIMARY KEY,
     position_tx       INTEGER NOT NULL,
     position_id       TEXT    NOT NULL,
+    received_since    INTEGER NOT NULL,
     delivered         INTEGER NOT NULL DEFAULT 0,
     skipped           INTEGER NOT NULL DEFAULT 0,
     retries           INTEGER NOT NULL DEFAULT 0,

@@ -16,10 +16,19 @@ pub struct Position {
 /// Where a new consumer starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
-    /// With the events committed from now on.
+    /// With the events received from now on.
     Now,
     /// With the events received at or after this time (`replayFrom`).
     ReceivedSince(DateTime<Utc>),
+}
+
+impl Start {
+    pub fn since(self) -> DateTime<Utc> {
+        match self {
+            Start::Now => Utc::now(),
+            Start::ReceivedSince(time) => time,
+        }
+    }
 }
 
 /// A consumer's durable delivery state.
@@ -27,6 +36,8 @@ pub enum Start {
 pub struct ConsumerRecord {
     pub name: String,
     pub position: Position,
+    /// Only events received at or after this are delivered to the consumer.
+    pub received_since: DateTime<Utc>,
     /// Events the sink confirmed.
     pub delivered: i64,
     /// Events the filter passed over.

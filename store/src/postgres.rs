@@ -281,7 +281,7 @@ const MAX_ID: Uuid = Uuid::max();
 impl Postgres {
     pub async fn consumer(&self, name: &str) -> Result<Option<ConsumerRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT name, position_tx, position_id, delivered, skipped, retries, dead_letters, \
+            "SELECT name, position_tx, position_id, received_since, delivered, skipped, retries, dead_letters, \
              last_error, last_delivered_at, created_at FROM consumers WHERE name = $1",
         )
         .bind(name)
@@ -292,7 +292,7 @@ impl Postgres {
 
     pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, position_tx, position_id, delivered, skipped, retries, dead_letters, \
+            "SELECT name, position_tx, position_id, received_since, delivered, skipped, retries, dead_letters, \
              last_error, last_delivered_at, created_at FROM consumers ORDER BY name",
         )
         .fetch_all(&mut *self.connection().await?)
@@ -310,24 +310,26 @@ impl Postgres {
             sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 - 1")
                 .fetch_one(&mut *conn)
                 .await?;
-        let position_tx = match start {
-            Start::Now => now,
-            Start::ReceivedSince(time) => sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT min(tx::text::int8) - 1 FROM events WHERE id >= $1 AND received_at >= $2",
-            )
-            .bind(first_id_at(time))
-            .bind(time)
-            .fetch_one(&mut *conn)
-            .await?
-            .map_or(now, |tx| tx.min(now)),
-        };
+        // Start before every event received since then, and before every transaction still
+        // running (its events may have been received since); the worker drops the rest by
+        // `received_since`.
+        let since = start.since();
+        let position_tx = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT min(tx::text::int8) - 1 FROM events WHERE id >= $1 AND received_at >= $2",
+        )
+        .bind(first_id_at(since))
+        .bind(since)
+        .fetch_one(&mut *conn)
+        .await?
+        .map_or(now, |tx| tx.min(now));
         sqlx::query(
-            "INSERT INTO consumers (name, position_tx, position_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO consumers (name, position_tx, position_id, received_since) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(position_tx)
         .bind(MAX_ID)
+        .bind(since)
         .execute(&mut *conn)
         .await?;
         drop(conn);
@@ -562,6 +564,7 @@ fn consumer_from_row(row: &PgRow) -> Result<ConsumerRecord, StoreError> {
             tx: row.try_get("position_tx")?,
             id: row.try_get("position_id")?,
         },
+        received_since: row.try_get("received_since")?,
         delivered: row.try_get("delivered")?,
         skipped: row.try_get("skipped")?,
         retries: row.try_get("retries")?,

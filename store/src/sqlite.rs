@@ -291,7 +291,7 @@ fn from_row(row: &SqliteRow, with_raw: bool) -> Result<Event, StoreError> {
 // One writer commits in `seq` order, so a cursor over `seq` never skips a late commit; the
 // id half of a position is unused (nil).
 
-const CONSUMER_COLUMNS: &str = "name, position_tx, position_id, delivered, skipped, retries, \
+const CONSUMER_COLUMNS: &str = "name, position_tx, position_id, received_since, delivered, skipped, retries, \
     dead_letters, last_error, last_delivered_at, created_at";
 const DEAD_LETTER_COLUMNS: &str =
     "id, consumer, event_id, reason, attempts, created_at, replay_requested";
@@ -321,7 +321,10 @@ impl Sqlite {
         let now: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM events")
             .fetch_one(&mut *tx)
             .await?;
+        let since = start.since();
         let position = match start {
+            // One writer: nothing commits behind the newest row while this transaction holds
+            // the write lock.
             Start::Now => now,
             Start::ReceivedSince(time) => sqlx::query_scalar::<_, Option<i64>>(
                 "SELECT min(seq) - 1 FROM events WHERE id >= ? AND received_at >= ?",
@@ -334,12 +337,13 @@ impl Sqlite {
         };
         let stamp = Utc::now().timestamp_micros();
         sqlx::query(
-            "INSERT INTO consumers (name, position_tx, position_id, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO consumers (name, position_tx, position_id, received_since, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(position)
         .bind(Uuid::nil().to_string())
+        .bind(since.timestamp_micros())
         .bind(stamp)
         .bind(stamp)
         .execute(&mut *tx)
@@ -557,6 +561,7 @@ fn consumer_from_row(row: &SqliteRow) -> Result<ConsumerRecord, StoreError> {
             tx: row.try_get("position_tx")?,
             id: parse_id(row.try_get("position_id")?)?,
         },
+        received_since: micros(row.try_get("received_since")?)?,
         delivered: row.try_get("delivered")?,
         skipped: row.try_get("skipped")?,
         retries: row.try_get("retries")?,
