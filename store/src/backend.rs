@@ -2,6 +2,7 @@
 
 use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
+use crate::finding::{FindingPage, FindingQuery, ReportOutcome, ReportWrite};
 use crate::postgres::Postgres;
 use crate::query::{EventQuery, Page};
 use crate::sqlite::Sqlite;
@@ -14,11 +15,23 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    /// Inserts events (dedup keys unique within `events`) in one transaction.
-    pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
+    /// Inserts events (dedup keys unique within `events`) and applies reports, in one
+    /// transaction.
+    pub async fn write(
+        &self,
+        events: &[&Event],
+        reports: &[ReportWrite<'_>],
+    ) -> Result<(Vec<Stored>, Vec<ReportOutcome>), StoreError> {
         match self {
-            Backend::Postgres(db) => db.write(events).await,
-            Backend::Sqlite(db) => db.write(events).await,
+            Backend::Postgres(db) => db.write(events, reports).await,
+            Backend::Sqlite(db) => db.write(events, reports).await,
+        }
+    }
+
+    pub async fn findings(&self, query: &FindingQuery) -> Result<FindingPage, StoreError> {
+        match self {
+            Backend::Postgres(db) => db.findings(query).await,
+            Backend::Sqlite(db) => db.findings(query).await,
         }
     }
 
@@ -64,7 +77,7 @@ pub(crate) const LIST_COLUMNS: &str = "id, dedup_key, time, received_at, source,
      kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, \
      image, node, workload_kind, workload_name, fields";
 
-/// Builds an event from the text columns both databases share.
+/// Builds an event (or a finding) from the text columns both databases share.
 pub(crate) struct RowParts {
     pub kind: String,
     pub severity: i64,
@@ -83,6 +96,10 @@ impl RowParts {
             .ok()
             .and_then(crate::event::Severity::from_rank)
             .ok_or_else(|| StoreError::Corrupt(format!("severity {}", self.severity)))
+    }
+
+    pub fn state(state: &str) -> Result<crate::finding::FindingState, StoreError> {
+        state.parse().map_err(StoreError::Corrupt)
     }
 
     pub fn workload(&mut self) -> Option<crate::event::Workload> {
