@@ -2,7 +2,7 @@
 //! `FALCONER__SECTION__KEY` environment variables, then command-line flags.
 
 use falconer_hub::HubConfig;
-use falconer_hub::config::{AuthConfig, IngestConfig, ServerConfig};
+use falconer_hub::config::{AuthConfig, IngestConfig, ServerConfig, SourcesConfig};
 use falconer_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -17,6 +17,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub sources: SourcesConfig,
     pub store: StoreConfig,
 }
 
@@ -29,6 +30,7 @@ impl Default for Config {
             server: hub.server,
             ingest: hub.ingest,
             auth: hub.auth,
+            sources: hub.sources,
             store: StoreConfig::default(),
         }
     }
@@ -144,6 +146,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.hub().validate()?;
         self.store.validate()?;
+        if self.ingest.max_report_findings > self.store.queue_max_events {
+            return Err(format!(
+                "ingest.max_report_findings: {} exceeds store.queue_max_events ({}); such a \
+                 report could never be accepted",
+                self.ingest.max_report_findings, self.store.queue_max_events
+            ));
+        }
         if self.ingest.max_events_per_request > self.store.queue_max_events {
             return Err(format!(
                 "ingest.max_events_per_request: {} exceeds store.queue_max_events ({}); such a \
@@ -166,6 +175,7 @@ impl Config {
             server: self.server.clone(),
             ingest: self.ingest.clone(),
             auth: self.auth.clone(),
+            sources: self.sources.clone(),
         }
     }
 
