@@ -161,7 +161,7 @@ async fn accept(
     // A JSON array of old Trivy results or of kube-bench controls is one report.
     if source.is_report()
         && format == body::Format::Json
-        && items.len() > 1
+        && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
         && items
             .first()
             .and_then(|i| i.as_ref().ok())

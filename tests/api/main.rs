@@ -7,4 +7,5 @@ mod cli;
 mod ingest;
 mod ops;
 mod query;
+mod sources;
 mod storage;
