@@ -128,13 +128,25 @@ async fn accept(
     }
     let format = body::format_of(request)?;
     let limits = &state.config.ingest;
-    // Reports may be larger than other bodies; before the source is known either may come.
-    let body_limit = match named {
-        Some(source) if source.is_report() => limits.max_report_bytes,
-        Some(_) => limits.max_body_bytes,
-        None => limits.max_body_bytes.max(limits.max_report_bytes),
+    // Reports may be larger than other bodies, when the request names their source: an
+    // unnamed body is held to the smaller limit, so detection never reads more than that.
+    let report_named = named.is_some_and(Source::is_report);
+    let (body_limit, key) = match report_named {
+        true => (limits.max_report_bytes, "ingest.max_report_bytes"),
+        false => (limits.max_body_bytes, "ingest.max_body_bytes"),
     };
-    let bytes = body::read(request, payload, body_limit).await?;
+    let bytes = body::read(request, payload, body_limit, key)
+        .await
+        .map_err(|error| match error {
+            HubError::PayloadTooLarge(message) if !report_named => {
+                HubError::PayloadTooLarge(format!(
+                    "{message}; scanner reports may be up to {} bytes \
+                     (ingest.max_report_bytes) with ?source=trivy or ?source=kube-bench",
+                    limits.max_report_bytes
+                ))
+            }
+            other => other,
+        })?;
     let mut items = body::split(&bytes, format, limits.max_events_per_request)?;
     let source = match named {
         Some(source) => source,
@@ -146,12 +158,6 @@ async fn accept(
             None => Source::Falco,
         },
     };
-    if !source.is_report() && bytes.len() > limits.max_body_bytes {
-        return Err(HubError::PayloadTooLarge(format!(
-            "the body exceeds {} bytes (ingest.max_body_bytes); split it into smaller requests",
-            limits.max_body_bytes
-        )));
-    }
     if source == Source::KubeBench && node.is_none() {
         return Err(HubError::bad(
             "node",

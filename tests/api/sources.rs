@@ -1,7 +1,7 @@
 //! Sources beyond Falco through HTTP into both stores: detection, each format's round trip,
 //! findings' latest state, large reports, malformed payloads.
 
-use crate::helpers::{Backend, TestApp, TestDb, source_fixture};
+use crate::helpers::{Backend, TestApp, TestDb, hub_config, source_fixture};
 use crate::on_both_stores;
 use serde_json::{Value, json};
 
@@ -420,7 +420,61 @@ async fn new_sources_have_their_own_metrics_label_and_the_schema_is_served(backe
     app.stop().await;
 }
 
+async fn a_report_over_the_body_limit_needs_its_source_named_and_stays_under_the_report_limit(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let mut config = hub_config();
+    config.ingest.max_body_bytes = 1_024;
+    config.ingest.max_report_bytes = 8_192;
+    config.ingest.max_report_findings = 3;
+    let app = TestApp::spawn_with(&db, config, db.store_config()).await;
+    let report = source_fixture("trivy/legacy-bare-array.json");
+    assert!(report.len() < 1_024);
+    let padded = format!("{report}{}", " ".repeat(1_100));
+    let unnamed = app.ingest(padded.clone()).await;
+    assert_eq!(unnamed.status, 413, "{}", unnamed.text);
+    assert!(
+        unnamed.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("?source=trivy")
+    );
+    let named = app
+        .post("/ingest?source=trivy", "application/json", padded)
+        .await;
+    assert_eq!(named.status, 202, "{}", named.text);
+    let huge = format!("{report}{}", " ".repeat(9_000));
+    let reply = app
+        .post("/ingest?source=trivy", "application/json", huge)
+        .await;
+    assert_eq!(reply.status, 413);
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("ingest.max_report_bytes")
+    );
+    // Two reports of two results each: the second would pass max_report_findings.
+    let two = format!("{report}\n{report}");
+    let reply = app
+        .post("/ingest?source=trivy", "application/x-ndjson", two)
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert!(
+        body["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ingest.max_report_findings")
+    );
+    app.stop().await;
+}
+
 on_both_stores!(
+    a_report_over_the_body_limit_needs_its_source_named_and_stays_under_the_report_limit,
     each_source_is_detected_from_its_shape_and_round_trips,
     ambiguous_or_unknown_shapes_are_a_400_naming_the_candidates,
     a_newer_trivy_report_fixes_what_it_no_longer_shows_and_an_older_one_changes_nothing,
