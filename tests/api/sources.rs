@@ -68,7 +68,7 @@ async fn each_source_is_detected_from_its_shape_and_round_trips(backend: Backend
             .await
             .unwrap();
         let again = crate::helpers::Reply::read(again).await;
-        assert_eq!(again.ids(), [id.clone()], "{name}");
+        assert_eq!(&again.ids()[..], std::slice::from_ref(id), "{name}");
     }
     let armor = app
         .get("/api/v1/events?source=kubearmor&kind=runtime_alert")
