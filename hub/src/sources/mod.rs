@@ -7,6 +7,7 @@
 //! alerts arriving through Falco are completed by `k8s_audit`.
 
 pub mod agent;
+pub mod fuzz;
 pub mod k8s_audit;
 pub mod kube_bench;
 pub mod kubearmor;
@@ -393,19 +394,23 @@ pub(crate) fn check_name(field: &str, value: &str) -> Result<(), String> {
             value.len()
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\0') {
+    if value.chars().any(char::is_control) {
         return Err(format!("field `{field}` contains control characters"));
     }
     Ok(())
 }
 
-/// Longer identifiers (image references, artifact names, rule names): at most 1024 bytes.
+/// Longer identifiers (image references, artifact names, rule names): at most 1024 bytes,
+/// no control characters.
 pub(crate) fn check_long_name(field: &str, value: &str) -> Result<(), String> {
     if value.len() > 1024 {
         return Err(format!(
             "field `{field}` is {} bytes long; at most 1024 are allowed",
             value.len()
         ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("field `{field}` contains control characters"));
     }
     Ok(())
 }
@@ -427,10 +432,16 @@ pub(crate) fn cluster(
     }
 }
 
-/// Finishes a parsed event: NUL characters, which neither database stores in text, become
+/// Finishes a parsed event: a time the databases cannot keep is refused, and NUL characters, which neither database stores in text, become
 /// U+FFFD in the normalized copies (the raw payload keeps them escaped).
 pub(crate) fn finish(mut event: Event, raw_text: &str) -> Result<Event, String> {
-    if raw_text.contains("\\u0000") {
+    use chrono::Datelike;
+    // PostgreSQL keeps no time before 4713 BC; RFC 3339 itself has four-digit years.
+    if !(0..=9999).contains(&event.time.year()) {
+        return Err(format!("time {} is outside the years 0–9999", event.time));
+    }
+    // Report parts carry envelope values (target, OS, …) in `fields` as well.
+    if raw_text.contains("\\u0000") || event.fields.get().contains("\\u0000") {
         falco::scrub_event(&mut event)?;
     }
     Ok(event)
