@@ -171,15 +171,15 @@ pub fn detect(raw: &RawValue) -> Result<Source, String> {
     if !object.starts_with('{') {
         return Err(format!("expected a JSON object, got {}", type_name(object)));
     }
-    let keys: HashMap<Cow<'_, str>, serde::de::IgnoredAny> =
-        serde_json::from_str(object).map_err(|e| e.to_string())?;
+    let keys = top_level_keys(object).map_err(|e| e.to_string())?;
+    let has = |key: &str| keys.iter().any(|k| k == key);
     let mut found: Vec<(Source, &str)> = Vec::new();
     for (marker, source) in MARKERS {
-        if keys.contains_key(*marker) && !found.iter().any(|(s, _)| s == source) {
+        if has(marker) && !found.iter().any(|(s, _)| s == source) {
             found.push((*source, marker));
         }
     }
-    if keys.contains_key("auditID") {
+    if has("auditID") {
         return Err(
             "this looks like a raw Kubernetes audit event; send audit events through \
                     Falco's k8saudit plugin, whose alerts the hub reads"
@@ -208,15 +208,62 @@ pub fn detect(raw: &RawValue) -> Result<Source, String> {
 /// Whether `raw` is one part of a report sent as a bare array (an old Trivy result or a
 /// kube-bench control) rather than a whole report: such an array body is one report.
 pub fn is_report_part(source: Source, raw: &RawValue) -> bool {
-    let Ok(keys) = serde_json::from_str::<HashMap<Cow<'_, str>, serde::de::IgnoredAny>>(raw.get())
-    else {
+    let Ok(keys) = top_level_keys(raw.get()) else {
         return false;
     };
+    let has = |key: &str| keys.iter().any(|k| k == key);
     match source {
-        Source::Trivy => !keys.contains_key("Results") && !keys.contains_key("SchemaVersion"),
-        Source::KubeBench => !keys.contains_key("Controls"),
+        Source::Trivy => !has("Results") && !has("SchemaVersion"),
+        Source::KubeBench => !has("Controls"),
         _ => false,
     }
+}
+
+/// The keys of a JSON object, borrowed from the text where they need no unescaping; values
+/// are skipped unread. Detection runs on unnamed requests of the Falco hot path, so it
+/// allocates no map.
+fn top_level_keys(text: &str) -> serde_json::Result<Vec<Cow<'_, str>>> {
+    use serde::Deserializer as _;
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+    struct Key<'a>(Cow<'a, str>);
+    impl<'de> serde::Deserialize<'de> for Key<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Text;
+            impl<'de> Visitor<'de> for Text {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                    Ok(Key(Cow::Owned(v.to_owned())))
+                }
+            }
+            d.deserialize_str(Text)
+        }
+    }
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Vec<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut keys = Vec::new();
+            while let Some(Key(key)) = map.next_key()? {
+                map.next_value::<IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let keys = deserializer.deserialize_map(Keys)?;
+    deserializer.end()?;
+    Ok(keys)
 }
 
 pub(crate) fn type_name(text: &str) -> &'static str {
@@ -512,6 +559,14 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(detect(&raw(text)), Ok(expected), "{text}");
         }
+    }
+
+    #[test]
+    fn escaped_keys_are_read_as_their_text() {
+        let text = raw(r#"{"pri\u006frity":"Notice","x":{"priority":1}}"#);
+        assert_eq!(detect(&text), Ok(Source::Falco));
+        let nested_only = raw(r#"{"x":{"priority":1}}"#);
+        assert!(detect(&nested_only).is_err(), "only top-level keys count");
     }
 
     #[test]
