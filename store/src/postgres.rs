@@ -125,10 +125,38 @@ impl Postgres {
                 .execute(&mut *tx)
                 .await?;
         }
-        let stored = insert_events(&mut tx, events).await?;
+        // Findings before events: inserting events locks the cluster's row in `clusters`
+        // until commit, and every other writer of that cluster waits for it, so that comes
+        // last. Findings first point at their observation's own event id...
         let mut outcomes = Vec::with_capacity(reports.len());
+        let mut opened = Vec::with_capacity(reports.len());
         for write in reports {
-            outcomes.push(apply_report(&mut tx, write, &stored).await?);
+            let (outcome, open) = apply_report(&mut tx, write).await?;
+            outcomes.push(outcome);
+            opened.push(open);
+        }
+        let stored = insert_events(&mut tx, events).await?;
+        // ...then, where that event was a duplicate, at the one stored before.
+        let mut keys = Vec::new();
+        let mut ids = Vec::new();
+        for (write, open) in reports.iter().zip(&opened) {
+            for &(i, key) in open {
+                let id = stored[write.slots[i]].id;
+                if id != write.report.observations[i].event.id {
+                    keys.push(key);
+                    ids.push(id);
+                }
+            }
+        }
+        if !keys.is_empty() {
+            sqlx::query(
+                "UPDATE findings SET event_id = u.id FROM UNNEST($1::uuid[], $2::uuid[]) \
+                 AS u(key, id) WHERE findings.key = u.key",
+            )
+            .bind(&keys)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok((stored, outcomes))
@@ -304,12 +332,12 @@ async fn insert_events(
 }
 
 /// Applies one report inside the writer's transaction: scopes first (skipping those a newer
-/// report already set), then the findings it shows, then the fixes.
+/// report already set), then the findings it shows, then the fixes. Returns the outcome and
+/// the (observation, key) pairs it upserted.
 async fn apply_report(
     conn: &mut PgConnection,
     write: &ReportWrite<'_>,
-    stored: &[Stored],
-) -> Result<ReportOutcome, StoreError> {
+) -> Result<(ReportOutcome, Vec<(usize, Uuid)>), StoreError> {
     let report = write.report;
     let run = Uuid::now_v7();
     let mut applied = Vec::with_capacity(report.scopes.len());
@@ -356,11 +384,7 @@ async fn apply_report(
             .bind(opt(|e| e.image.as_deref()))
             .bind(opt(|e| e.node.as_deref()))
             .bind(text(|e| e.fields.get()))
-            .bind(
-                open.iter()
-                    .map(|&(i, _)| stored[write.slots[i]].id)
-                    .collect::<Vec<_>>(),
-            )
+            .bind(open.iter().map(|&(i, _)| event(i).id).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
     }
@@ -378,11 +402,12 @@ async fn apply_report(
                 .rows_affected();
         }
     }
-    Ok(ReportOutcome {
+    let outcome = ReportOutcome {
         stale: !applied.contains(&true),
         open: open.len() as u64,
         fixed,
-    })
+    };
+    Ok((outcome, open))
 }
 
 fn finding_from_row(row: &PgRow) -> Result<Finding, StoreError> {

@@ -159,6 +159,17 @@ async fn a_newer_trivy_report_fixes_what_it_no_longer_shows_and_an_older_one_cha
     let reply = app.ingest(next.to_string()).await;
     assert_eq!(reply.status, 202, "{}", reply.text);
     assert_eq!(reply.json()["reports"][0]["fixed"], 1);
+    // The same scan posted again: its observations are duplicates, the findings keep
+    // pointing at the events stored first.
+    let next_ids = reply.ids();
+    let again = app.ingest(next.to_string()).await;
+    assert_eq!(again.status, 202, "{}", again.text);
+    assert_eq!(again.ids(), next_ids);
+    assert_eq!(again.json()["reports"][0]["stale"], false);
+    for finding in findings(&app, &format!("{image}&state=open")).await {
+        let id = finding["event_id"].as_str().unwrap().to_string();
+        assert!(next_ids.contains(&id), "{finding}");
+    }
     let fixed = findings(&app, &format!("{image}&state=fixed")).await;
     assert_eq!(rules(&fixed), ["CVE-2026-0001"]);
     assert_eq!(fixed[0]["fixed_at"], "2026-05-05T10:00:00Z");
