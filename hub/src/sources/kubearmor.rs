@@ -242,9 +242,28 @@ mod tests {
             assert!(s <= previous, "{n} is less severe than {}", n - 1);
             previous = s;
         }
-        assert_eq!(severity(Some("1")).unwrap(), Some(Severity::Informational));
-        assert_eq!(severity(Some("5")).unwrap(), Some(Severity::Warning));
-        assert_eq!(severity(Some("10")).unwrap(), Some(Severity::Emergency));
+        // The table of docs/sources.md.
+        use Severity::*;
+        let documented = [
+            Informational,
+            Informational,
+            Notice,
+            Notice,
+            Warning,
+            Warning,
+            Error,
+            Critical,
+            Alert,
+            Emergency,
+        ];
+        for (n, expected) in (1..=10).zip(documented) {
+            assert_eq!(
+                severity(Some(&n.to_string())).unwrap(),
+                Some(expected),
+                "{n}"
+            );
+        }
+        assert_eq!(severity(Some(" 7 ")).unwrap(), Some(Error));
         assert_eq!(severity(Some("-")).unwrap(), None);
         assert_eq!(severity(None).unwrap(), None);
         for bad in ["0", "11", "high", "5.5"] {

@@ -417,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn the_default_severity_table() {
+    fn default_rules_rate_enforcement_attack_tags_lifecycle_and_policy_events() {
         use Severity::*;
         let p = Some("sensitive-files");
         let table = [
