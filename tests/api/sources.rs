@@ -484,7 +484,41 @@ async fn a_report_over_the_body_limit_needs_its_source_named_and_stays_under_the
     app.stop().await;
 }
 
+async fn a_report_is_written_whole_or_not_at_all(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    let first = source_fixture("trivy/image-schema2.json");
+    assert_eq!(app.ingest(first.clone()).await.status, 202);
+    let mut next: Value = serde_json::from_str(&first).unwrap();
+    next["CreatedAt"] = json!("2026-05-05T10:00:00Z");
+    next["Results"][0]["Vulnerabilities"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+
+    let outage = db.break_store().await;
+    let reply = app.ingest(next.to_string()).await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.header("retry-after"), Some("5"));
+    outage.restore().await;
+
+    // Neither the observations nor the fix were written.
+    let mut side = db.side_connection().await;
+    assert_eq!(db.count_events().await, 4);
+    assert_eq!(
+        side.scalar("SELECT count(*) FROM findings WHERE state = 'open'")
+            .await,
+        4
+    );
+    let retry = app.ingest(next.to_string()).await;
+    assert_eq!(retry.status, 202, "{}", retry.text);
+    assert_eq!(retry.json()["reports"][0]["fixed"], 1);
+    assert_eq!(db.count_events().await, 7);
+    app.stop().await;
+}
+
 on_both_stores!(
+    a_report_is_written_whole_or_not_at_all,
     a_report_over_the_body_limit_needs_its_source_named_and_stays_under_the_report_limit,
     each_source_is_detected_from_its_shape_and_round_trips,
     ambiguous_or_unknown_shapes_are_a_400_naming_the_candidates,
