@@ -3,7 +3,7 @@
 
 use falconer_delivery::config::DeliveryConfig;
 use falconer_hub::HubConfig;
-use falconer_hub::config::{AuthConfig, IngestConfig, ServerConfig};
+use falconer_hub::config::{AuthConfig, IngestConfig, ServerConfig, SourcesConfig};
 use falconer_store::StoreConfig;
 use falconer_store::crd::Consumer;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub sources: SourcesConfig,
     pub store: StoreConfig,
     pub delivery: DeliveryConfig,
     pub kubernetes: KubernetesConfig,
@@ -36,6 +37,7 @@ impl Default for Config {
             server: hub.server,
             ingest: hub.ingest,
             auth: hub.auth,
+            sources: hub.sources,
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
             kubernetes: KubernetesConfig::default(),
@@ -190,6 +192,13 @@ impl Config {
             return Err("kubernetes.status_interval_secs: must be greater than 0".into());
         }
         falconer_delivery::consumers::validate(&self.consumers, "consumers")?;
+        if self.ingest.max_report_findings > self.store.queue_max_events {
+            return Err(format!(
+                "ingest.max_report_findings: {} exceeds store.queue_max_events ({}); such a \
+                 report could never be accepted",
+                self.ingest.max_report_findings, self.store.queue_max_events
+            ));
+        }
         if self.ingest.max_events_per_request > self.store.queue_max_events {
             return Err(format!(
                 "ingest.max_events_per_request: {} exceeds store.queue_max_events ({}); such a \
@@ -212,6 +221,7 @@ impl Config {
             server: self.server.clone(),
             ingest: self.ingest.clone(),
             auth: self.auth.clone(),
+            sources: self.sources.clone(),
         }
     }
 

@@ -41,15 +41,17 @@ pub fn format_of(request: &HttpRequest) -> Result<Format, HubError> {
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes before and after decompression.
+/// Reads the whole body, refusing more than `limit` bytes (the setting `key`) before and
+/// after decompression.
 pub async fn read(
     request: &HttpRequest,
     mut payload: Payload,
     limit: usize,
+    key: &str,
 ) -> Result<Bytes, HubError> {
     let too_large = |what: &str| {
         HubError::PayloadTooLarge(format!(
-            "{what} exceeds {limit} bytes (ingest.max_body_bytes); split it into smaller requests"
+            "{what} exceeds {limit} bytes ({key}); split it into smaller requests"
         ))
     };
     let gzip = match request

@@ -13,6 +13,7 @@ pub struct HubConfig {
     pub server: ServerConfig,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub sources: SourcesConfig,
 }
 
 impl Default for HubConfig {
@@ -22,8 +23,16 @@ impl Default for HubConfig {
             server: ServerConfig::default(),
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
+            sources: SourcesConfig::default(),
         }
     }
+}
+
+/// Settings of individual sources.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    pub tetragon: crate::sources::tetragon::TetragonConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,8 +63,15 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Most events in one request (413 beyond).
     pub max_events_per_request: usize,
-    /// Largest single event; a larger one is rejected with its index, never truncated.
+    /// Largest single event (and part of a report: one vulnerability, one check); a larger
+    /// one is rejected with its index, never truncated.
     pub max_event_bytes: usize,
+    /// Largest request body carrying scanner reports (Trivy, kube-bench), before and after
+    /// gzip: a report of 10,000 vulnerabilities with descriptions is 20–30 MB of JSON.
+    pub max_report_bytes: usize,
+    /// Most results (vulnerabilities, checks, …) in one report, and in one request of
+    /// reports; each is stored as an event, so at most `store.queue_max_events`.
+    pub max_report_findings: usize,
 }
 
 impl Default for IngestConfig {
@@ -64,6 +80,8 @@ impl Default for IngestConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_events_per_request: 10_000,
             max_event_bytes: 256 * 1024,
+            max_report_bytes: 64 * 1024 * 1024,
+            max_report_findings: 20_000,
         }
     }
 }
@@ -144,6 +162,11 @@ impl HubConfig {
                 self.ingest.max_events_per_request,
             ),
             ("ingest.max_event_bytes", self.ingest.max_event_bytes),
+            ("ingest.max_report_bytes", self.ingest.max_report_bytes),
+            (
+                "ingest.max_report_findings",
+                self.ingest.max_report_findings,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -325,7 +325,8 @@ fn scrub_value(value: &mut Value) {
     }
 }
 
-fn scrub_event(e: &mut Event) -> Result<(), String> {
+/// Replaces NUL characters, which neither database stores in text, in every normalized field.
+pub(crate) fn scrub_event(e: &mut Event) -> Result<(), String> {
     for text in [
         &mut e.rule,
         &mut e.message,

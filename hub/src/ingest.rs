@@ -3,32 +3,45 @@
 use crate::auth::Scope;
 use crate::body;
 use crate::error::HubError;
-use crate::falco;
 use crate::metrics::SourceLabel;
 use crate::params::Params;
+use crate::sources::{self, Options, Parsed, Source};
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Payload};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use chrono::{SubsecRound, Utc};
-use falconer_store::StoreError;
+use falconer_store::{StoreError, Stored};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::time::Instant;
 use uuid::Uuid;
-
-/// Sources the hub can parse; `?source=` and `X-Falconer-Source` must name one.
-pub const SOURCES: &[&str] = &["falco"];
 
 #[derive(Debug, Serialize)]
 pub struct Reply {
     pub accepted: usize,
     pub ids: Vec<Uuid>,
     pub rejected: Vec<Rejection>,
+    /// What each scanner report did to the findings (report sources only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportReply>,
     /// Why the whole request was refused (400 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReportReply {
+    /// The item's index in the request.
+    pub index: usize,
+    /// Distinct findings the report showed open (0 when stale).
+    pub open: u64,
+    /// Findings of its scopes it marked fixed.
+    pub fixed: u64,
+    /// A newer report of the same scope was applied before: only history was added.
+    pub stale: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,14 +61,14 @@ pub async fn falco_root(
     payload: Payload,
     state: Data<AppState>,
 ) -> HttpResponse {
-    handle(request, payload, state, Some("falco")).await
+    handle(request, payload, state, Some(Source::Falco)).await
 }
 
 async fn handle(
     request: HttpRequest,
     payload: Payload,
     state: Data<AppState>,
-    source: Option<&'static str>,
+    source: Option<Source>,
 ) -> HttpResponse {
     let started = Instant::now();
     let response = match accept(&request, payload, &state, source).await {
@@ -65,6 +78,7 @@ async fn handle(
             accepted: 0,
             ids: Vec::new(),
             rejected: Vec::new(),
+            reports: Vec::new(),
             error: Some(format!("{field}: {reason}")),
             field: Some(field),
         }),
@@ -88,14 +102,17 @@ async fn accept(
     request: &HttpRequest,
     payload: Payload,
     state: &AppState,
-    forced_source: Option<&'static str>,
+    forced_source: Option<Source>,
 ) -> Result<HttpResponse, HubError> {
-    let params = Params::parse(request.query_string(), &["source", "cluster", "token"])?;
+    let params = Params::parse(
+        request.query_string(),
+        &["source", "cluster", "token", "node"],
+    )?;
     state
         .auth
         .check(request, params.text("token")?, Scope::Ingest)?;
-    let source = match forced_source {
-        Some(source) => source,
+    let named = match forced_source {
+        Some(source) => Some(source),
         None => source_of(request, &params)?,
     };
     let cluster = match header(request, "x-falconer-cluster")? {
@@ -105,27 +122,90 @@ async fn accept(
     if let Some(cluster) = cluster {
         check_cluster_name(cluster).map_err(|reason| HubError::bad("cluster", reason))?;
     }
+    let node = params.text("node")?;
+    if let Some(node) = node {
+        sources::check_name("node", node).map_err(|reason| HubError::bad("node", reason))?;
+    }
     let format = body::format_of(request)?;
     let limits = &state.config.ingest;
-    let bytes = body::read(request, payload, limits.max_body_bytes).await?;
-    let items = body::split(&bytes, format, limits.max_events_per_request)?;
+    // Reports may be larger than other bodies, when the request names their source: an
+    // unnamed body is held to the smaller limit, so detection never reads more than that.
+    let report_named = named.is_some_and(Source::is_report);
+    let (body_limit, key) = match report_named {
+        true => (limits.max_report_bytes, "ingest.max_report_bytes"),
+        false => (limits.max_body_bytes, "ingest.max_body_bytes"),
+    };
+    let bytes = body::read(request, payload, body_limit, key)
+        .await
+        .map_err(|error| match error {
+            HubError::PayloadTooLarge(message) if !report_named => {
+                HubError::PayloadTooLarge(format!(
+                    "{message}; scanner reports may be up to {} bytes \
+                     (ingest.max_report_bytes) with ?source=trivy or ?source=kube-bench",
+                    limits.max_report_bytes
+                ))
+            }
+            other => other,
+        })?;
+    let mut items = body::split(&bytes, format, limits.max_events_per_request)?;
+    let source = match named {
+        Some(source) => source,
+        None => match items.iter().find_map(|item| item.as_ref().ok()) {
+            Some(first) => {
+                sources::detect(first).map_err(|reason| HubError::bad("source", reason))?
+            }
+            // Nothing readable to detect from: every line is rejected below.
+            None => Source::Falco,
+        },
+    };
+    if source == Source::KubeBench && node.is_none() {
+        return Err(HubError::bad(
+            "node",
+            "kube-bench reports do not name their node; name it with ?node=<node name>",
+        ));
+    }
+    // A JSON array of old Trivy results or of kube-bench controls is one report.
+    if source.is_report()
+        && format == body::Format::Json
+        && bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+        && items
+            .first()
+            .and_then(|i| i.as_ref().ok())
+            .is_some_and(|first| sources::is_report_part(source, first))
+    {
+        let whole: &RawValue = serde_json::from_slice(&bytes)
+            .map_err(|e| HubError::bad("body", format!("is not valid JSON: {e}")))?;
+        items = vec![Ok(whole)];
+    }
 
+    let label = SourceLabel {
+        source: source.as_str(),
+    };
     let metrics = &state.metrics;
     metrics
         .received
-        .get_or_create(&SourceLabel { source })
+        .get_or_create(&label)
         .inc_by(items.len() as u64);
-    let context = falco::Context {
+    let context = sources::Context {
         cluster,
         default_cluster: &state.config.cluster,
         received_at: Utc::now().trunc_subsecs(6),
     };
-    let mut events = Vec::with_capacity(items.len());
+    let options = Options {
+        node,
+        max_part_bytes: limits.max_event_bytes,
+        max_findings: limits.max_report_findings,
+        tetragon: &state.config.sources.tetragon,
+    };
+    let mut events = Vec::with_capacity(if source.is_report() { 0 } else { items.len() });
+    let mut reports = Vec::new();
+    let mut report_indexes = Vec::new();
+    let mut findings = 0;
     let mut rejected = Vec::new();
     let mut too_large = 0;
     for (index, item) in items.into_iter().enumerate() {
         let parsed = item.and_then(|raw| {
-            if raw.get().len() > limits.max_event_bytes {
+            if !source.is_report() && raw.get().len() > limits.max_event_bytes {
                 too_large += 1;
                 return Err(format!(
                     "event is {} bytes; the limit is {} (ingest.max_event_bytes)",
@@ -133,39 +213,79 @@ async fn accept(
                     limits.max_event_bytes
                 ));
             }
-            falco::parse(raw, &context)
+            sources::parse(source, raw, &context, &options)
         });
         match parsed {
-            Ok(event) => events.push(event),
+            Ok(Parsed::Event(event)) => events.push(*event),
+            // Every observation is an event for the store's queue: bound them per request.
+            Ok(Parsed::Report(report))
+                if findings + report.observations.len() > limits.max_report_findings =>
+            {
+                too_large += 1;
+                rejected.push(Rejection {
+                    index,
+                    error: format!(
+                        "this request's reports hold more than {} results                          (ingest.max_report_findings); send this report in a request of its own",
+                        limits.max_report_findings
+                    ),
+                });
+            }
+            Ok(Parsed::Report(report)) => {
+                findings += report.observations.len();
+                report_indexes.push(index);
+                reports.push(report);
+            }
             Err(error) => rejected.push(Rejection { index, error }),
         }
     }
-    metrics.reject(source, "too_large", too_large);
-    metrics.reject(source, "invalid", rejected.len() - too_large);
+    metrics.reject(label.source, "too_large", too_large);
+    metrics.reject(label.source, "invalid", rejected.len() - too_large);
 
-    if events.is_empty() {
+    if events.is_empty() && reports.is_empty() {
         return Ok(HttpResponse::BadRequest().json(Reply {
             accepted: 0,
             ids: Vec::new(),
             error: Some("no valid event in the request".into()),
             field: None,
             rejected,
+            reports: Vec::new(),
         }));
     }
-    let count = events.len();
-    let stored = match state.store.insert(events).await {
-        Ok(stored) => stored,
+    let count = events.len() + findings;
+    let written = if reports.is_empty() {
+        state
+            .store
+            .insert(events)
+            .await
+            .map(|stored| (stored, Vec::new()))
+    } else {
+        state.store.insert_reports(reports).await.map(|stored| {
+            let mut ids: Vec<Stored> = Vec::with_capacity(findings);
+            let mut replies = Vec::with_capacity(stored.len());
+            for (report, index) in stored.into_iter().zip(report_indexes) {
+                ids.extend(report.events);
+                replies.push(ReportReply {
+                    index,
+                    open: report.outcome.open,
+                    fixed: report.outcome.fixed,
+                    stale: report.outcome.stale,
+                });
+            }
+            (ids, replies)
+        })
+    };
+    let (stored, report_replies) = match written {
+        Ok(written) => written,
         Err(error) => {
             let reason = match &error {
                 StoreError::Overloaded => "overloaded",
                 StoreError::Unavailable(_) => "unavailable",
                 _ => "error",
             };
-            metrics.reject(source, reason, count);
+            metrics.reject(label.source, reason, count);
             return Err(error.into());
         }
     };
-    let label = SourceLabel { source };
     metrics.accepted.get_or_create(&label).inc_by(count as u64);
     let duplicates = stored.iter().filter(|s| s.duplicate).count();
     metrics
@@ -176,26 +296,27 @@ async fn accept(
         accepted: count,
         ids: stored.iter().map(|s| s.id).collect(),
         rejected,
+        reports: report_replies,
         error: None,
         field: None,
     }))
 }
 
-fn source_of(request: &HttpRequest, params: &Params) -> Result<&'static str, HubError> {
+fn source_of(request: &HttpRequest, params: &Params) -> Result<Option<Source>, HubError> {
     let (field, named) = match header(request, "x-falconer-source")? {
         Some(source) => ("X-Falconer-Source", Some(source)),
         None => ("source", params.text("source")?),
     };
-    match named {
-        // Only Falco is parsed so far, so there is nothing to detect between.
-        None => Ok("falco"),
-        Some(name) => SOURCES.iter().copied().find(|s| *s == name).ok_or_else(|| {
-            HubError::bad(
-                field,
-                format!("unknown source `{name}`; supported: {}", SOURCES.join(", ")),
-            )
-        }),
-    }
+    named
+        .map(|name| {
+            Source::named(name).ok_or_else(|| {
+                HubError::bad(
+                    field,
+                    format!("unknown source `{name}`; supported: {}", Source::names()),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn header<'a>(request: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, HubError> {

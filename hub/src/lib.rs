@@ -12,6 +12,7 @@ pub mod ops;
 pub mod params;
 pub mod query;
 pub mod routes;
+pub mod sources;
 pub mod startup;
 
 pub use config::HubConfig;

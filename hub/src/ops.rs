@@ -40,6 +40,13 @@ pub async fn metrics(state: Data<AppState>) -> Result<HttpResponse, HubError> {
         .body(text))
 }
 
+/// `GET /api/v1/schemas/agent-event.json`: the JSON Schema of generic agent events.
+pub async fn agent_event_schema() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/schema+json")
+        .body(crate::sources::agent::AGENT_EVENT_SCHEMA)
+}
+
 /// `GET /api/v1/openapi.json`
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
@@ -90,6 +97,42 @@ mod tests {
             .collect();
         let accepted: BTreeSet<&str> = crate::query::EVENT_PARAMS.iter().copied().collect();
         assert_eq!(documented, accepted);
+    }
+
+    #[test]
+    fn the_documented_finding_filters_are_exactly_the_accepted_ones() {
+        let doc = document();
+        let documented: BTreeSet<&str> = doc["paths"]["/api/v1/findings"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name"))
+            .collect();
+        let accepted: BTreeSet<&str> = crate::query::FINDING_PARAMS.iter().copied().collect();
+        assert_eq!(documented, accepted);
+    }
+
+    #[test]
+    fn the_documented_sources_and_kinds_are_exactly_the_known_ones() {
+        let doc = document();
+        let names = |schema: &str| -> BTreeSet<String> {
+            doc["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .expect("enum")
+                .iter()
+                .map(|v| v.as_str().expect("name").to_string())
+                .collect()
+        };
+        let sources = crate::sources::Source::ALL
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        assert_eq!(names("Source"), sources);
+        let kinds = falconer_store::Kind::ALL
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        assert_eq!(names("Kind"), kinds);
     }
 
     #[test]

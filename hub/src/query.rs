@@ -7,7 +7,9 @@ use crate::startup::AppState;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use falconer_store::{Cursor, EventQuery, Kind, Severity};
+use falconer_store::{
+    Cursor, EventQuery, FindingCursor, FindingQuery, FindingState, Kind, Severity,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -79,19 +81,7 @@ fn event_query(params: &Params) -> Result<EventQuery, HubError> {
                     .ok_or_else(|| HubError::bad("cursor", "is not a cursor returned by this API"))
             })
             .transpose()?,
-        limit: match params.text("limit")? {
-            None => DEFAULT_LIMIT,
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    HubError::bad(
-                        "limit",
-                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                    )
-                })?,
-        },
+        limit: limit(params)?,
     };
     if let (Some(since), Some(until)) = (query.since, query.until)
         && since >= until
@@ -131,4 +121,70 @@ pub async fn clusters(
     state.auth.check(&request, None, Scope::Query)?;
     let clusters = state.store.clusters().await?;
     Ok(HttpResponse::Ok().json(json!({ "clusters": clusters })))
+}
+
+fn limit(params: &Params) -> Result<u32, HubError> {
+    match params.text("limit")? {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                HubError::bad(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            }),
+    }
+}
+
+pub(crate) const FINDING_PARAMS: &[&str] = &[
+    "kind",
+    "severity",
+    "min_severity",
+    "state",
+    "source",
+    "cluster",
+    "image",
+    "namespace",
+    "node",
+    "rule",
+    "limit",
+    "cursor",
+];
+
+/// `GET /api/v1/findings`: the latest state of scanner findings, most severe first.
+pub async fn findings(
+    request: HttpRequest,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    let params = Params::parse(request.query_string(), FINDING_PARAMS)?;
+    state.auth.check(&request, None, Scope::Query)?;
+    let owned = |key| Ok::<_, HubError>(params.text(key)?.map(str::to_owned));
+    let query = FindingQuery {
+        kind: params.parsed::<Kind>("kind")?,
+        severity: params.parsed::<Severity>("severity")?,
+        min_severity: params.parsed::<Severity>("min_severity")?,
+        state: params.parsed::<FindingState>("state")?,
+        source: owned("source")?,
+        cluster: owned("cluster")?,
+        image: owned("image")?,
+        namespace: owned("namespace")?,
+        node: owned("node")?,
+        rule: owned("rule")?,
+        after: params
+            .text("cursor")?
+            .map(|c| {
+                FindingCursor::decode(c)
+                    .ok_or_else(|| HubError::bad("cursor", "is not a cursor returned by this API"))
+            })
+            .transpose()?,
+        limit: limit(&params)?,
+    };
+    let page = state.store.findings(query).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "findings": page.findings,
+        "next_cursor": page.next.map(|c| c.encode()),
+    })))
 }

@@ -3,6 +3,7 @@
 use crate::delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};
 use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
+use crate::finding::{FindingPage, FindingQuery, ReportOutcome, ReportWrite};
 use crate::postgres::Postgres;
 use crate::query::{EventQuery, Page};
 use crate::sqlite::Sqlite;
@@ -32,8 +33,10 @@ macro_rules! delegate {
 }
 
 delegate! {
-    /// Inserts events (dedup keys unique within `events`) in one transaction.
-    fn write(&self, events: &[&Event]) -> Vec<Stored>;
+    /// Inserts events (dedup keys unique within `events`) and applies reports, in one
+    /// transaction.
+    fn write(&self, events: &[&Event], reports: &[ReportWrite<'_>]) -> (Vec<Stored>, Vec<ReportOutcome>);
+    fn findings(&self, query: &FindingQuery) -> FindingPage;
     fn event(&self, id: Uuid) -> Option<Event>;
     fn events(&self, query: &EventQuery) -> Page;
     fn clusters(&self) -> Vec<Cluster>;
@@ -65,7 +68,7 @@ pub(crate) const LIST_COLUMNS: &str = "id, dedup_key, time, received_at, source,
      kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, \
      image, node, workload_kind, workload_name, fields";
 
-/// Builds an event from the text columns both databases share.
+/// Builds an event (or a finding) from the text columns both databases share.
 pub(crate) struct RowParts {
     pub kind: String,
     pub severity: i64,
@@ -84,6 +87,10 @@ impl RowParts {
             .ok()
             .and_then(crate::event::Severity::from_rank)
             .ok_or_else(|| StoreError::Corrupt(format!("severity {}", self.severity)))
+    }
+
+    pub fn state(state: &str) -> Result<crate::finding::FindingState, StoreError> {
+        state.parse().map_err(StoreError::Corrupt)
     }
 
     pub fn workload(&mut self) -> Option<crate::event::Workload> {

@@ -110,6 +110,7 @@ string_enum! {
         RuntimeAlert = "runtime_alert",
         Vulnerability = "vulnerability",
         Misconfiguration = "misconfiguration",
+        Secret = "secret",
         Audit = "audit",
         Other = "other",
     }

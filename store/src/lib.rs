@@ -9,6 +9,7 @@ pub mod crd;
 pub mod delivery;
 pub mod error;
 pub mod event;
+pub mod finding;
 pub mod query;
 
 mod backend;
@@ -22,6 +23,10 @@ pub use config::{DatabaseUrl, StoreConfig};
 pub use delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};
 pub use error::StoreError;
 pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};
+pub use finding::{
+    Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, Report,
+    ReportOutcome, ReportStored,
+};
 pub use query::{Cursor, EventQuery, Page};
 
 use backend::Backend;
@@ -134,30 +139,65 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted = u32::try_from(events.len()).map_err(|_| StoreError::Overloaded)?;
-        let permit = self
-            .inner
-            .permits
-            .clone()
-            .try_acquire_many_owned(wanted)
-            .map_err(|_| StoreError::Overloaded)?;
+        Ok(self.submit(events, Vec::new()).await?.events)
+    }
+
+    /// Stores scanner reports durably: each report's observations as events, and the latest
+    /// state of its findings (opened, refreshed, or fixed when absent), all in the same
+    /// transaction. Answers after commit with one `ReportStored` per report, in order. Every
+    /// observation counts against `queue_max_events` like an event.
+    pub async fn insert_reports(
+        &self,
+        reports: Vec<Report>,
+    ) -> Result<Vec<ReportStored>, StoreError> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.submit(Vec::new(), reports).await?.reports)
+    }
+
+    async fn submit(
+        &self,
+        events: Vec<Event>,
+        reports: Vec<Report>,
+    ) -> Result<writer::Written, StoreError> {
+        let size = events.len() + reports.iter().map(|r| r.observations.len()).sum::<usize>();
+        // A clean report (no observations) still takes a permit: it is pending work.
+        let permit = self.permits(size.max(1))?;
+        let (reply, answer) = oneshot::channel();
+        let job = writer::Job {
+            events,
+            reports,
+            reply,
+            _permit: permit,
+        };
         let inner = &self.inner;
         inner
             .metrics
             .pending_events
             .set((inner.max_pending - inner.permits.available_permits()) as i64);
-        let (reply, answer) = oneshot::channel();
         self.inner
             .queue
-            .send(writer::Job {
-                events,
-                reply,
-                _permit: permit,
-            })
+            .send(job)
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+
+    fn permits(&self, n: usize) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        let wanted = u32::try_from(n).map_err(|_| StoreError::Overloaded)?;
+        self.inner
+            .permits
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| StoreError::Overloaded)
+    }
+
+    pub async fn findings(&self, query: FindingQuery) -> Result<FindingPage, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.findings(&query).await })
+            .await
     }
 
     pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {

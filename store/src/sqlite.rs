@@ -8,13 +8,17 @@ use crate::delivery::{
 };
 use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
+use crate::finding::{
+    FINDING_COLUMNS, FIX_ABSENT, Finding, FindingPage, FindingQuery, ReportOutcome, ReportWrite,
+    SCOPE_UPSERT, open_findings,
+};
 use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row, SqliteConnection};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +33,18 @@ pub(crate) struct Sqlite {
 const INSERT: &str = "INSERT INTO events (id, dedup_key, time, received_at, source, \
     source_version, kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, \
     container, image, node, workload_kind, workload_name, fields, raw) ";
+
+const INSERT_FINDINGS: &str = "INSERT INTO findings (key, cluster, source, scope, kind, rule, \
+    severity, severity_raw, message, namespace, image, node, fields, state, first_seen, \
+    last_seen, fixed_at, event_id, report) ";
+
+/// A finding seen again keeps its `first_seen`; one that was fixed opens again.
+const ON_FINDING_CONFLICT: &str = " ON CONFLICT (key) DO UPDATE SET scope = excluded.scope, \
+    kind = excluded.kind, rule = excluded.rule, severity = excluded.severity, \
+    severity_raw = excluded.severity_raw, message = excluded.message, \
+    namespace = excluded.namespace, image = excluded.image, node = excluded.node, \
+    fields = excluded.fields, state = 'open', last_seen = excluded.last_seen, \
+    fixed_at = NULL, event_id = excluded.event_id, report = excluded.report";
 
 /// Rows per INSERT statement: 22 binds each, well under SQLite's 32766 variables.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -78,8 +94,48 @@ impl Sqlite {
         Ok(())
     }
 
-    pub async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
+    pub async fn write(
+        &self,
+        events: &[&Event],
+        reports: &[ReportWrite<'_>],
+    ) -> Result<(Vec<Stored>, Vec<ReportOutcome>), StoreError> {
         let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
+        let stored = insert_events(&mut tx, events).await?;
+        let mut outcomes = Vec::with_capacity(reports.len());
+        for write in reports {
+            outcomes.push(apply_report(&mut tx, write, &stored).await?);
+        }
+        tx.commit().await?;
+        Ok((stored, outcomes))
+    }
+
+    pub async fn findings(&self, query: &FindingQuery) -> Result<FindingPage, StoreError> {
+        let mut qb =
+            QueryBuilder::new(format!("SELECT {FINDING_COLUMNS} FROM findings WHERE TRUE"));
+        for part in crate::finding::listing_parts(query) {
+            match part {
+                Part::Sql(sql) => qb.push(sql),
+                Part::Text(v) => qb.push_bind(v),
+                Part::Time(v) => qb.push_bind(v.timestamp_micros()),
+                Part::Int(v) => qb.push_bind(v),
+                Part::Id(v) => qb.push_bind(v),
+            };
+        }
+        let rows = qb.build().fetch_all(&self.readers).await?;
+        let findings = rows
+            .iter()
+            .map(finding_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(crate::finding::into_page(findings, query.limit))
+    }
+}
+
+/// Inserts events (dedup keys unique) and counts them per cluster; one `Stored` per event.
+async fn insert_events(
+    tx: &mut SqliteConnection,
+    events: &[&Event],
+) -> Result<Vec<Stored>, StoreError> {
+    {
         let json: Vec<String> = events
             .iter()
             .map(|e| json_text(&e.tags))
@@ -152,7 +208,6 @@ impl Sqlite {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
 
         events
             .iter()
@@ -175,7 +230,9 @@ impl Sqlite {
             })
             .collect()
     }
+}
 
+impl Sqlite {
     pub async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
         let sql = format!("SELECT {LIST_COLUMNS}, raw FROM events WHERE id = ?");
         // fetch_all, not fetch_optional: a statement left before SQLITE_DONE keeps its read
@@ -233,6 +290,114 @@ impl Sqlite {
         self.readers.close().await;
         self.writer.close().await;
     }
+}
+
+/// Applies one report inside the writer's transaction: scopes first (skipping those a newer
+/// report already set), then the findings it shows, then the fixes.
+async fn apply_report(
+    tx: &mut SqliteConnection,
+    write: &ReportWrite<'_>,
+    stored: &[Stored],
+) -> Result<ReportOutcome, StoreError> {
+    let report = write.report;
+    let run = Uuid::now_v7();
+    let time = report.time.timestamp_micros();
+    let mut applied = Vec::with_capacity(report.scopes.len());
+    let scope_upsert = SCOPE_UPSERT.replace('$', "?");
+    for scope in &report.scopes {
+        let row: Option<i64> = sqlx::query_scalar(&scope_upsert)
+            .bind(&report.cluster)
+            .bind(&report.source)
+            .bind(scope)
+            .bind(time)
+            .fetch_optional(&mut *tx)
+            .await?;
+        applied.push(row.is_some());
+    }
+    let open = open_findings(report, &applied);
+    // 19 binds per row.
+    for chunk in open.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::new(INSERT_FINDINGS);
+        insert.push_values(chunk, |mut row, &(i, key)| {
+            let observation = &report.observations[i];
+            let e = &observation.event;
+            row.push_bind(key)
+                .push_bind(report.cluster.as_str())
+                .push_bind(report.source.as_str())
+                .push_bind(report.scopes[observation.scope].as_str())
+                .push_bind(e.kind.as_str())
+                .push_bind(e.rule.as_str())
+                .push_bind(e.severity.rank())
+                .push_bind(e.severity_raw.as_str())
+                .push_bind(e.message.as_str())
+                .push_bind(e.namespace.as_deref())
+                .push_bind(e.image.as_deref())
+                .push_bind(e.node.as_deref())
+                .push_bind(e.fields.get())
+                .push_bind("open")
+                .push_bind(time)
+                .push_bind(time)
+                .push_bind(None::<i64>)
+                .push_bind(stored[write.slots[i]].id.to_string())
+                .push_bind(run);
+        });
+        insert.push(ON_FINDING_CONFLICT);
+        insert.build().execute(&mut *tx).await?;
+    }
+    let fix = FIX_ABSENT.replace('$', "?");
+    let mut fixed = 0;
+    for (scope, applied) in report.scopes.iter().zip(&applied) {
+        if *applied {
+            fixed += sqlx::query(&fix)
+                .bind(&report.cluster)
+                .bind(&report.source)
+                .bind(scope)
+                .bind(time)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+    }
+    Ok(ReportOutcome {
+        stale: !applied.contains(&true),
+        open: open.len() as u64,
+        fixed,
+    })
+}
+
+fn finding_from_row(row: &SqliteRow) -> Result<Finding, StoreError> {
+    let parts = RowParts {
+        kind: row.try_get("kind")?,
+        severity: row.try_get("severity")?,
+        workload_kind: None,
+        workload_name: None,
+        raw: None,
+    };
+    Ok(Finding {
+        key: row.try_get("key")?,
+        source: row.try_get("source")?,
+        kind: parts.kind()?,
+        cluster: row.try_get("cluster")?,
+        scope: row.try_get("scope")?,
+        rule: row.try_get("rule")?,
+        severity: parts.severity()?,
+        severity_raw: row.try_get("severity_raw")?,
+        message: row.try_get("message")?,
+        namespace: row.try_get("namespace")?,
+        image: row.try_get("image")?,
+        node: row.try_get("node")?,
+        fields: serde_json::value::RawValue::from_string(row.try_get("fields")?)
+            .map_err(|e| StoreError::Corrupt(format!("fields: {e}")))?,
+        state: RowParts::state(row.try_get("state")?)?,
+        first_seen: micros(row.try_get("first_seen")?)?,
+        last_seen: micros(row.try_get("last_seen")?)?,
+        fixed_at: row
+            .try_get::<Option<i64>, _>("fixed_at")?
+            .map(micros)
+            .transpose()?,
+        event_id: parse_id(row.try_get("event_id")?)?,
+    })
 }
 
 fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

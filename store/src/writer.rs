@@ -10,17 +10,40 @@
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::event::{Event, Stored};
+use crate::finding::{Report, ReportStored, ReportWrite};
 use crate::metrics::{ResultLabel, StoreMetrics};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
+/// The writes of one request: plain events, or scanner reports (each report's observations
+/// and finding changes commit in the same transaction).
 pub(crate) struct Job {
     pub events: Vec<Event>,
-    pub reply: oneshot::Sender<Result<Vec<Stored>, StoreError>>,
+    pub reports: Vec<Report>,
+    pub reply: oneshot::Sender<Result<Written, StoreError>>,
     /// Held until the job is answered: the events' share of `queue_max_events`.
     pub _permit: OwnedSemaphorePermit,
+}
+
+impl Job {
+    /// Events this job writes, observations of its reports included.
+    pub fn size(&self) -> usize {
+        self.events.len()
+            + self
+                .reports
+                .iter()
+                .map(|r| r.observations.len())
+                .sum::<usize>()
+    }
+}
+
+/// What the store did with one job.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub events: Vec<Stored>,
+    pub reports: Vec<ReportStored>,
 }
 
 pub(crate) struct Bounds {
@@ -60,7 +83,7 @@ impl Writer {
 
     async fn gather(&self, queue: &mut mpsc::UnboundedReceiver<Job>) -> Option<Vec<Job>> {
         let first = queue.recv().await?;
-        let mut count = first.events.len();
+        let mut count = first.size();
         let mut jobs = vec![first];
         let deadline = tokio::time::Instant::now() + self.bounds.max_wait;
         while count < self.bounds.max_events {
@@ -75,7 +98,7 @@ impl Writer {
                 Err(_) => None,
             };
             let Some(job) = next else { break };
-            count += job.events.len();
+            count += job.size();
             jobs.push(job);
         }
         self.metrics.queue_depth.set(queue.len() as i64);
@@ -83,23 +106,22 @@ impl Writer {
     }
 
     async fn commit(&self, jobs: Vec<Job>) {
-        let events: Vec<&Event> = jobs.iter().flat_map(|j| &j.events).collect();
         let started = Instant::now();
-        let result = self.write(&events).await;
+        let result = self.write(&jobs.iter().collect::<Vec<_>>()).await;
         let metrics = &self.metrics;
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.batch_events.observe(events.len() as f64);
+        metrics
+            .batch_events
+            .observe(jobs.iter().map(Job::size).sum::<usize>() as f64);
         metrics.batch_requests.observe(jobs.len() as f64);
         let label = |result| ResultLabel { result };
         match result {
-            Ok(stored) => {
+            Ok(written) => {
                 metrics.commits.get_or_create(&label("ok")).inc();
                 self.committed.send_modify(|n| *n = n.wrapping_add(1));
-                let mut stored = stored.into_iter();
-                for job in jobs {
-                    let mine: Vec<Stored> = stored.by_ref().take(job.events.len()).collect();
+                for (job, mine) in jobs.into_iter().zip(written) {
                     // A requester that went away still had its events committed; a retry
                     // of it will be answered as a duplicate.
                     let _ = job.reply.send(Ok(mine));
@@ -112,12 +134,15 @@ impl Writer {
                 tracing::warn!(requests = jobs.len(), error = %message,
                     "Batch failed; retrying its requests one by one");
                 for job in jobs {
-                    let events: Vec<&Event> = job.events.iter().collect();
-                    let result = self.write(&events).await;
-                    if result.is_ok() {
+                    let alone = self.write(&[&job]).await.and_then(|mut written| {
+                        written
+                            .pop()
+                            .ok_or_else(|| StoreError::Database("a write answered nothing".into()))
+                    });
+                    if alone.is_ok() {
                         self.committed.send_modify(|n| *n = n.wrapping_add(1));
                     }
-                    let _ = job.reply.send(result);
+                    let _ = job.reply.send(alone);
                 }
             }
             Err(error) => {
@@ -127,8 +152,7 @@ impl Writer {
                     "error"
                 };
                 metrics.commits.get_or_create(&label(result)).inc();
-                tracing::warn!(requests = jobs.len(), events = events.len(), %error,
-                    "Batch commit failed");
+                tracing::warn!(requests = jobs.len(), %error, "Batch commit failed");
                 for job in jobs {
                     let _ = job.reply.send(Err(error.clone()));
                 }
@@ -136,46 +160,81 @@ impl Writer {
         }
     }
 
-    /// Writes events in one transaction, storing each dedup key once even when it appears
-    /// several times in the batch; returns one `Stored` per input event, in order.
-    async fn write(&self, events: &[&Event]) -> Result<Vec<Stored>, StoreError> {
+    /// Writes the jobs in one transaction, storing each dedup key once even when it appears
+    /// several times in the batch; answers each job with one `Stored` per event, in order.
+    async fn write(&self, jobs: &[&Job]) -> Result<Vec<Written>, StoreError> {
         let mut first_with_key: HashMap<uuid::Uuid, usize> = HashMap::new();
-        let mut unique: Vec<&Event> = Vec::with_capacity(events.len());
-        let mut slot = Vec::with_capacity(events.len());
-        for event in events {
-            let index = match event.dedup_key {
-                Some(key) => *first_with_key.entry(key).or_insert_with(|| {
-                    unique.push(event);
-                    unique.len() - 1
-                }),
-                None => {
-                    unique.push(event);
-                    unique.len() - 1
-                }
-            };
-            slot.push(index);
+        let mut unique: Vec<&Event> = Vec::new();
+        let mut slot = Vec::new();
+        let mut reports = Vec::new();
+        for job in jobs {
+            for event in &job.events {
+                slot.push(place(event, &mut unique, &mut first_with_key));
+            }
+            for report in &job.reports {
+                let slots: Vec<usize> = report
+                    .observations
+                    .iter()
+                    .map(|o| place(&o.event, &mut unique, &mut first_with_key))
+                    .collect();
+                slot.extend_from_slice(&slots);
+                reports.push(ReportWrite { report, slots });
+            }
         }
         let timeout = self.bounds.commit_timeout;
-        let stored = tokio::time::timeout(timeout, self.backend.write(&unique))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "commit did not finish within {} ms",
-                    timeout.as_millis()
-                ))
-            })??;
+        let (stored, outcomes) =
+            tokio::time::timeout(timeout, self.backend.write(&unique, &reports))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "commit did not finish within {} ms",
+                        timeout.as_millis()
+                    ))
+                })??;
         let mut seen = vec![false; unique.len()];
-        Ok(slot
-            .iter()
-            .map(|&u| {
-                // Later copies within the batch are duplicates of the first.
-                let duplicate = stored[u].duplicate || seen[u];
-                seen[u] = true;
-                Stored {
-                    id: stored[u].id,
-                    duplicate,
-                }
-            })
-            .collect())
+        let mut answers = slot.iter().map(|&u| {
+            // Later copies within the batch are duplicates of the first.
+            let duplicate = stored[u].duplicate || seen[u];
+            seen[u] = true;
+            Stored {
+                id: stored[u].id,
+                duplicate,
+            }
+        });
+        let mut outcomes = outcomes.into_iter();
+        let mut written = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let events = answers.by_ref().take(job.events.len()).collect();
+            let mut stored_reports = Vec::with_capacity(job.reports.len());
+            for report in &job.reports {
+                let events = answers.by_ref().take(report.observations.len()).collect();
+                let outcome = outcomes.next().ok_or_else(|| {
+                    StoreError::Database("a report was written without an outcome".into())
+                })?;
+                stored_reports.push(ReportStored { events, outcome });
+            }
+            written.push(Written {
+                events,
+                reports: stored_reports,
+            });
+        }
+        Ok(written)
+    }
+}
+
+/// The index of `event` among the unique events of a batch, adding it unless an event with
+/// the same dedup key came first.
+fn place<'a>(
+    event: &'a Event,
+    unique: &mut Vec<&'a Event>,
+    first_with_key: &mut HashMap<uuid::Uuid, usize>,
+) -> usize {
+    let mut add = || {
+        unique.push(event);
+        unique.len() - 1
+    };
+    match event.dedup_key {
+        Some(key) => *first_with_key.entry(key).or_insert_with(add),
+        None => add(),
     }
 }

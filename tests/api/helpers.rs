@@ -447,3 +447,9 @@ where
     }
     panic!("gave up waiting: {what}");
 }
+
+/// A fixture of any source, by its path under `tests/fixtures/` (e.g. `trivy/x.json`).
+pub fn source_fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}

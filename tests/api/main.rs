@@ -9,4 +9,5 @@ mod delivery;
 mod ingest;
 mod ops;
 mod query;
+mod sources;
 mod storage;
