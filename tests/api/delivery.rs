@@ -492,6 +492,7 @@ on_both_stores!(
     filters_choose_what_each_consumer_receives,
     the_consumers_api_tests_reports_and_refuses_what_cannot_run,
     a_hundred_thousand_events_reach_two_consumers_once_in_order_despite_an_outage_and_a_restart,
+    an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster,
 );
 
 /// The cursor rule of DESIGN.md §5: an event whose transaction commits after a later one is
@@ -594,4 +595,64 @@ async fn postgres_one_replica_at_a_time_delivers_a_consumer_and_another_takes_ov
         posted.iter().collect::<HashSet<_>>()
     );
     second.stop().await;
+}
+
+async fn an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster(backend: Backend) {
+    let central_db = TestDb::new(backend).await;
+    let central = TestApp::spawn(&central_db).await;
+    let edge_db = TestDb::new(backend).await;
+    let spec = json!({"name": "to-central", "type": "falconer", "secretRef": {"name": "central"},
+                      "falconer": {"url": format!("http://{}", central.addr)}});
+    let edge = TestApp::spawn_with_consumers(
+        &edge_db,
+        hub_config(),
+        edge_db.store_config(),
+        vec![consumer(spec, &[("token", "unused-on-an-open-hub")])],
+    )
+    .await;
+    wait_until("the consumer is active", || async {
+        consumer_view(&edge, "to-central").await["state"] == "Active"
+    })
+    .await;
+    let body: Vec<Value> = (0..30)
+        .map(|i| alert("forwarded", "2026-05-04T10:00:00Z", &format!("e{i}")))
+        .collect();
+    let reply = edge
+        .client
+        .post(edge.url("/ingest"))
+        .header("x-falconer-cluster", "edge-1")
+        .body(json!(body).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 202);
+    wait_until("the central hub has every event", || async {
+        central
+            .get("/api/v1/events?cluster=edge-1&limit=100")
+            .await
+            .json()["events"]
+            .as_array()
+            .is_some_and(|e| e.len() == 30)
+    })
+    .await;
+    let events = central
+        .get("/api/v1/events?cluster=edge-1&limit=100")
+        .await
+        .json();
+    let first = &events["events"][0];
+    assert_eq!(first["source"], "falco");
+    assert_eq!(first["rule"], "forwarded");
+    let one = central
+        .get(&format!("/api/v1/events/{}", first["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(
+        one["raw"]["rule"], "forwarded",
+        "the original payload travels along"
+    );
+    let clusters = central.get("/api/v1/clusters").await.json();
+    assert_eq!(clusters["clusters"][0]["name"], "edge-1");
+    assert_eq!(consumer_view(&edge, "to-central").await["delivered"], 30);
+    edge.stop().await;
+    central.stop().await;
 }
