@@ -17,7 +17,7 @@ def runs_of(name):
 
 
 def median(name, key):
-    values = [r[key] for r in runs_of(name)]
+    values = [r[key] for r in runs_of(name) if key in r]
     return statistics.median(values) if values else None
 
 
@@ -51,6 +51,8 @@ scenarios = [
     ("sqlite-single", "Hub, SQLite, 1 alert/request, 64 connections", http_single),
     ("sqlite-batch", "Hub, SQLite, 500 alerts/request, 8 connections", http_batch),
     ("pg-overload", "Hub, PostgreSQL, 3× the batched rate offered, 64 connections", None),
+    ("drain-opensearch", "Delivery: stored backlog drained into the OpenSearch test server (PostgreSQL)", None),
+    ("risk-1m", "Analyst: one risk computation over 1,000,000 stored events (PostgreSQL), events scored/s", None),
 ]
 
 out = []
@@ -105,7 +107,12 @@ def check(ok):
 pg_batch, pg_single = median("pg-batch", "events_per_second"), median("pg-single", "events_per_second")
 sqlite_batch = median("sqlite-batch", "events_per_second")
 p99_5000 = median_latency("pg-5000", "p99")
-rss_max = max((r["rss_mib"] for r in rows if r["scenario"].startswith(("pg", "sqlite"))), default=None)
+# Full load: the hub's own best rate, not the overload run (judged on its own below).
+rss_max = max(
+    (r["rss_mib"] for r in rows
+     if r["scenario"].startswith(("pg", "sqlite")) and r["scenario"] != "pg-overload"),
+    default=None,
+)
 overload_429 = sum(r.get("statuses", {}).get("429", 0) for r in runs_of("pg-overload"))
 overload_rss = max((r["rss_mib"] for r in runs_of("pg-overload")), default=None)
 if pg_batch and copy:
@@ -123,6 +130,19 @@ if runs_of("pg-overload"):
         f"- Under 3× overload the hub sheds with 429 and RSS stays bounded: {overload_429:,} "
         f"requests answered 429, peak RSS {overload_rss:.0f} MiB — "
         f"{check(overload_429 > 0 and overload_rss is not None and overload_rss <= 200)}"
+    )
+drain = median("drain-opensearch", "events_per_second")
+if drain:
+    backlog = max(r.get("backlog", 0) for r in runs_of("drain-opensearch"))
+    out.append(
+        f"- OpenSearch consumer drains a {backlog:,}-event backlog at ≥ 50,000 events/s: "
+        f"{fmt(drain)} — {check(drain >= 50_000)}"
+    )
+risk = median("risk-1m", "seconds")
+if risk:
+    out.append(
+        f"- Risk scoring over 1,000,000 stored events ≤ 2 s (PostgreSQL): {risk:.2f} s — "
+        f"{check(risk <= 2)}"
     )
 out.append("\n## Raw results\n")
 out.append("One line per run (`target/bench/<time>/results.jsonl`):\n")

@@ -60,8 +60,9 @@ pub enum Command {
     Hub(ServeArgs),
     /// Reconciles Policy and Setting resources into agents on the cluster.
     Manager(ManagerArgs),
-    /// Computes risk scores (not yet available).
-    Analyst,
+    /// Computes risk scores every analyst.interval_secs (serves /healthz, /readyz and
+    /// /metrics on --listen).
+    Analyst(ServeArgs),
     /// Applies database migrations and exits.
     Migrate,
     /// Prints the CustomResourceDefinitions, or writes one file per CRD with --out.

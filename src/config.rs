@@ -1,6 +1,7 @@
 //! The effective configuration: built-in defaults, then `--config FILE` (YAML), then
 //! `FALCONER__SECTION__KEY` environment variables, then command-line flags.
 
+use falconer_analyst::AnalystConfig;
 use falconer_delivery::config::DeliveryConfig;
 use falconer_hub::HubConfig;
 use falconer_hub::config::{AuthConfig, IngestConfig, ServerConfig, SourcesConfig};
@@ -23,6 +24,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub delivery: DeliveryConfig,
     pub kubernetes: KubernetesConfig,
+    /// Risk scores (docs/risk-model.md).
+    pub analyst: AnalystConfig,
     /// Consumers declared here (same shape as a Setting's `spec.consumers`, camelCase keys);
     /// their secrets come from `FALCONER_SECRET_<SECRET>_<KEY>` environment variables.
     pub consumers: Vec<Consumer>,
@@ -41,6 +44,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            analyst: hub.analyst,
             consumers: Vec::new(),
         }
     }
@@ -222,6 +226,7 @@ impl Config {
             ingest: self.ingest.clone(),
             auth: self.auth.clone(),
             sources: self.sources.clone(),
+            analyst: self.analyst.clone(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod config;
 
 use cli::{Cli, Command, CrdgenArgs, ManagerArgs, ManagerCommand, ServeArgs};
 use config::{Config, LogFormat, Toggle};
+use falconer_analyst::Analyst;
 use falconer_delivery::Delivery;
 use falconer_hub::Hub;
 use falconer_store::Store;
@@ -24,16 +25,12 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("manager: {0}")]
     Manager(#[from] falconer_manager::Error),
-    #[error(
-        "`falconer {0}` is not available yet in this version; see the project's issues for its status"
-    )]
-    NotYet(&'static str),
 }
 
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::NotYet(_) => 2,
+            Error::Config(_) => 2,
             _ => 1,
         }
     }
@@ -57,7 +54,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             })
         }
         Command::Manager(args) => manager(load, args),
-        Command::Analyst => Err(Error::NotYet("analyst")),
+        Command::Analyst(args) => analyst(load().map_err(Error::Config)?, &args),
         Command::Crdgen(args) => crdgen(&args),
     }
 }
@@ -133,14 +130,49 @@ fn serve(config: Config, args: &ServeArgs, mode: &'static str) -> Result<(), Err
             kube.as_ref().map(|k| k.client.clone()),
         );
         let consumers = Consumers::start(&config, kube, delivery.clone());
-        let engine = tokio::spawn(delivery.clone().run(consumers.desired.clone()));
+        let engine = delivery.clone().spawn(consumers.desired.clone());
         let hub = Hub::start(config.hub(), store.clone(), delivery, registry)?;
+        let analyst = config
+            .analyst
+            .enabled
+            .then(|| tokio::spawn(hub.analyst.clone().run()));
         // Returns after SIGINT/SIGTERM, once in-flight requests are answered.
         hub.server.await?;
+        if let Some(analyst) = analyst {
+            analyst.abort();
+        }
         // Dropping the declarations stops every consumer; what they had not confirmed yet
         // is delivered again after the restart.
         consumers.stop();
         let _ = engine.await;
+        store.close().await;
+        tracing::info!("Stopped");
+        Ok(())
+    })
+}
+
+/// `falconer analyst`: computes risk scores periodically on its own, serving `/healthz`,
+/// `/readyz` and `/metrics` on `server.listen`, until SIGINT or SIGTERM.
+fn analyst(config: Config, args: &ServeArgs) -> Result<(), Error> {
+    if args.print_config {
+        println!("{}", config.printable());
+        return Ok(());
+    }
+    init_logging(&config);
+    runtime()?.block_on(async {
+        let mut registry = Registry::default();
+        let store = Store::open(&config.store, &mut registry).await?;
+        tracing::info!(store = store.database(), "Starting the analyst");
+        let analyst = Analyst::new(store.clone(), config.analyst.clone(), &mut registry);
+        let (server, addr) =
+            falconer_analyst::server::start(config.server.listen, store.clone(), registry)?;
+        tracing::info!(%addr, "Listening");
+        let handle = server.handle();
+        let computing = tokio::spawn(analyst.run());
+        // actix-web stops the server on SIGINT/SIGTERM.
+        server.await?;
+        computing.abort();
+        handle.stop(true).await;
         store.close().await;
         tracing::info!("Stopped");
         Ok(())

@@ -92,11 +92,16 @@ impl Delivery {
         }
     }
 
-    /// Follows `desired` until its sender is dropped, then stops every worker. Also measures
-    /// lag for the metrics every `status_interval_secs`.
-    pub async fn run(self, mut desired: watch::Receiver<Vec<Desired>>) {
-        let wanted = desired.borrow_and_update().clone();
-        self.apply(wanted);
+    /// Starts the consumers declared now, before it returns, so that a consumer starting
+    /// "now" gets every event the hub accepts after this call; then follows `desired` in a
+    /// task until its sender is dropped, and stops every worker. The task also measures lag
+    /// for the metrics every `status_interval_secs`.
+    pub fn spawn(self, mut desired: watch::Receiver<Vec<Desired>>) -> JoinHandle<()> {
+        self.apply(desired.borrow_and_update().clone());
+        tokio::spawn(self.follow(desired))
+    }
+
+    async fn follow(self, mut desired: watch::Receiver<Vec<Desired>>) {
         let mut tick =
             tokio::time::interval(Duration::from_secs(self.inner.config.status_interval_secs));
         loop {
@@ -163,7 +168,7 @@ impl Delivery {
             if running.contains_key(&name) {
                 continue;
             }
-            match self.spawn(&d) {
+            match self.launch(&d) {
                 Ok(r) => {
                     running.insert(name, r);
                 }
@@ -175,7 +180,7 @@ impl Delivery {
         }
     }
 
-    fn spawn(&self, d: &Desired) -> Result<Running, DeliveryError> {
+    fn launch(&self, d: &Desired) -> Result<Running, DeliveryError> {
         Ok(self.start(d, AnySink::build(d, self.inner.kube.as_ref())?))
     }
 
@@ -188,7 +193,9 @@ impl Delivery {
                 time.0.subsec_nanosecond().max(0) as u32,
             )
             .map_or(Start::Now, Start::ReceivedSince),
-            None => Start::Now,
+            // "Now" is when the consumer was declared, not when its worker first runs: the
+            // events the hub accepts in between belong to it too.
+            None => Start::ReceivedSince(chrono::Utc::now()),
         };
         self.inner
             .board
@@ -276,7 +283,8 @@ impl Delivery {
                 lag_seconds: lag.seconds,
                 delivered: record.map_or(0, |r| r.delivered),
                 skipped: record.map_or(0, |r| r.skipped),
-                retries: record.map_or(0, |r| r.retries),
+                retries: record.map_or(0, |r| r.retries)
+                    + live.as_ref().map_or(0, |l| l.unsaved_retries),
                 dead_letters: record.map_or(0, |r| r.dead_letters),
                 last_error: failure
                     .or_else(|| live.and_then(|l| l.last_error))

@@ -23,6 +23,19 @@ pub enum DeliveryError {
     /// No consumer of that name.
     #[error("no consumer named {0}")]
     UnknownConsumer(String),
+    /// A duration setting that does not parse; names the field and gives examples.
+    #[error("phoenix.{field}: `{value}` is not a duration like {example}")]
+    InvalidDuration {
+        field: &'static str,
+        value: String,
+        example: &'static str,
+    },
+    /// Work that needs the Tokio runtime was started outside it.
+    #[error("the Phoenix sink's TTL cleanup needs a Tokio runtime; build the sink inside one")]
+    NoRuntime,
+    /// A call to the Kubernetes API server failed (`doing` says what it was for).
+    #[error("{doing}: {message}")]
+    Kube { doing: String, message: String },
     #[error(transparent)]
     Store(#[from] falconer_store::StoreError),
 }

@@ -37,10 +37,9 @@
 //!
 //! RBAC the hub needs for this: `get`, `list`, `watch` on `settings.falconer.io` and `patch`
 //! on `settings/status` (ClusterRole); `list`, `watch` on `secrets` in its namespace (Role).
-//!
-//! Errors are `SettingsError`, local to this module until the crate's error type absorbs it.
 
 use crate::consumers::{Desired, Origin, Report, SecretValue, Secrets, secrets_from_env};
+use crate::error::DeliveryError;
 use falconer_store::crd::{Consumer, ConsumerState, ConsumerStatus, Setting};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -64,16 +63,6 @@ const NOT_HELM_RELEASES: &str = "type!=helm.sh/release.v1";
 
 /// The data of the Secrets in the hub's namespace: Secret name → key → value.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("writing status.consumers of Setting {setting}: {source}")]
-    WriteStatus {
-        setting: String,
-        #[source]
-        source: kube::Error,
-    },
-}
 
 // ---------------------------------------------------------------------------------------------
 // Merging declarations
@@ -640,7 +629,7 @@ impl StatusWriter {
         &mut self,
         observed: &Observed,
         reports: &[(Origin, Report)],
-    ) -> Result<usize, SettingsError> {
+    ) -> Result<usize, DeliveryError> {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         self.write_at(observed, reports, &now).await
     }
@@ -650,7 +639,7 @@ impl StatusWriter {
         observed: &Observed,
         reports: &[(Origin, Report)],
         now: &Time,
-    ) -> Result<usize, SettingsError> {
+    ) -> Result<usize, DeliveryError> {
         let wanted = statuses(observed, reports);
         self.written
             .retain(|setting, _| wanted.contains_key(setting));
@@ -678,7 +667,10 @@ impl StatusWriter {
                 Err(source) => {
                     tracing::warn!(setting, error = %source, "Cannot write the Setting's consumer status; trying again with the next report.");
                     self.written.remove(&setting);
-                    first_error.get_or_insert(SettingsError::WriteStatus { setting, source });
+                    first_error.get_or_insert(DeliveryError::Kube {
+                        doing: format!("writing status.consumers of Setting {setting}"),
+                        message: source.to_string(),
+                    });
                 }
             }
         }

@@ -25,12 +25,37 @@ pub struct Board {
 pub struct Live {
     pub state: ConsumerState,
     pub last_error: Option<String>,
+    /// Retries of the batch in flight: saved with the cursor once it goes through, shown
+    /// meanwhile so a consumer that keeps failing does not read 0 retries.
+    pub unsaved_retries: i64,
 }
 
 impl Board {
     pub fn set(&self, name: &str, state: ConsumerState, last_error: Option<String>) {
         if let Ok(mut live) = self.live.lock() {
-            live.insert(name.to_string(), Live { state, last_error });
+            let entry = live.entry(name.to_string()).or_insert(Live {
+                state,
+                last_error: None,
+                unsaved_retries: 0,
+            });
+            entry.state = state;
+            entry.last_error = last_error;
+        }
+    }
+
+    fn retried(&self, name: &str) {
+        if let Ok(mut live) = self.live.lock()
+            && let Some(entry) = live.get_mut(name)
+        {
+            entry.unsaved_retries += 1;
+        }
+    }
+
+    fn saved(&self, name: &str, retries: i64) {
+        if let Ok(mut live) = self.live.lock()
+            && let Some(entry) = live.get_mut(name)
+        {
+            entry.unsaved_retries = (entry.unsaved_retries - retries).max(0);
         }
     }
 
@@ -43,6 +68,13 @@ impl Board {
             live.remove(name);
         }
     }
+}
+
+/// A read of the events after `from`, started before the batch ending at `from` was sent:
+/// reading and sending overlap, and the read is used only if delivery did reach `from`.
+struct ReadAhead {
+    from: Position,
+    task: tokio::task::JoinHandle<Result<Vec<(Position, Event)>, StoreError>>,
 }
 
 pub struct Worker<S: Sink> {
@@ -108,16 +140,27 @@ impl<S: Sink> Worker<S> {
         self.board.set(&self.name, ConsumerState::Active, None);
         let mut commits = self.store.commits();
         tracing::info!(consumer = %self.name, sink = self.sink_type, "Delivery started");
+        // The next read batch, read while the current one is being sent.
+        let mut ahead: Option<ReadAhead> = None;
         loop {
             if *self.stop.borrow() {
                 return Err(Interrupted::Stopped);
             }
             self.replay().await?;
-            let batch = match self
-                .store
-                .events_after(position, self.config.read_batch)
-                .await
-            {
+            let read = match ahead.take() {
+                Some(next) if next.from == position => next.task.await.unwrap_or_else(|e| {
+                    Err(StoreError::Unavailable(format!("read-ahead task: {e}")))
+                }),
+                other => {
+                    if let Some(stale) = other {
+                        stale.task.abort();
+                    }
+                    self.store
+                        .events_after(position, self.config.read_batch)
+                        .await
+                }
+            };
+            let batch = match read {
                 Ok(batch) => batch,
                 Err(e) => {
                     self.degrade(&format!("reading events: {e}"));
@@ -147,7 +190,21 @@ impl<S: Sink> Worker<S> {
                 }
                 continue;
             }
-            position = self.deliver(batch, since).await?;
+            if let Some(&(last, _)) = batch.last() {
+                let store = self.store.clone();
+                let limit = self.config.read_batch;
+                ahead = Some(ReadAhead {
+                    from: last,
+                    task: tokio::spawn(async move { store.events_after(last, limit).await }),
+                });
+            }
+            let delivered = self.deliver(batch, since).await;
+            if delivered.is_err()
+                && let Some(next) = ahead.take()
+            {
+                next.task.abort();
+            }
+            position = delivered?;
         }
     }
 
@@ -259,6 +316,7 @@ impl<S: Sink> Worker<S> {
                 }
                 Some(reason) => {
                     progress.retries += 1;
+                    self.board.retried(&self.name);
                     self.metrics.retries.get_or_create(&label).inc();
                     progress.last_error = Some(Some(reason.clone()));
                     self.degrade(&reason);
@@ -278,7 +336,10 @@ impl<S: Sink> Worker<S> {
                 .save_progress(&self.name, position, progress.clone())
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.board.saved(&self.name, progress.retries);
+                    return Ok(());
+                }
                 Err(e) => {
                     self.degrade(&format!("saving progress: {e}"));
                     self.pause(backoff.next_delay()).await?;

@@ -14,6 +14,9 @@ pub struct HubConfig {
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
     pub sources: SourcesConfig,
+    /// Risk scoring: the model's weights for on-demand computations, and (in `standalone`
+    /// and `hub`) whether to compute periodically.
+    pub analyst: falconer_analyst::AnalystConfig,
 }
 
 impl Default for HubConfig {
@@ -24,6 +27,7 @@ impl Default for HubConfig {
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
             sources: SourcesConfig::default(),
+            analyst: falconer_analyst::AnalystConfig::default(),
         }
     }
 }
@@ -44,6 +48,19 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Seconds to finish in-flight requests after SIGTERM before closing.
     pub shutdown_timeout_secs: u64,
+    /// HTTPS on the listener; plain HTTP without it.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The listener's certificate and key, PEM files read once at start (a new certificate needs
+/// a restart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (e.g. `tls.crt` of a kubernetes.io/tls Secret).
+    pub cert_file: std::path::PathBuf,
+    /// The private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +69,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: 0,
             shutdown_timeout_secs: 30,
+            tls: None,
         }
     }
 }
@@ -155,6 +173,7 @@ impl HubConfig {
     /// Checks what serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
         crate::ingest::check_cluster_name(&self.cluster).map_err(|e| format!("cluster: {e}"))?;
+        self.analyst.validate()?;
         let positive = [
             ("ingest.max_body_bytes", self.ingest.max_body_bytes),
             (

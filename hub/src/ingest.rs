@@ -127,6 +127,11 @@ async fn accept(
         sources::check_name("node", node).map_err(|reason| HubError::bad("node", reason))?;
     }
     let format = body::format_of(request)?;
+    // Overloaded: refuse before reading and parsing the body, so the bodies of requests that
+    // would be refused anyway never pile up in memory.
+    if state.store.is_full() {
+        return Err(HubError::Overloaded);
+    }
     let limits = &state.config.ingest;
     // Reports may be larger than other bodies, when the request names their source: an
     // unnamed body is held to the smaller limit, so detection never reads more than that.
@@ -197,6 +202,18 @@ async fn accept(
         max_findings: limits.max_report_findings,
         tetragon: &state.config.sources.tetragon,
     };
+    // Room for the events in the write queue before they are parsed: under overload the
+    // request is refused without building what would be thrown away.
+    let reservation = match source.is_report() {
+        true => None,
+        false => match state.store.reserve(items.len()) {
+            Ok(reservation) => Some(reservation),
+            Err(error) => {
+                metrics.reject(label.source, "overloaded", items.len());
+                return Err(error.into());
+            }
+        },
+    };
     let mut events = Vec::with_capacity(if source.is_report() { 0 } else { items.len() });
     let mut reports = Vec::new();
     let mut report_indexes = Vec::new();
@@ -225,7 +242,7 @@ async fn accept(
                 rejected.push(Rejection {
                     index,
                     error: format!(
-                        "this request's reports hold more than {} results                          (ingest.max_report_findings); send this report in a request of its own",
+                        "this request's reports hold more than {} results (ingest.max_report_findings); send this report in a request of its own",
                         limits.max_report_findings
                     ),
                 });
@@ -252,10 +269,10 @@ async fn accept(
         }));
     }
     let count = events.len() + findings;
-    let written = if reports.is_empty() {
+    let written = if let Some(reservation) = reservation {
         state
             .store
-            .insert(events)
+            .insert_reserved(events, reservation)
             .await
             .map(|stored| (stored, Vec::new()))
     } else {

@@ -11,9 +11,13 @@ pub mod metrics;
 pub mod ops;
 pub mod params;
 pub mod query;
+pub mod risk;
 pub mod routes;
 pub mod sources;
 pub mod startup;
+pub mod stats;
+pub mod tls;
+pub mod ui;
 
 pub use config::HubConfig;
 pub use error::HubError;

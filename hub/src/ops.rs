@@ -113,6 +113,30 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_risk_and_stats_parameters_are_exactly_the_accepted_ones() {
+        use crate::risk::{HISTORY_PARAMS, NAMESPACE_PARAMS, SUMMARY_PARAMS, WORKLOAD_PARAMS};
+        let doc = document();
+        for (path, accepted) in [
+            ("/api/v1/risk", SUMMARY_PARAMS),
+            ("/api/v1/risk/namespaces", NAMESPACE_PARAMS),
+            ("/api/v1/risk/workloads", WORKLOAD_PARAMS),
+            ("/api/v1/risk/{kind}/{name}/history", HISTORY_PARAMS),
+            ("/api/v1/stats/events", crate::stats::EVENT_STATS_PARAMS),
+            ("/api/v1/stats/findings", crate::stats::FINDING_STATS_PARAMS),
+        ] {
+            let documented: BTreeSet<&str> = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .expect("parameters")
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| p["name"].as_str().expect("name"))
+                .collect();
+            let accepted: BTreeSet<&str> = accepted.iter().copied().collect();
+            assert_eq!(documented, accepted, "{path}");
+        }
+    }
+
+    #[test]
     fn the_documented_sources_and_kinds_are_exactly_the_known_ones() {
         let doc = document();
         let names = |schema: &str| -> BTreeSet<String> {

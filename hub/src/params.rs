@@ -3,6 +3,7 @@
 
 use crate::error::HubError;
 use actix_web::web::Query;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 pub struct Params(HashMap<String, String>);
@@ -45,6 +46,24 @@ impl Params {
             .map(|v| {
                 v.parse()
                     .map_err(|e: T::Err| HubError::bad(key, e.to_string()))
+            })
+            .transpose()
+    }
+
+    /// The value as an RFC 3339 timestamp.
+    pub fn time(&self, key: &str) -> Result<Option<DateTime<Utc>>, HubError> {
+        self.text(key)?
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| {
+                        HubError::bad(
+                            key,
+                            format!(
+                                "`{v}` is not an RFC 3339 timestamp such as 2026-05-04T10:11:12Z"
+                            ),
+                        )
+                    })
             })
             .transpose()
     }

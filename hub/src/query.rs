@@ -6,7 +6,7 @@ use crate::params::Params;
 use crate::startup::AppState;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+
 use falconer_store::{
     Cursor, EventQuery, FindingCursor, FindingQuery, FindingState, Kind, Severity,
 };
@@ -46,26 +46,9 @@ pub async fn events(request: HttpRequest, state: Data<AppState>) -> Result<HttpR
 
 fn event_query(params: &Params) -> Result<EventQuery, HubError> {
     let owned = |key| Ok::<_, HubError>(params.text(key)?.map(str::to_owned));
-    let time = |key| {
-        params
-            .text(key)?
-            .map(|v| {
-                DateTime::parse_from_rfc3339(v)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| {
-                        HubError::bad(
-                            key,
-                            format!(
-                                "`{v}` is not an RFC 3339 timestamp such as 2026-05-04T10:11:12Z"
-                            ),
-                        )
-                    })
-            })
-            .transpose()
-    };
     let query = EventQuery {
-        since: time("since")?,
-        until: time("until")?,
+        since: params.time("since")?,
+        until: params.time("until")?,
         source: owned("source")?,
         kind: params.parsed::<Kind>("kind")?,
         min_severity: params.parsed::<Severity>("min_severity")?,

@@ -2,7 +2,7 @@
 //! rest, and is compared with the OpenAPI document by a test.
 
 use crate::error::HubError;
-use crate::{consumers, ingest, ops, query};
+use crate::{consumers, ingest, ops, query, risk, stats, ui};
 use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
 
@@ -25,11 +25,18 @@ macro_rules! routes {
 
 routes! {
     "/ingest" => { POST: ingest::ingest },
-    "/" => { POST: ingest::falco_root },
+    "/" => { POST: ingest::falco_root, GET: ui::root },
     "/api/v1/events" => { GET: query::events },
     "/api/v1/events/{id}" => { GET: query::event },
     "/api/v1/findings" => { GET: query::findings },
     "/api/v1/clusters" => { GET: query::clusters },
+    "/api/v1/risk" => { GET: risk::summary },
+    "/api/v1/risk/namespaces" => { GET: risk::namespaces },
+    "/api/v1/risk/workloads" => { GET: risk::workloads },
+    "/api/v1/risk/recompute" => { POST: risk::recompute },
+    "/api/v1/risk/{kind}/{name}/history" => { GET: risk::history },
+    "/api/v1/stats/events" => { GET: stats::events },
+    "/api/v1/stats/findings" => { GET: stats::findings },
     "/api/v1/consumers" => { GET: consumers::list },
     "/api/v1/consumers/{name}/dead-letters" => { GET: consumers::dead_letters },
     "/api/v1/consumers/{name}/dead-letters/replay" => { POST: consumers::replay },
@@ -39,6 +46,9 @@ routes! {
     "/healthz" => { GET: ops::healthz },
     "/readyz" => { GET: ops::readyz },
     "/metrics" => { GET: ops::metrics },
+    "/ui" => { GET: ui::redirect },
+    "/ui/" => { GET: ui::index },
+    "/ui/{file}" => { GET: ui::file },
 }
 
 /// 405 with `Allow` when the path exists with other methods, else 404; both as JSON.

@@ -8,6 +8,7 @@ use crate::metrics::HubMetrics;
 use crate::routes;
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
+use falconer_analyst::Analyst;
 use falconer_delivery::Delivery;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
@@ -19,6 +20,7 @@ use std::time::Instant;
 pub struct AppState {
     pub store: Store,
     pub delivery: Delivery,
+    pub analyst: Analyst,
     pub config: HubConfig,
     pub auth: Auth,
     pub metrics: HubMetrics,
@@ -29,6 +31,8 @@ pub struct AppState {
 pub struct Hub {
     pub addr: SocketAddr,
     pub server: Server,
+    /// Serves `POST /api/v1/risk/recompute`; run it (`Analyst::run`) for periodic scores.
+    pub analyst: Analyst,
 }
 
 impl Hub {
@@ -45,7 +49,13 @@ impl Hub {
             tracing::warn!(apis = ?open, listen = %config.server.listen,
                 "Running open: no tokens configured for these APIs; loopback only");
         }
+        // Before binding: a bad certificate stops start-up with its file named.
+        let tls = match &config.server.tls {
+            Some(tls) => Some(crate::tls::server_config(tls).map_err(HubError::Config)?),
+            None => None,
+        };
         let metrics = HubMetrics::new(&mut registry);
+        let analyst = Analyst::new(store.clone(), config.analyst.clone(), &mut registry);
         let listen = config.server.listen;
         let bind = |source| HubError::Bind {
             addr: listen,
@@ -59,6 +69,7 @@ impl Hub {
             auth: Auth::new(&config.auth),
             store,
             delivery,
+            analyst: analyst.clone(),
             config,
             metrics,
             registry: Arc::new(registry),
@@ -86,16 +97,21 @@ impl Hub {
                     }
                 })
         })
-        .shutdown_timeout(shutdown_timeout)
-        .listen(listener)
+        .shutdown_timeout(shutdown_timeout);
+        let https = tls.is_some();
+        server = match tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls),
+            None => server.listen(listener),
+        }
         .map_err(bind)?;
         if workers > 0 {
             server = server.workers(workers);
         }
-        tracing::info!(%addr, "Listening");
+        tracing::info!(%addr, https, "Listening");
         Ok(Hub {
             addr,
             server: server.run(),
+            analyst,
         })
     }
 }

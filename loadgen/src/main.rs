@@ -67,6 +67,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,
     },
+    /// Serve the OpenSearch-compatible test server (the delivery benchmark's sink).
+    OpensearchServer {
+        #[arg(long, default_value = "127.0.0.1:9200")]
+        listen: std::net::SocketAddr,
+        /// Print the server's counters as JSON and exit once this many documents are written.
+        #[arg(long)]
+        expect: Option<u64>,
+        /// Keep document sources (for `_search`); off, only ids and versions are kept.
+        #[arg(long)]
+        keep_sources: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -169,6 +180,29 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Command::OpensearchServer {
+            listen,
+            expect,
+            keep_sources,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("falconer-loadgen: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve_opensearch(listen, expect, keep_sources)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("falconer-loadgen: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::NoopServer { listen } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -189,4 +223,35 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Serves until killed, or until `expect` documents are written: then prints the counters.
+async fn serve_opensearch(
+    listen: std::net::SocketAddr,
+    expect: Option<u64>,
+    keep_sources: bool,
+) -> std::io::Result<()> {
+    use falconer_loadgen::opensearch::{OpenSearchServer, Options};
+    let server = OpenSearchServer::bind(
+        listen,
+        Options {
+            keep_sources,
+            ..Options::default()
+        },
+    )?;
+    eprintln!("OpenSearch test server on {}", server.url());
+    match expect {
+        None => std::future::pending::<()>().await,
+        Some(n) => {
+            while server.stats().writes < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            println!(
+                "{}",
+                serde_json::to_string(&server.stats()).unwrap_or_default()
+            );
+            server.stop().await;
+        }
+    }
+    Ok(())
 }

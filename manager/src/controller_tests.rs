@@ -567,7 +567,7 @@ async fn a_missing_secret_and_a_reused_consumer_name_are_reported_in_the_conditi
             assert!(
                 valid["message"]
                     .as_str()
-                    .is_some_and(|m| m.contains("already used by Setting aaa"))
+                    .is_some_and(|m| m.contains("also used by Setting aaa"))
             );
             let secrets = condition(status, "SecretsResolved");
             assert_eq!(secrets["reason"], "SecretsMissing");

@@ -250,7 +250,8 @@ spec: {consumers: [{name: out, type: stdout}]}
 "#;
         let err = render(&parse(text).expect("parses"), "c").expect_err("conflict");
         assert!(
-            err.to_string().contains("already used by Setting a"),
+            err.to_string()
+                .contains("consumer out: the name is also used by Setting"),
             "{err}"
         );
     }

@@ -7,9 +7,10 @@ use falconer_store::crd::{Consumer, Setting, SinkType, is_dns_label};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
-/// Settings in the order that decides conflicts: the oldest Setting keeps a consumer name
-/// or cluster name that a newer one repeats. Ties (and objects from files, which have no
-/// creation time) go by name.
+/// Settings in the order that decides conflicts: the oldest Setting keeps a cluster name
+/// that a newer one contradicts. Ties (and objects from files, which have no creation time)
+/// go by name. (A consumer name used twice is no such contest: every Setting using it is
+/// flagged and the hub runs none of them.)
 pub fn ordered(settings: &[Setting]) -> Vec<&Setting> {
     let mut ordered: Vec<&Setting> = settings.iter().collect();
     ordered.sort_by(|a, b| {
@@ -54,23 +55,29 @@ pub fn problems(setting: &Setting, all: &[Setting]) -> Vec<String> {
         }
     }
 
-    // Which Setting first defines each consumer name.
-    let mut owner: BTreeMap<&str, String> = BTreeMap::new();
+    // Every Setting that declares each consumer name, oldest first.
+    let mut owners: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for s in &ordered {
         for c in &s.spec.consumers {
-            owner.entry(c.name.as_str()).or_insert_with(|| s.name_any());
+            let names = owners.entry(c.name.as_str()).or_default();
+            if !names.contains(&s.name_any()) {
+                names.push(s.name_any());
+            }
         }
     }
     let mut seen = BTreeMap::new();
     for consumer in &setting.spec.consumers {
         let name = consumer.name.as_str();
+        let others: Vec<&str> = owners
+            .get(name)
+            .map(|o| o.iter().map(String::as_str).filter(|o| *o != me).collect())
+            .unwrap_or_default();
         if seen.insert(name, ()).is_some() {
             problems.push(format!("consumer {name}: defined twice in this Setting"));
-        } else if let Some(first) = owner.get(name)
-            && *first != me
-        {
+        } else if !others.is_empty() {
             problems.push(format!(
-                "consumer {name}: the name is already used by Setting {first}; consumer names are unique across Settings"
+                "consumer {name}: the name is also used by Setting {}; consumer names are unique across Settings and the hub runs none of them until one is renamed",
+                others.join(", ")
             ));
         }
         problems.extend(
@@ -253,7 +260,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_consumer_name_used_by_an_older_setting_is_a_problem_of_the_newer_one_only() {
+    fn a_consumer_name_used_by_two_settings_is_a_problem_of_both_as_the_hub_runs_neither() {
         let old = setting("a-old", 0, None, vec![consumer("stdout", SinkType::Stdout)]);
         let new = setting(
             "b-new",
@@ -262,13 +269,13 @@ pub(crate) mod tests {
             vec![consumer("stdout", SinkType::Stdout)],
         );
         let all = vec![new.clone(), old.clone()];
-        assert!(problems(&old, &all).is_empty());
-        assert_eq!(
-            problems(&new, &all),
-            [
-                "consumer stdout: the name is already used by Setting a-old; consumer names are unique across Settings"
-            ]
-        );
+        let message = |other: &str| {
+            format!(
+                "consumer stdout: the name is also used by Setting {other}; consumer names are unique across Settings and the hub runs none of them until one is renamed"
+            )
+        };
+        assert_eq!(problems(&old, &all), [message("b-new")]);
+        assert_eq!(problems(&new, &all), [message("a-old")]);
     }
 
     #[test]

@@ -6,7 +6,9 @@ use crate::event::{Cluster, Event, Stored};
 use crate::finding::{FindingPage, FindingQuery, ReportOutcome, ReportWrite};
 use crate::postgres::Postgres;
 use crate::query::{EventQuery, Page};
+use crate::risk::{HistoryAnswer, HistoryQuery, RiskPage, RiskQuery, RiskRun, RiskWindow};
 use crate::sqlite::Sqlite;
+use crate::stats::{EventStats, EventStatsQuery, FindingStatsQuery, TargetCount};
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -51,6 +53,14 @@ delegate! {
     fn request_replay(&self, name: &str, ids: Option<&[i64]>) -> u64;
     fn replays(&self, name: &str, limit: u32) -> Vec<(DeadLetter, Option<Event>)>;
     fn finish_replay(&self, name: &str, delivered: &[i64], failed: &[(i64, String)]) -> ();
+    /// Scores risk unless another analyst is computing (`None`).
+    fn compute_risk(&self, window: RiskWindow, retention_secs: i64, model: crate::RiskModel) -> Option<RiskRun>;
+    fn risk_scores(&self, query: &RiskQuery) -> RiskPage;
+    /// When the latest computation finished, if any has.
+    fn risk_computed_at(&self) -> Option<chrono::DateTime<chrono::Utc>>;
+    fn risk_history(&self, query: &HistoryQuery) -> HistoryAnswer;
+    fn event_stats(&self, query: &EventStatsQuery) -> EventStats;
+    fn finding_stats(&self, query: &FindingStatsQuery) -> Vec<TargetCount>;
 }
 
 impl Backend {

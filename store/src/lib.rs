@@ -11,6 +11,8 @@ pub mod error;
 pub mod event;
 pub mod finding;
 pub mod query;
+pub mod risk;
+pub mod stats;
 
 mod backend;
 mod metrics;
@@ -28,6 +30,18 @@ pub use finding::{
     ReportOutcome, ReportStored,
 };
 pub use query::{Cursor, EventQuery, Page};
+pub use risk::{
+    EXPOSED_TAG, Factor, FactorKind, History, HistoryAnswer, HistoryItem, HistoryQuery, RiskInputs,
+    RiskLevel, RiskPage, RiskQuery, RiskRun, RiskScore, RiskSort, RiskSummary, RiskWindow,
+};
+
+/// The risk model as the store calls it: aggregated inputs in, scores out (`previous`,
+/// `delta` and `computed_at` are the store's to fill).
+pub type RiskModel = Box<dyn FnOnce(RiskInputs) -> Vec<RiskScore> + Send>;
+pub use stats::{
+    BucketCount, EventStats, EventStatsQuery, FindingStatsQuery, RuleCount, SourceCount,
+    TargetCount, TargetKind,
+};
 
 use backend::Backend;
 use prometheus_client::registry::Registry;
@@ -35,7 +49,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// Held while this process delivers to a consumer; dropping it lets another replica take over.
@@ -67,6 +81,11 @@ struct Inner {
     runtime: Handle,
     database: &'static str,
 }
+
+/// Room in the write queue taken ahead of a write ([`Store::reserve`]); given back when
+/// dropped or, once used, when the write is answered.
+#[derive(Debug)]
+pub struct Reservation(OwnedSemaphorePermit);
 
 impl Store {
     /// Connects, applies pending migrations and starts the writers on the current runtime.
@@ -139,7 +158,35 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.submit(events, Vec::new()).await?.events)
+        let reservation = self.reserve(events.len())?;
+        self.insert_reserved(events, reservation).await
+    }
+
+    /// Takes `n` events' share of `queue_max_events` ahead of the write, so a caller can
+    /// refuse work (`Overloaded`) before it spends memory parsing it.
+    pub fn reserve(&self, n: usize) -> Result<Reservation, StoreError> {
+        self.permits(n.max(1)).map(Reservation)
+    }
+
+    /// [`Store::insert`] with room reserved beforehand: more events than reserved take
+    /// the difference now; the reservation is held until the commit, then given back.
+    pub async fn insert_reserved(
+        &self,
+        events: Vec<Event>,
+        reservation: Reservation,
+    ) -> Result<Vec<Stored>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut permit = reservation.0;
+        if let Some(more) = events
+            .len()
+            .checked_sub(permit.num_permits())
+            .filter(|n| *n > 0)
+        {
+            permit.merge(self.permits(more)?);
+        }
+        Ok(self.submit(events, Vec::new(), permit).await?.events)
     }
 
     /// Stores scanner reports durably: each report's observations as events, and the latest
@@ -153,17 +200,18 @@ impl Store {
         if reports.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.submit(Vec::new(), reports).await?.reports)
+        let size = reports.iter().map(|r| r.observations.len()).sum::<usize>();
+        // A clean report (no observations) still takes a permit: it is pending work.
+        let permit = self.permits(size.max(1))?;
+        Ok(self.submit(Vec::new(), reports, permit).await?.reports)
     }
 
     async fn submit(
         &self,
         events: Vec<Event>,
         reports: Vec<Report>,
+        permit: OwnedSemaphorePermit,
     ) -> Result<writer::Written, StoreError> {
-        let size = events.len() + reports.iter().map(|r| r.observations.len()).sum::<usize>();
-        // A clean report (no observations) still takes a permit: it is pending work.
-        let permit = self.permits(size.max(1))?;
         let (reply, answer) = oneshot::channel();
         let job = writer::Job {
             events,
@@ -183,6 +231,12 @@ impl Store {
         answer
             .await
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+
+    /// True while `queue_max_events` events are waiting or being written: a new write would
+    /// be refused, so the hub refuses the request before reading its body.
+    pub fn is_full(&self) -> bool {
+        self.inner.permits.available_permits() == 0
     }
 
     fn permits(&self, n: usize) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
@@ -209,6 +263,23 @@ impl Store {
     pub async fn events(&self, query: EventQuery) -> Result<Page, StoreError> {
         let backend = self.inner.backend.clone();
         self.on_store_runtime(async move { backend.events(&query).await })
+            .await
+    }
+
+    /// Events of a time window counted per bucket and severity, by source and by rule.
+    pub async fn event_stats(&self, query: EventStatsQuery) -> Result<EventStats, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.event_stats(&query).await })
+            .await
+    }
+
+    /// Findings counted per target (image, node or scope), state and severity.
+    pub async fn finding_stats(
+        &self,
+        query: FindingStatsQuery,
+    ) -> Result<Vec<TargetCount>, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.finding_stats(&query).await })
             .await
     }
 
@@ -353,6 +424,71 @@ impl Store {
             }
         })
         .await
+    }
+
+    /// Reads the aggregated inputs of `window`, scores them with `model` and stores the
+    /// scores with their history (older than `retention_secs` removed). `None` when another
+    /// analyst is computing right now (PostgreSQL advisory lock).
+    pub async fn compute_risk(
+        &self,
+        window: RiskWindow,
+        retention_secs: i64,
+        model: RiskModel,
+    ) -> Result<Option<RiskRun>, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(
+            async move { backend.compute_risk(window, retention_secs, model).await },
+        )
+        .await
+    }
+
+    pub async fn risk_scores(&self, query: RiskQuery) -> Result<RiskPage, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.risk_scores(&query).await })
+            .await
+    }
+
+    /// The latest computation's time, every cluster's score and the top `top` namespaces
+    /// and workloads.
+    pub async fn risk_summary(
+        &self,
+        cluster: Option<String>,
+        top: u32,
+    ) -> Result<RiskSummary, StoreError> {
+        let backend = self.inner.backend.clone();
+        let computed_at = self
+            .on_store_runtime(async move { backend.risk_computed_at().await })
+            .await?;
+        let list = |level, limit| RiskQuery {
+            level,
+            cluster: cluster.clone(),
+            namespace: None,
+            kind: None,
+            sort: RiskSort::Score,
+            limit,
+            offset: 0,
+        };
+        Ok(RiskSummary {
+            computed_at,
+            clusters: self
+                .risk_scores(list(RiskLevel::Cluster, u32::MAX))
+                .await?
+                .items,
+            top_namespaces: self
+                .risk_scores(list(RiskLevel::Namespace, top))
+                .await?
+                .items,
+            top_workloads: self
+                .risk_scores(list(RiskLevel::Workload, top))
+                .await?
+                .items,
+        })
+    }
+
+    pub async fn risk_history(&self, query: HistoryQuery) -> Result<HistoryAnswer, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.risk_history(&query).await })
+            .await
     }
 
     /// Closes the connections once in-flight work has finished.

@@ -12,6 +12,10 @@ use crate::finding::{
     SCOPE_UPSERT, open_findings, scope_lock,
 };
 use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
+use crate::stats::{
+    BucketCount, EventStats, EventStatsQuery, FINDING_GROUPS, FINDING_TARGET, FindingStatsQuery,
+    RuleCount, SourceCount, TargetCount, TargetKind, event_filter, finding_filter, severity_of,
+};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
@@ -20,6 +24,8 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
+
+mod risk;
 
 #[derive(Clone)]
 pub(crate) struct Postgres {
@@ -839,4 +845,96 @@ fn consumer_lock_key(name: &str) -> i64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
+}
+
+fn push_parts(qb: &mut QueryBuilder<'_, sqlx::Postgres>, parts: Vec<Part>) {
+    for part in parts {
+        match part {
+            Part::Sql(sql) => qb.push(sql),
+            Part::Text(v) => qb.push_bind(v),
+            Part::Time(v) => qb.push_bind(v),
+            Part::Int(v) => qb.push_bind(v),
+            Part::Id(v) => qb.push_bind(v),
+        };
+    }
+}
+
+impl Postgres {
+    pub async fn event_stats(&self, q: &EventStatsQuery) -> Result<EventStats, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut qb = QueryBuilder::new("SELECT ((extract(epoch FROM time) * 1000000)::int8 - ");
+        qb.push_bind(q.from.timestamp_micros())
+            .push(") / ")
+            .push_bind(q.bucket_micros)
+            .push(" AS bucket, severity::int8, count(*) FROM events WHERE TRUE");
+        push_parts(&mut qb, event_filter(q));
+        qb.push(" GROUP BY 1, 2 ORDER BY 1, 2");
+        let rows: Vec<(i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        let buckets = rows
+            .into_iter()
+            .map(|(index, severity, count)| {
+                Ok(BucketCount {
+                    index,
+                    severity: severity_of(severity)?,
+                    count,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+
+        let mut qb = QueryBuilder::new("SELECT source, count(*), max(time) FROM events WHERE TRUE");
+        push_parts(&mut qb, event_filter(q));
+        qb.push(" GROUP BY source ORDER BY 2 DESC, source LIMIT ")
+            .push_bind(i64::from(q.top));
+        let rows: Vec<(String, i64, DateTime<Utc>)> =
+            qb.build_query_as().fetch_all(&mut *conn).await?;
+        let by_source = rows
+            .into_iter()
+            .map(|(source, count, last)| SourceCount {
+                source,
+                count,
+                last,
+            })
+            .collect();
+
+        let mut qb = QueryBuilder::new("SELECT rule, count(*) FROM events WHERE TRUE");
+        push_parts(&mut qb, event_filter(q));
+        qb.push(" GROUP BY rule ORDER BY 2 DESC, rule LIMIT ")
+            .push_bind(i64::from(q.top));
+        let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        let by_rule = rows
+            .into_iter()
+            .map(|(rule, count)| RuleCount { rule, count })
+            .collect();
+        Ok(EventStats {
+            buckets,
+            by_source,
+            by_rule,
+        })
+    }
+
+    pub async fn finding_stats(
+        &self,
+        q: &FindingStatsQuery,
+    ) -> Result<Vec<TargetCount>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {FINDING_TARGET}, state, severity::int8, count(*) FROM findings WHERE TRUE"
+        ));
+        push_parts(&mut qb, finding_filter(q));
+        qb.push(FINDING_GROUPS);
+        let rows: Vec<(String, String, String, i64, i64)> = qb
+            .build_query_as()
+            .fetch_all(&mut *self.connection().await?)
+            .await?;
+        rows.into_iter()
+            .map(|(kind, target, state, severity, count)| {
+                Ok(TargetCount {
+                    target_kind: TargetKind::from_sql(&kind)?,
+                    target,
+                    state: RowParts::state(&state)?,
+                    severity: severity_of(severity)?,
+                    count,
+                })
+            })
+            .collect()
+    }
 }

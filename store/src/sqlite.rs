@@ -13,6 +13,10 @@ use crate::finding::{
     SCOPE_UPSERT, open_findings,
 };
 use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
+use crate::stats::{
+    BucketCount, EventStats, EventStatsQuery, FINDING_GROUPS, FINDING_TARGET, FindingStatsQuery,
+    RuleCount, SourceCount, TargetCount, TargetKind, event_filter, finding_filter, severity_of,
+};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -23,6 +27,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
+
+mod risk;
 
 #[derive(Clone)]
 pub(crate) struct Sqlite {
@@ -750,4 +756,94 @@ fn dead_letter_from_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
         created_at: micros(row.try_get("created_at")?)?,
         replay_requested: row.try_get("replay_requested")?,
     })
+}
+
+fn push_parts(qb: &mut QueryBuilder<'_, sqlx::Sqlite>, parts: Vec<Part>) {
+    for part in parts {
+        match part {
+            Part::Sql(sql) => qb.push(sql),
+            Part::Text(v) => qb.push_bind(v),
+            Part::Time(v) => qb.push_bind(v.timestamp_micros()),
+            Part::Int(v) => qb.push_bind(v),
+            Part::Id(v) => qb.push_bind(v.to_string()),
+        };
+    }
+}
+
+impl Sqlite {
+    pub async fn event_stats(&self, q: &EventStatsQuery) -> Result<EventStats, StoreError> {
+        let mut qb = QueryBuilder::new("SELECT (time - ");
+        qb.push_bind(q.from.timestamp_micros())
+            .push(") / ")
+            .push_bind(q.bucket_micros)
+            .push(" AS bucket, severity, count(*) FROM events WHERE TRUE");
+        push_parts(&mut qb, event_filter(q));
+        qb.push(" GROUP BY 1, 2 ORDER BY 1, 2");
+        let rows: Vec<(i64, i64, i64)> = qb.build_query_as().fetch_all(&self.readers).await?;
+        let buckets = rows
+            .into_iter()
+            .map(|(index, severity, count)| {
+                Ok(BucketCount {
+                    index,
+                    severity: severity_of(severity)?,
+                    count,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+
+        let mut qb = QueryBuilder::new("SELECT source, count(*), max(time) FROM events WHERE TRUE");
+        push_parts(&mut qb, event_filter(q));
+        qb.push(" GROUP BY source ORDER BY 2 DESC, source LIMIT ")
+            .push_bind(i64::from(q.top));
+        let rows: Vec<(String, i64, i64)> = qb.build_query_as().fetch_all(&self.readers).await?;
+        let by_source = rows
+            .into_iter()
+            .map(|(source, count, last)| {
+                Ok(SourceCount {
+                    source,
+                    count,
+                    last: micros(last)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+
+        let mut qb = QueryBuilder::new("SELECT rule, count(*) FROM events WHERE TRUE");
+        push_parts(&mut qb, event_filter(q));
+        qb.push(" GROUP BY rule ORDER BY 2 DESC, rule LIMIT ")
+            .push_bind(i64::from(q.top));
+        let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&self.readers).await?;
+        let by_rule = rows
+            .into_iter()
+            .map(|(rule, count)| RuleCount { rule, count })
+            .collect();
+        Ok(EventStats {
+            buckets,
+            by_source,
+            by_rule,
+        })
+    }
+
+    pub async fn finding_stats(
+        &self,
+        q: &FindingStatsQuery,
+    ) -> Result<Vec<TargetCount>, StoreError> {
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {FINDING_TARGET}, state, severity, count(*) FROM findings WHERE TRUE"
+        ));
+        push_parts(&mut qb, finding_filter(q));
+        qb.push(FINDING_GROUPS);
+        let rows: Vec<(String, String, String, i64, i64)> =
+            qb.build_query_as().fetch_all(&self.readers).await?;
+        rows.into_iter()
+            .map(|(kind, target, state, severity, count)| {
+                Ok(TargetCount {
+                    target_kind: TargetKind::from_sql(&kind)?,
+                    target,
+                    state: RowParts::state(&state)?,
+                    severity: severity_of(severity)?,
+                    count,
+                })
+            })
+            .collect()
+    }
 }

@@ -39,10 +39,15 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn subcommands_of_later_versions_say_not_yet_and_fail() {
-    let (code, _, err) = run(falconer().arg("analyst"));
+fn the_analyst_subcommand_reads_the_analyst_section_and_refuses_bad_values_by_name() {
+    let (code, out, err) = run(falconer().args(["analyst", "--print-config"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"half_life_hours\": 24.0"), "{out}");
+    let (code, _, err) = run(falconer()
+        .args(["analyst", "--print-config"])
+        .env("FALCONER__ANALYST__INTERVAL_SECS", "0"));
     assert_eq!(code, 2);
-    assert!(err.contains("not available yet"), "{err}");
+    assert!(err.contains("analyst.interval_secs"), "{err}");
 }
 
 #[test]

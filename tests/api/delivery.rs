@@ -3,6 +3,7 @@
 use crate::helpers::{Backend, TestApp, TestDb, alert, consumer, hub_config, wait_until};
 use crate::on_both_stores;
 use crate::webhook_server::WebhookServer;
+use falconer_loadgen::opensearch::{OpenSearchServer, Options};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
@@ -54,17 +55,16 @@ async fn consumer_view(app: &TestApp, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no consumer {name}"))
 }
 
-async fn events_reach_a_file_consumer_once_each_in_commit_order_across_a_restart(backend: Backend) {
+async fn events_reach_a_file_consumer_once_each_in_commit_order_across_a_restart_from_the_first_request(
+    backend: Backend,
+) {
     let db = TestDb::new(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     let declare = || vec![file_consumer("archive", &path)];
     let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), declare()).await;
-    // The consumer starts "now": wait until it exists before posting.
-    wait_until("the consumer is active", || async {
-        consumer_view(&app, "archive").await["state"] == "Active"
-    })
-    .await;
+    // The consumer starts "now", which is when the hub declared it at start-up: events posted
+    // at once, before its worker ran, are its events too.
     let mut posted = Vec::new();
     for round in 0..5 {
         posted.extend(post_alerts(&app, "first", round * 50..round * 50 + 50).await);
@@ -83,9 +83,12 @@ async fn events_reach_a_file_consumer_once_each_in_commit_order_across_a_restart
     .await;
     let delivered = ids(&lines(&path));
     assert_eq!(delivered, posted, "every event once, in commit order");
-    let view = consumer_view(&app, "archive").await;
-    assert_eq!(view["delivered"], 350);
-    assert_eq!(view["lag_events"], 0);
+    // The counters are saved with the cursor, just after the file was written.
+    wait_until("350 delivered and no lag in the consumers API", || async {
+        let view = consumer_view(&app, "archive").await;
+        view["delivered"] == 350 && view["lag_events"] == 0
+    })
+    .await;
     app.stop().await;
 }
 
@@ -151,12 +154,14 @@ async fn a_webhook_outage_degrades_the_consumer_and_loses_nothing(backend: Backe
     hook.state.down.store(true, Ordering::SeqCst);
     // Ingest does not depend on the consumer.
     posted.extend(post_alerts(&app, "down", 0..30).await);
-    wait_until("the consumer reports it is degraded", || async {
+    // Retries show while the batch is still failing, before any progress is saved.
+    wait_until("the consumer reports it is degraded, retrying", || async {
         let view = consumer_view(&app, "hook").await;
         view["state"] == "Degraded"
             && view["last_error"]
                 .as_str()
                 .is_some_and(|e| e.contains("503"))
+            && view["retries"].as_i64() > Some(0)
     })
     .await;
     hook.state.down.store(false, Ordering::SeqCst);
@@ -168,12 +173,15 @@ async fn a_webhook_outage_degrades_the_consumer_and_loses_nothing(backend: Backe
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(received, posted, "nothing lost, nothing repeated, in order");
-    wait_until("the consumer is active again", || async {
-        consumer_view(&app, "hook").await["state"] == "Active"
-    })
+    // The retry count is saved with the cursor, just after the batch went through.
+    wait_until(
+        "the consumer is active again, its retries counted",
+        || async {
+            let view = consumer_view(&app, "hook").await;
+            view["state"] == "Active" && view["retries"].as_i64().is_some_and(|n| n > 0)
+        },
+    )
     .await;
-    let view = consumer_view(&app, "hook").await;
-    assert!(view["retries"].as_i64().unwrap() > 0, "{view}");
     let metrics = app.get("/metrics").await.text;
     assert!(
         metrics.contains("falconer_delivery_retries_total{consumer=\"hook\",sink=\"webhook\"}"),
@@ -252,9 +260,14 @@ async fn a_refused_event_goes_to_dead_letters_and_is_replayed_after_the_fix(back
             .is_empty()
     })
     .await;
-    let view = consumer_view(&app, "hook").await;
-    assert_eq!(view["dead_letters"], 0);
-    assert_eq!(view["delivered"], 7);
+    wait_until(
+        "the counters show 7 delivered and no dead letter",
+        || async {
+            let view = consumer_view(&app, "hook").await;
+            view["dead_letters"] == 0 && view["delivered"] == 7
+        },
+    )
+    .await;
     app.stop().await;
     hook.stop().await;
 }
@@ -421,7 +434,7 @@ async fn the_consumers_api_tests_reports_and_refuses_what_cannot_run(backend: Ba
     hook.stop().await;
 }
 
-async fn a_hundred_thousand_events_reach_two_consumers_once_in_order_despite_an_outage_and_a_restart(
+async fn a_hundred_thousand_events_reach_three_consumers_once_in_order_despite_an_outage_and_a_restart(
     backend: Backend,
 ) {
     const TOTAL: usize = 100_000;
@@ -430,6 +443,14 @@ async fn a_hundred_thousand_events_reach_two_consumers_once_in_order_despite_an_
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("all.jsonl");
     let hook = WebhookServer::start();
+    let search = OpenSearchServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Options {
+            keep_sources: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let declare = || {
         vec![
             file_consumer("archive", &path),
@@ -437,22 +458,27 @@ async fn a_hundred_thousand_events_reach_two_consumers_once_in_order_despite_an_
                 json!({"name": "hook", "type": "webhook", "webhook": {"url": hook.url(), "batch": true}}),
                 &[],
             ),
+            consumer(
+                json!({"name": "search", "type": "opensearch", "opensearch": {"url": search.url()}}),
+                &[],
+            ),
         ]
     };
     let mut hub = hub_config();
     hub.ingest.max_events_per_request = 2_000;
     let app = TestApp::spawn_with_consumers(&db, hub.clone(), db.store_config(), declare()).await;
-    wait_until("both consumers active", || async {
+    wait_until("all consumers active", || async {
         consumers(&app)
             .await
             .iter()
             .filter(|c| c["state"] == "Active")
             .count()
-            == 2
+            == 3
     })
     .await;
     hook.state.ids_only.store(true, Ordering::SeqCst);
     hook.state.down.store(true, Ordering::SeqCst);
+    search.faults(|f| f.bulk_status = Some(503));
     let mut posted = Vec::with_capacity(TOTAL);
     for start in (0..HALF).step_by(2_000) {
         posted.extend(post_alerts(&app, "bulk", start..start + 2_000).await);
@@ -464,9 +490,10 @@ async fn a_hundred_thousand_events_reach_two_consumers_once_in_order_despite_an_
         posted.extend(post_alerts(&app, "bulk", start..start + 2_000).await);
         if start == HALF + 20_000 {
             hook.state.down.store(false, Ordering::SeqCst);
+            search.faults(|f| f.bulk_status = None);
         }
     }
-    wait_until("both consumers have delivered every event", || async {
+    wait_until("every consumer has delivered every event", || async {
         consumers(&app)
             .await
             .iter()
@@ -479,19 +506,27 @@ async fn a_hundred_thousand_events_reach_two_consumers_once_in_order_despite_an_
     assert_eq!(in_file, posted, "file: once each, in order");
     assert_eq!(at_hook, posted, "webhook: once each, in order");
     assert_eq!(posted.iter().collect::<HashSet<_>>().len(), TOTAL);
+    let in_search = search.ids("falconer-events-*");
+    assert!(
+        in_search.iter().all(|(_, version)| *version == 1),
+        "opensearch: every document written once"
+    );
+    let in_search: Vec<String> = in_search.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(in_search, posted, "opensearch: once each, in order");
     app.stop().await;
     hook.stop().await;
+    search.stop().await;
 }
 
 on_both_stores!(
-    events_reach_a_file_consumer_once_each_in_commit_order_across_a_restart,
+    events_reach_a_file_consumer_once_each_in_commit_order_across_a_restart_from_the_first_request,
     a_new_consumer_starts_now_and_replay_from_delivers_the_past,
     a_webhook_outage_degrades_the_consumer_and_loses_nothing,
     a_refused_event_goes_to_dead_letters_and_is_replayed_after_the_fix,
     webhook_requests_carry_idempotency_key_signature_and_headers,
     filters_choose_what_each_consumer_receives,
     the_consumers_api_tests_reports_and_refuses_what_cannot_run,
-    a_hundred_thousand_events_reach_two_consumers_once_in_order_despite_an_outage_and_a_restart,
+    a_hundred_thousand_events_reach_three_consumers_once_in_order_despite_an_outage_and_a_restart,
     an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster,
 );
 
@@ -652,7 +687,11 @@ async fn an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster(
     );
     let clusters = central.get("/api/v1/clusters").await.json();
     assert_eq!(clusters["clusters"][0]["name"], "edge-1");
-    assert_eq!(consumer_view(&edge, "to-central").await["delivered"], 30);
+    // The edge saves its count with its cursor, just after the central hub answered.
+    wait_until("the edge counts 30 delivered", || async {
+        consumer_view(&edge, "to-central").await["delivered"] == 30
+    })
+    .await;
     edge.stop().await;
     central.stop().await;
 }

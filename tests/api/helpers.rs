@@ -252,6 +252,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
+    /// The hub's analyst (not running periodically: tests compute when they want).
+    pub analyst: falconer_analyst::Analyst,
     handle: ServerHandle,
     desired: tokio::sync::watch::Sender<Vec<Desired>>,
     engine: tokio::task::JoinHandle<()>,
@@ -297,14 +299,16 @@ impl TestApp {
         };
         let delivery = Delivery::new(store.clone(), delivery_config, &mut registry);
         let (desired, following) = tokio::sync::watch::channel(consumers);
-        let engine = tokio::spawn(delivery.clone().run(following));
+        let engine = delivery.clone().spawn(following);
         let running = Hub::start(hub, store.clone(), delivery, registry).expect("start the hub");
         let handle = running.server.handle();
+        let analyst = running.analyst.clone();
         tokio::spawn(running.server);
         TestApp {
             addr: running.addr,
             client: reqwest::Client::new(),
             store,
+            analyst,
             handle,
             desired,
             engine,

@@ -5,9 +5,13 @@ mod webhook_server;
 
 mod auth;
 mod cli;
+mod dashboard;
 mod delivery;
 mod ingest;
+mod opensearch_sink;
 mod ops;
 mod query;
+mod risk;
 mod sources;
 mod storage;
+mod tls;

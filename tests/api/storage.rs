@@ -111,6 +111,9 @@ async fn an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged(backend
             break;
         }
     }
+    // Still full: a request is refused before its body is read (this one is not even JSON).
+    let unread = app.ingest("{not json".to_string()).await;
+    assert_eq!(unread.status, 429, "{}", unread.text);
     side.execute(match backend {
         Backend::Postgres => "COMMIT",
         Backend::Sqlite => "ROLLBACK",

@@ -100,8 +100,18 @@ impl Sink for FileLines {
 
     async fn send(&mut self, events: &[Event]) -> Outcome {
         let lines = lines(events);
+        // The write blocks: off the async threads where the runtime allows (a consumer's
+        // worker); in place on a current-thread runtime (an HTTP worker's test send), where
+        // block_in_place would panic.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let written = if multi_thread {
+            tokio::task::block_in_place(|| self.write(&lines))
+        } else {
+            self.write(&lines)
+        };
         // A full disk or a permission problem may be fixed by the operator: retry, lose nothing.
-        match tokio::task::block_in_place(|| self.write(&lines)) {
+        match written {
             Ok(()) => Outcome::Delivered,
             Err(e) => {
                 self.file = None;

@@ -3,6 +3,7 @@
 
 pub mod falconer;
 pub mod file;
+pub mod opensearch;
 pub mod phoenix;
 pub mod webhook;
 
@@ -28,6 +29,7 @@ pub enum AnySink {
     Webhook(webhook::Webhook),
     Falconer(falconer::Falconer),
     Phoenix(phoenix::PhoenixSink),
+    OpenSearch(opensearch::OpenSearchSink),
 }
 
 impl AnySink {
@@ -56,6 +58,11 @@ impl AnySink {
                 c.falconer.as_ref().ok_or_else(|| missing("falconer"))?,
                 &desired.secrets,
             )?),
+            SinkType::Opensearch => AnySink::OpenSearch(opensearch::OpenSearchSink::build(
+                name,
+                c.opensearch.as_ref().ok_or_else(|| missing("opensearch"))?,
+                &desired.secrets,
+            )?),
             SinkType::Phoenix => {
                 let client = kube.ok_or_else(|| DeliveryError::Config {
                     consumer: name.to_string(),
@@ -73,12 +80,6 @@ impl AnySink {
                     })?,
                 )
             }
-            other => {
-                return Err(DeliveryError::Config {
-                    consumer: name.to_string(),
-                    message: format!("sink type {} is not available in this hub", other.as_str()),
-                });
-            }
         })
     }
 }
@@ -91,6 +92,7 @@ impl Sink for AnySink {
             AnySink::Webhook(s) => s.batch_size(),
             AnySink::Falconer(s) => s.batch_size(),
             AnySink::Phoenix(s) => s.batch_size(),
+            AnySink::OpenSearch(s) => s.batch_size(),
         }
     }
 
@@ -101,6 +103,7 @@ impl Sink for AnySink {
             AnySink::Webhook(s) => s.send(events).await,
             AnySink::Falconer(s) => s.send(events).await,
             AnySink::Phoenix(s) => s.send(events).await,
+            AnySink::OpenSearch(s) => s.send(events).await,
         }
     }
 }

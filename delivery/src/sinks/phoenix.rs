@@ -25,10 +25,8 @@
 //! - **Errors**: 409 → delivered; 400/422 and other 4xx → refused with the API server's
 //!   message (dead letter); 404 (Phoenix's CRD not installed), 403 (RBAC), 401, 408, 429, 5xx
 //!   and connection errors → retry, naming the cause. Events wait in the store meanwhile.
-//!
-//! Errors of building the sink are `PhoenixError`, local to this module until the crate's
-//! error type absorbs it.
 
+use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use chrono::{DateTime, TimeDelta, Utc};
 use falconer_store::Event;
@@ -91,21 +89,6 @@ pub struct Rule {
     pub threat_level: String,
     #[serde(default)]
     pub source: String,
-}
-
-/// Why a Phoenix sink cannot be built, or a cleanup pass failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PhoenixError {
-    #[error("phoenix.{field}: `{value}` is not a duration like {example}")]
-    InvalidDuration {
-        field: &'static str,
-        value: String,
-        example: &'static str,
-    },
-    #[error("the Phoenix sink's TTL cleanup needs a Tokio runtime; build the sink inside one")]
-    NoRuntime,
-    #[error("SecurityEvent cleanup: {0}")]
-    Kube(#[from] kube::Error),
 }
 
 /// The part of names and label values that identifies a consumer: consumer names are DNS
@@ -303,12 +286,12 @@ impl PhoenixSink {
         consumer: &str,
         settings: &PhoenixSettings,
         client: Client,
-    ) -> Result<PhoenixSink, PhoenixError> {
+    ) -> Result<PhoenixSink, DeliveryError> {
         let dedup = settings
             .dedup_window
             .as_deref()
             .map(|text| {
-                parse_duration(text, "smh").ok_or_else(|| PhoenixError::InvalidDuration {
+                parse_duration(text, "smh").ok_or_else(|| DeliveryError::InvalidDuration {
                     field: "dedupWindow",
                     value: text.into(),
                     example: "30s, 5m or 1h",
@@ -320,7 +303,7 @@ impl PhoenixSink {
             .ttl
             .as_deref()
             .map(|text| {
-                parse_duration(text, "hdw").ok_or_else(|| PhoenixError::InvalidDuration {
+                parse_duration(text, "hdw").ok_or_else(|| DeliveryError::InvalidDuration {
                     field: "ttl",
                     value: text.into(),
                     example: "12h, 30d or 2w",
@@ -331,7 +314,7 @@ impl PhoenixSink {
         let cleanup = match ttl {
             Some(ttl) => {
                 let runtime =
-                    tokio::runtime::Handle::try_current().map_err(|_| PhoenixError::NoRuntime)?;
+                    tokio::runtime::Handle::try_current().map_err(|_| DeliveryError::NoRuntime)?;
                 Some(runtime.spawn(cleanup_loop(api.clone(), consumer.to_owned(), ttl)))
             }
             None => None,
@@ -460,7 +443,7 @@ pub async fn cleanup_expired(
     consumer: &str,
     ttl: TimeDelta,
     now: DateTime<Utc>,
-) -> Result<usize, PhoenixError> {
+) -> Result<usize, DeliveryError> {
     let mut params = ListParams::default()
         .labels(&cleanup_selector(consumer))
         .limit(CLEANUP_PAGE);
@@ -469,20 +452,27 @@ pub async fn cleanup_expired(
         let page = match api.list(&params).await {
             Ok(page) => page,
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(deleted),
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(cleanup_error(error)),
         };
         for name in expired(&page.items, now, ttl) {
             match api.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => deleted += 1,
                 // Someone (another pass, a person) was faster.
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(cleanup_error(error)),
             }
         }
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
             _ => return Ok(deleted),
         }
+    }
+}
+
+fn cleanup_error(error: kube::Error) -> DeliveryError {
+    DeliveryError::Kube {
+        doing: "SecurityEvent cleanup".into(),
+        message: error.to_string(),
     }
 }
 

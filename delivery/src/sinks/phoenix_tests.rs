@@ -234,7 +234,7 @@ async fn bad_durations_are_refused_when_the_sink_is_built() {
     bad.ttl = Some("10m".into());
     assert!(matches!(
         PhoenixSink::build("phoenix", &bad, client),
-        Err(PhoenixError::InvalidDuration { field: "ttl", .. })
+        Err(DeliveryError::InvalidDuration { field: "ttl", .. })
     ));
 }
 
@@ -249,7 +249,7 @@ fn a_sink_with_a_ttl_cannot_be_built_outside_the_runtime() {
     with_ttl.ttl = Some("24h".into());
     assert!(matches!(
         PhoenixSink::build("phoenix", &with_ttl, client),
-        Err(PhoenixError::NoRuntime)
+        Err(DeliveryError::NoRuntime)
     ));
 }
 

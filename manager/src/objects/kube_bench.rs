@@ -92,6 +92,7 @@ fn cron_job(policy: &Policy, cluster: &str) -> Child {
             "reports",
             REPORT_DIR,
             true,
+            true,
         )],
         volumes: Some(volumes),
         ..Default::default()
@@ -215,9 +216,18 @@ mod tests {
         assert_eq!(
             url.as_deref(),
             Some(
-                "http://falconer-hub.falconer-system.svc:8080/ingest?source=kube-bench&cluster=prod-eu"
+                "http://falconer-hub.falconer-system.svc:8080/ingest?source=kube-bench&cluster=prod-eu&node=$(NODE_NAME)"
             )
         );
+        // Kubernetes expands $(NODE_NAME) only from a variable defined before the URL.
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names[..2], ["NODE_NAME", "FALCONER_INGEST_URL"]);
+        let node_field = env[0]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        assert_eq!(node_field, Some("spec.nodeName"));
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.host_pid, Some(true));
     }

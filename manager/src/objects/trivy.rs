@@ -157,7 +157,7 @@ fn cron_job(policy: &Policy, cluster: &str) -> Child {
         restart_policy: Some("Never".into()),
         init_containers: Some(vec![list, scan]),
         containers: vec![upload::container(
-            policy, "trivy", cluster, "work", WORK_DIR, false,
+            policy, "trivy", cluster, "work", WORK_DIR, false, false,
         )],
         volumes: Some(volumes),
         ..Default::default()

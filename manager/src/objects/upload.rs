@@ -7,7 +7,7 @@
 
 use super::{TOKEN_ENV, hub_ca_file, ingest_url, mount, restricted};
 use falconer_store::crd::Policy;
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
 
 /// Numeric user for unprivileged steps: `runAsNonRoot` cannot check a named image user.
 pub const NOBODY: i64 = 65534;
@@ -52,6 +52,7 @@ echo "falconer: posted $sent report(s), $failed failed"
 }
 
 /// The `upload` container: posts the reports under `dir` (volume `volume`) as `source`.
+/// With `per_node`, the URL names the pod's node (`&node=`): kube-bench reports do not.
 pub fn container(
     policy: &Policy,
     source: &str,
@@ -59,6 +60,7 @@ pub fn container(
     volume: &str,
     dir: &str,
     require_one: bool,
+    per_node: bool,
 ) -> Container {
     let mut mounts = vec![mount(volume, dir, true)];
     if let Some((_, ca_mount)) = super::hub_ca(policy) {
@@ -72,14 +74,32 @@ pub fn container(
             "-c".into(),
             script(policy, dir, require_one),
         ]),
-        env: Some(vec![
-            EnvVar {
+        env: Some({
+            let mut query = query(source, cluster);
+            let mut env = Vec::new();
+            if per_node {
+                // Kubernetes expands `$(NODE_NAME)` from the variable defined before it.
+                query.push_str("&node=$(NODE_NAME)");
+                env.push(EnvVar {
+                    name: "NODE_NAME".into(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "spec.nodeName".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            env.push(EnvVar {
                 name: "FALCONER_INGEST_URL".into(),
-                value: Some(ingest_url(policy, &query(source, cluster))),
+                value: Some(ingest_url(policy, &query)),
                 ..Default::default()
-            },
-            super::token_env(policy),
-        ]),
+            });
+            env.push(super::token_env(policy));
+            env
+        }),
         volume_mounts: Some(mounts),
         security_context: Some(restricted(Some(NOBODY))),
         ..Default::default()

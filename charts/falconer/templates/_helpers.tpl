@@ -1,0 +1,150 @@
+{{/* Names, labels and the pieces every Falconer pod shares. */}}
+
+{{- define "falconer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Object prefix: <release>-falconer, or the release name when it contains the chart name. */}}
+{{- define "falconer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<fullname>-<component>", e.g. falconer-hub (the Service the Policy's default hubUrl names). */}}
+{{- define "falconer.component" -}}
+{{- printf "%s-%s" (include "falconer.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "falconer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "falconer.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "falconer.labels" -}}
+{{ include "falconer.selectorLabels" . }}
+app.kubernetes.io/part-of: falconer
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{- define "falconer.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "falconer.postgresql" -}}
+{{- eq .Values.database.type "postgresql" }}
+{{- end }}
+
+{{/* The hub serves HTTPS on its own listener. */}}
+{{- define "falconer.hubScheme" -}}
+{{- if .Values.hub.tls.enabled }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}
+
+{{/*
+Environment shared by every Falconer container: the database URL and token hashes from
+Secrets (environment variables override the configuration file), then the user's extras.
+*/}}
+{{- define "falconer.env" -}}
+{{- $root := .root -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- if eq $root.Values.database.type "postgresql" }}
+- name: FALCONER__STORE__DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.database.postgresql.existingSecret }}
+      key: {{ $root.Values.database.postgresql.key }}
+{{- end }}
+{{- $auth := fromYaml (include "falconer.auth" $root) }}
+{{- range $kind := list "ingest" "query" }}
+{{- $a := get $auth $kind }}
+{{- if eq $a.mode "secret" }}
+- name: {{ printf "FALCONER__AUTH__%s_TOKEN_SHA256" (upper $kind) }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $a.secret }}
+      key: {{ printf "%s-token-sha256" $kind }}
+{{- end }}
+{{- end }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- with $root.Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level settings every component shares. */}}
+{{- define "falconer.podCommon" -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* A checksum of the generated configuration, so a values change rolls the pods. */}}
+{{- define "falconer.configChecksum" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end }}
+
+{{/*
+How each API's tokens are configured, as YAML: {ingest: {mode, hashes, token, secret}, query: …}.
+mode is `hashes` (listed in values), `secret` (auth.existingSecret) or `generated` (a random
+token, kept in its Secret across upgrades). Computed once per render and cached, so the
+ConfigMap's hash and the Secret's token always match.
+*/}}
+{{- define "falconer.auth" -}}
+{{- if not (hasKey .Values.auth "_resolved") }}
+{{- $resolved := dict }}
+{{- range $kind := list "ingest" "query" }}
+{{- $hashes := get $.Values.auth (printf "%sTokenSha256" $kind) }}
+{{- $secretName := get $.Values.auth.generate (printf "%sSecretName" $kind) }}
+{{- if $hashes }}
+{{- $_ := set $resolved $kind (dict "mode" "hashes" "hashes" $hashes) }}
+{{- else if $.Values.auth.existingSecret }}
+{{- $_ := set $resolved $kind (dict "mode" "secret" "secret" $.Values.auth.existingSecret) }}
+{{- else if $.Values.auth.generate.enabled }}
+{{- $token := randAlphaNum 48 }}
+{{- $existing := lookup "v1" "Secret" $.Release.Namespace $secretName }}
+{{- if and $existing $existing.data (hasKey $existing.data "token") }}
+{{- $token = index $existing.data "token" | b64dec }}
+{{- end }}
+{{- $_ := set $resolved $kind (dict "mode" "generated" "hashes" (list (sha256sum $token)) "token" $token "secret" $secretName) }}
+{{- else }}
+{{- fail (printf "auth: no %s token: list auth.%sTokenSha256, set auth.existingSecret, or enable auth.generate" $kind $kind) }}
+{{- end }}
+{{- end }}
+{{- $_ := set .Values.auth "_resolved" $resolved }}
+{{- end }}
+{{- toYaml .Values.auth._resolved }}
+{{- end }}

@@ -1,0 +1,146 @@
+//! Aggregates for dashboards: events counted per time bucket and severity, by source and by
+//! rule over a time window; findings counted per image or node, state and severity. Both
+//! databases compute them with `GROUP BY` over the indexed columns, never by reading rows
+//! into the hub.
+
+use crate::event::{Kind, Severity};
+use crate::finding::FindingState;
+use crate::query::Part;
+use chrono::{DateTime, Utc};
+
+/// Events in `from <= time < to`, optionally of one cluster and one kind, counted in buckets
+/// of `bucket_micros` starting at `from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventStatsQuery {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub cluster: Option<String>,
+    pub kind: Option<Kind>,
+    pub bucket_micros: i64,
+    /// How many sources and rules to list, most frequent first.
+    pub top: u32,
+}
+
+/// Events counted per bucket and severity (only non-zero counts), and the most frequent
+/// sources and rules of the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventStats {
+    pub buckets: Vec<BucketCount>,
+    pub by_source: Vec<SourceCount>,
+    pub by_rule: Vec<RuleCount>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketCount {
+    /// Index of the bucket: it starts at `from + index * bucket`.
+    pub index: i64,
+    pub severity: Severity,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceCount {
+    pub source: String,
+    pub count: i64,
+    /// The newest event time of this source in the window.
+    pub last: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleCount {
+    pub rule: String,
+    pub count: i64,
+}
+
+/// Findings (latest state), optionally of one cluster and one kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FindingStatsQuery {
+    pub cluster: Option<String>,
+    pub kind: Option<Kind>,
+}
+
+/// What a finding is about: the image it was found in, else the node, else its scan scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TargetKind {
+    Image,
+    Node,
+    Scope,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Image => "image",
+            TargetKind::Node => "node",
+            TargetKind::Scope => "scope",
+        }
+    }
+
+    pub(crate) fn from_sql(text: &str) -> Result<TargetKind, crate::StoreError> {
+        match text {
+            "image" => Ok(TargetKind::Image),
+            "node" => Ok(TargetKind::Node),
+            "scope" => Ok(TargetKind::Scope),
+            other => Err(crate::StoreError::Corrupt(format!("target kind {other}"))),
+        }
+    }
+}
+
+/// Findings of one target counted per state and severity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetCount {
+    pub target_kind: TargetKind,
+    pub target: String,
+    pub state: FindingState,
+    pub severity: Severity,
+    pub count: i64,
+}
+
+/// The WHERE clause (after `WHERE TRUE`) of every event aggregate of `q`.
+pub(crate) fn event_filter(q: &EventStatsQuery) -> Vec<Part> {
+    let mut parts = vec![
+        Part::Sql(" AND time >= "),
+        Part::Time(q.from),
+        Part::Sql(" AND time < "),
+        Part::Time(q.to),
+    ];
+    if let Some(cluster) = &q.cluster {
+        parts.push(Part::Sql(" AND cluster = "));
+        parts.push(Part::Text(cluster.clone()));
+    }
+    if let Some(kind) = q.kind {
+        parts.push(Part::Sql(" AND kind = "));
+        parts.push(Part::Text(kind.as_str().to_string()));
+    }
+    parts
+}
+
+/// The WHERE clause (after `WHERE TRUE`) of the finding aggregate of `q`.
+pub(crate) fn finding_filter(q: &FindingStatsQuery) -> Vec<Part> {
+    let mut parts = Vec::new();
+    if let Some(cluster) = &q.cluster {
+        parts.push(Part::Sql(" AND cluster = "));
+        parts.push(Part::Text(cluster.clone()));
+    }
+    if let Some(kind) = q.kind {
+        parts.push(Part::Sql(" AND kind = "));
+        parts.push(Part::Text(kind.as_str().to_string()));
+    }
+    parts
+}
+
+/// The same text on both databases: the target of a finding and its kind.
+pub(crate) const FINDING_TARGET: &str = "CASE WHEN image IS NOT NULL THEN 'image' \
+    WHEN node IS NOT NULL THEN 'node' ELSE 'scope' END AS target_kind, \
+    COALESCE(image, node, scope) AS target";
+
+pub(crate) const FINDING_GROUPS: &str =
+    " GROUP BY target_kind, target, state, severity ORDER BY target_kind, target, state, severity";
+
+/// A severity rank read back from either database.
+pub(crate) fn severity_of(rank: i64) -> Result<Severity, crate::StoreError> {
+    i16::try_from(rank)
+        .ok()
+        .and_then(Severity::from_rank)
+        .ok_or_else(|| crate::StoreError::Corrupt(format!("severity {rank}")))
+}
