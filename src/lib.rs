@@ -9,6 +9,7 @@ use config::{Config, LogFormat, Toggle};
 use falconer_analyst::Analyst;
 use falconer_delivery::Delivery;
 use falconer_hub::Hub;
+use falconer_hub::retention::Retention;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
 
@@ -131,6 +132,16 @@ fn serve(config: Config, args: &ServeArgs, mode: &'static str) -> Result<(), Err
         );
         let consumers = Consumers::start(&config, kube, delivery.clone());
         let engine = delivery.clone().spawn(consumers.desired.clone());
+        let retention = tokio::spawn(
+            Retention::new(
+                store.clone(),
+                delivery.clone(),
+                &config.store,
+                consumers.observed.clone(),
+                &mut registry,
+            )
+            .run(),
+        );
         let hub = Hub::start(config.hub(), store.clone(), delivery, registry)?;
         let analyst = config
             .analyst
@@ -141,6 +152,7 @@ fn serve(config: Config, args: &ServeArgs, mode: &'static str) -> Result<(), Err
         if let Some(analyst) = analyst {
             analyst.abort();
         }
+        retention.abort();
         // Dropping the declarations stops every consumer; what they had not confirmed yet
         // is delivered again after the restart.
         consumers.stop();
@@ -224,6 +236,8 @@ async fn kubernetes_client(config: &Config, mode: &str) -> Result<Option<Kube>, 
 /// Settings merged with it, with their delivery state written back into the Settings.
 struct Consumers {
     desired: tokio::sync::watch::Receiver<Vec<falconer_delivery::consumers::Desired>>,
+    /// What the Setting watcher saw (in a cluster).
+    observed: Option<tokio::sync::watch::Receiver<falconer_delivery::settings::Observed>>,
     /// Keeps the file's declarations alive (dropping it stops the engine).
     file: Option<tokio::sync::watch::Sender<Vec<falconer_delivery::consumers::Desired>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -236,6 +250,7 @@ impl Consumers {
             let (file, desired) = tokio::sync::watch::channel(file);
             return Consumers {
                 desired,
+                observed: None,
                 file: Some(file),
                 tasks: Vec::new(),
             };
@@ -266,6 +281,7 @@ impl Consumers {
         });
         Consumers {
             desired: watch.desired,
+            observed: Some(watch.observed),
             file: None,
             tasks: vec![watch.task, status],
         }

@@ -352,6 +352,22 @@ impl Delivery {
             .collect())
     }
 
+    /// The consumers declared now, running or not (one that cannot start yet, e.g. for a
+    /// missing Secret, will deliver once it can): retention keeps what they have not
+    /// delivered.
+    pub fn declared(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Ok(failed) = self.inner.failed.lock() {
+            names.extend(failed.keys().cloned());
+        }
+        names
+    }
+
     pub fn is_declared(&self, name: &str) -> bool {
         let running = self
             .inner

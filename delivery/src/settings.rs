@@ -251,6 +251,12 @@ pub struct Observed {
     /// Settings this hub cannot read (e.g. written for a newer CRD), with the parse error;
     /// their consumers are unknown, so none of them runs.
     pub unreadable: BTreeMap<String, String>,
+    /// The shortest `spec.retention` of the Settings that set one (it overrides
+    /// `store.retention`).
+    pub retention: Option<String>,
+    /// True once every Setting and Secret has been read: until then the declared consumers
+    /// and the retention are not known yet.
+    pub synced: bool,
 }
 
 fn report(name: &str, state: ConsumerState, last_error: Option<String>) -> Report {
@@ -300,6 +306,15 @@ pub fn view(
                 (s.name_any(), names)
             })
             .collect(),
+        retention: settings
+            .iter()
+            .filter_map(|s| s.spec.retention.as_ref())
+            .filter_map(|r| match falconer_store::retention::parse_age(r) {
+                Ok(Some(age)) => Some((age, r.clone())),
+                _ => None,
+            })
+            .min()
+            .map(|(_, r)| r),
         ..Observed::default()
     };
     for conflict in &merged.conflicts {
@@ -486,6 +501,7 @@ async fn run(
             }
         }
         logged = log_new_problems(&observed, logged);
+        observed.synced = true;
 
         desired_tx.send_if_modified(|current| replace_if_changed(current, desired));
         observed_tx.send_if_modified(|current| replace_if_changed(current, observed));

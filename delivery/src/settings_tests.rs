@@ -342,6 +342,7 @@ fn observed(settings: &[(&str, &[&str])], problems: Vec<(Origin, Report)>) -> Ob
             .collect(),
         problems,
         unreadable: BTreeMap::new(),
+        ..Observed::default()
     }
 }
 
@@ -720,4 +721,24 @@ fn a_relist_replaces_the_mirror_only_once_complete() {
         keep_setting,
     );
     assert!(mirror.items.is_empty());
+}
+
+#[test]
+fn the_shortest_retention_of_the_settings_applies_and_none_when_no_setting_sets_one() {
+    let with = |name: &str, retention: Option<&str>| {
+        let mut s = setting(name, 1, vec![]);
+        s.spec.retention = retention.map(str::to_owned);
+        s
+    };
+    let secrets = SecretData::new();
+    let settings = [
+        with("a", Some("2w")),
+        with("b", None),
+        with("c", Some("36h")),
+    ];
+    let (_, observed) = view(&[], &settings, &secrets, NAMESPACE);
+    assert_eq!(observed.retention.as_deref(), Some("36h"));
+    let (_, observed) = view(&[], &[with("b", None)], &secrets, NAMESPACE);
+    assert_eq!(observed.retention, None);
+    assert!(!observed.synced, "view alone has not read the cluster");
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod ops;
 pub mod params;
 pub mod query;
+pub mod retention;
 pub mod risk;
 pub mod routes;
 pub mod sources;

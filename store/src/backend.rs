@@ -56,6 +56,9 @@ delegate! {
     /// Scores risk unless another analyst is computing (`None`).
     fn compute_risk(&self, window: RiskWindow, retention_secs: i64, model: crate::RiskModel) -> Option<RiskRun>;
     fn risk_scores(&self, query: &RiskQuery) -> RiskPage;
+    /// Removes the events received before the cutoff that no consumer in `holders` still
+    /// needs, unless another hub is doing it (`None`).
+    fn enforce_retention(&self, cutoff: chrono::DateTime<chrono::Utc>, holders: &[ConsumerRecord]) -> Option<crate::retention::RetentionRun>;
     /// When the latest computation finished, if any has.
     fn risk_computed_at(&self) -> Option<chrono::DateTime<chrono::Utc>>;
     fn risk_history(&self, query: &HistoryQuery) -> HistoryAnswer;

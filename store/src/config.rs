@@ -33,6 +33,12 @@ pub struct StoreConfig {
     pub commit_timeout_ms: u64,
     /// SQLite: how long a write waits for a lock held by another process.
     pub sqlite_busy_timeout_ms: u64,
+    /// How long events are kept after the hub received them: `<n>h`, `<n>d`, `<n>w`, or
+    /// `forever`. A Setting's `spec.retention` overrides it. Events a consumer has not
+    /// delivered yet are kept until it has. PostgreSQL drops whole days.
+    pub retention: String,
+    /// How often retention runs (and, on PostgreSQL, makes the partitions of the week ahead).
+    pub retention_interval_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +54,8 @@ impl Default for StoreConfig {
             writers: 2,
             commit_timeout_ms: 30_000,
             sqlite_busy_timeout_ms: 5_000,
+            retention: "30d".into(),
+            retention_interval_secs: 3_600,
         }
     }
 }
@@ -67,6 +75,10 @@ impl StoreConfig {
             ("store.queue_max_events", self.queue_max_events as u64),
             ("store.writers", self.writers as u64),
             ("store.commit_timeout_ms", self.commit_timeout_ms),
+            (
+                "store.retention_interval_secs",
+                self.retention_interval_secs,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -79,6 +91,8 @@ impl StoreConfig {
         if self.batch_max_wait_ms > 1_000 {
             return Err("store.batch_max_wait_ms: must be at most 1000".into());
         }
+        crate::retention::parse_age(&self.retention)
+            .map_err(|e| format!("store.retention: {e}"))?;
         Ok(())
     }
 
@@ -182,5 +196,22 @@ mod tests {
                 .unwrap_err()
                 .starts_with("store.queue_max_events")
         );
+    }
+
+    #[test]
+    fn a_retention_that_is_not_an_age_or_forever_is_refused_naming_the_key() {
+        for good in ["12h", "30d", "2w", "forever"] {
+            let config = StoreConfig {
+                retention: good.into(),
+                ..StoreConfig::default()
+            };
+            assert_eq!(config.validate(), Ok(()), "{good}");
+        }
+        let config = StoreConfig {
+            retention: "1y".into(),
+            ..StoreConfig::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert!(error.starts_with("store.retention: `1y`"), "{error}");
     }
 }

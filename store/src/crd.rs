@@ -455,8 +455,9 @@ pub struct SettingSpec {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub consumers: Vec<Consumer>,
 
-    /// How long the hub keeps events, e.g. `30d`, `12h`, `2w`. Absent: the hub's own
-    /// setting.
+    /// How long the hub keeps events after receiving them, e.g. `30d`, `12h`, `2w`; events
+    /// a consumer has not delivered yet are kept until it has. Absent: the hub's
+    /// `store.retention`. When several Settings set it, the shortest applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = AGE_PATTERN))]
     pub retention: Option<String>,

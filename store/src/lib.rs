@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod finding;
 pub mod query;
+pub mod retention;
 pub mod risk;
 pub mod stats;
 
@@ -439,6 +440,28 @@ impl Store {
         self.on_store_runtime(
             async move { backend.compute_risk(window, retention_secs, model).await },
         )
+        .await
+    }
+
+    /// Removes the events received before `cutoff` (DESIGN.md §4), but none that a consumer
+    /// named in `holders` (the consumers running now) has not delivered yet. `None` when
+    /// another hub is enforcing retention right now (PostgreSQL advisory lock).
+    pub async fn enforce_retention(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        holders: &[String],
+    ) -> Result<Option<retention::RetentionRun>, StoreError> {
+        let backend = self.inner.backend.clone();
+        let holders: std::collections::HashSet<String> = holders.iter().cloned().collect();
+        self.on_store_runtime(async move {
+            let records: Vec<ConsumerRecord> = backend
+                .consumers()
+                .await?
+                .into_iter()
+                .filter(|c| holders.contains(&c.name))
+                .collect();
+            backend.enforce_retention(cutoff, &records).await
+        })
         .await
     }
 

@@ -12,6 +12,7 @@ use crate::finding::{
     SCOPE_UPSERT, open_findings, scope_lock,
 };
 use crate::query::{EventQuery, Page, Part, into_page, listing_parts};
+use crate::retention::{day_of, days_around};
 use crate::stats::{
     BucketCount, EventStats, EventStatsQuery, FINDING_GROUPS, FINDING_TARGET, FindingStatsQuery,
     RuleCount, SourceCount, TargetCount, TargetKind, event_filter, finding_filter, severity_of,
@@ -25,6 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
 
+mod retention;
 mod risk;
 
 #[derive(Clone)]
@@ -32,11 +34,14 @@ pub(crate) struct Postgres {
     pool: PgPool,
     /// For connections outside the pool: each consumer lock holds one.
     options: std::sync::Arc<PgConnectOptions>,
+    /// The days whose `events` partition is known to exist.
+    days: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<chrono::NaiveDate>>>,
 }
 
 /// One statement, so one round trip and an implicit transaction: insert the events (in the
 /// order bound, which `write` sorts by dedup key so concurrent writers take unique-index locks
-/// in the same order and cannot deadlock), then count what was inserted per cluster (a
+/// in the same order and cannot deadlock) unless their dedup key is stored on their day or
+/// the day before (`$23`: the day before the batch's first), then count what was inserted per cluster (a
 /// batch of nothing but duplicates leaves `clusters` alone). `input` is read once, so it is
 /// not materialized.
 const WRITE: &str = "WITH input AS ( \
@@ -50,11 +55,14 @@ const WRITE: &str = "WITH input AS ( \
   inserted AS ( \
     INSERT INTO events (id, dedup_key, time, received_at, source, source_version, kind, \
     severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, image, \
-    node, workload_kind, workload_name, fields, raw) \
+    node, workload_kind, workload_name, fields, raw, day) \
     SELECT id, dedup_key, time, received_at, source, source_version, kind, severity, \
     severity_raw, rule, message, tags::jsonb, cluster, namespace, pod, container, image, node, \
-    workload_kind, workload_name, fields::jsonb, raw FROM input \
-    ON CONFLICT (dedup_key) DO NOTHING RETURNING id, cluster, received_at), \
+    workload_kind, workload_name, fields::jsonb, raw, (received_at AT TIME ZONE 'UTC')::date \
+    FROM input WHERE dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM events o \
+    WHERE o.dedup_key = input.dedup_key AND o.day >= $23 \
+    AND o.day < (input.received_at AT TIME ZONE 'UTC')::date) \
+    ON CONFLICT (dedup_key, day) DO NOTHING RETURNING id, cluster, received_at), \
   seen AS ( \
     INSERT INTO clusters (name, first_seen, last_seen, events) \
     SELECT cluster, max(received_at), max(received_at), count(*) \
@@ -101,12 +109,15 @@ impl Postgres {
         Ok(Postgres {
             pool,
             options: std::sync::Arc::new(options),
+            days: Default::default(),
         })
     }
 
+    /// Applies pending migrations and makes the partitions of the days around today.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         crate::migrations::postgres().await?.run(&self.pool).await?;
-        Ok(())
+        self.ensure_partitions(days_around(day_of(Utc::now())))
+            .await
     }
 
     /// Events alone are one statement (an implicit transaction); with reports, one explicit
@@ -116,6 +127,9 @@ impl Postgres {
         events: &[&Event],
         reports: &[ReportWrite<'_>],
     ) -> Result<(Vec<Stored>, Vec<ReportOutcome>), StoreError> {
+        // A hub that could not run retention for a week makes today's partition here.
+        self.ensure_partitions(events.iter().map(|e| day_of(e.received_at)))
+            .await?;
         let mut conn = self.connection().await?;
         if reports.is_empty() {
             return Ok((insert_events(&mut conn, events).await?, Vec::new()));
@@ -265,6 +279,11 @@ async fn insert_events(
     let mut sorted = input.to_vec();
     sorted.sort_unstable_by_key(|e| e.dedup_key);
     let events = &sorted[..];
+    let dedup_since = events
+        .iter()
+        .map(|e| day_of(e.received_at))
+        .min()
+        .and_then(|day| day.pred_opt());
     let text = |f: fn(&Event) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
     let opt = |f: fn(&Event) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     let inserted: Vec<Uuid> = sqlx::query_scalar(WRITE)
@@ -292,6 +311,7 @@ async fn insert_events(
         .bind(opt(|e| e.workload.as_ref().map(|w| w.name.as_str())))
         .bind(text(|e| e.fields.get()))
         .bind(text(|e| e.raw.as_deref().map_or("null", |r| r.get())))
+        .bind(dedup_since)
         .fetch_all(&mut *conn)
         .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();
@@ -306,8 +326,9 @@ async fn insert_events(
     let existing: HashMap<Uuid, Uuid> = if conflicting.is_empty() {
         HashMap::new()
     } else {
-        sqlx::query_as("SELECT dedup_key, id FROM events WHERE dedup_key = ANY($1)")
+        sqlx::query_as("SELECT dedup_key, id FROM events WHERE dedup_key = ANY($1) AND day >= $2")
             .bind(&conflicting)
+            .bind(dedup_since)
             .fetch_all(&mut *conn)
             .await?
             .into_iter()

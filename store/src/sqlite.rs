@@ -28,6 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
 
+mod retention;
 mod risk;
 
 #[derive(Clone)]

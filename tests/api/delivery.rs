@@ -547,8 +547,9 @@ async fn postgres_the_cursor_never_skips_an_event_that_commits_late() {
     slow.execute("BEGIN").await;
     slow.execute(
         "INSERT INTO events (id, time, received_at, source, kind, severity, severity_raw, rule, \
-         message, cluster, raw) VALUES ('0190f5a1-b2c3-7d4e-8f90-a1b2c3d4e5f6', now(), now(), \
-         'falco', 'runtime_alert', 4, 'Warning', 'late', 'late', 'home', '{}')",
+         message, cluster, raw, day) VALUES ('0190f5a1-b2c3-7d4e-8f90-a1b2c3d4e5f6', now(), \
+         now(), 'falco', 'runtime_alert', 4, 'Warning', 'late', 'late', 'home', '{}', \
+         (now() AT TIME ZONE 'UTC')::date)",
     )
     .await;
     // ...while a later transaction commits.

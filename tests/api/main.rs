@@ -11,6 +11,7 @@ mod ingest;
 mod opensearch_sink;
 mod ops;
 mod query;
+mod retention;
 mod risk;
 mod sources;
 mod storage;

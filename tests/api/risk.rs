@@ -668,8 +668,13 @@ async fn postgres_benchmark_scoring_one_million_stored_events() {
     let mut side = db.side_connection().await;
     let load = std::time::Instant::now();
     side.execute(
+        "SELECT falconer_events_partition((now() AT TIME ZONE 'UTC')::date - d) \
+         FROM generate_series(0, 8) d",
+    )
+    .await;
+    side.execute(
         "INSERT INTO events (id, time, received_at, source, kind, severity, severity_raw, rule, \
-         message, tags, cluster, namespace, pod, container, image, node, fields, raw) \
+         message, tags, cluster, namespace, pod, container, image, node, fields, raw, day) \
          SELECT gen_random_uuid(), t, t, 'falco', \
            CASE WHEN i % 10 = 0 THEN 'other' ELSE 'runtime_alert' END, \
            (ARRAY[2,3,4,4,5,5,5,6,6,7])[1 + (i::int8 * 7919) % 10], 'Warning', \
@@ -679,7 +684,7 @@ async fn postgres_benchmark_scoring_one_million_stored_events() {
            'prod-' || (i % 3), 'ns-' || n, p, 'app', \
            'registry.example/team-' || n || '/app:' || (i % 4), 'node-' || (i % 40), \
            jsonb_build_object('proc.name', 'sh', 'user.name', 'root', 'k8s.pod.name', p), \
-           repeat('{\"output\":\"x\"} ', 60) \
+           repeat('{\"output\":\"x\"} ', 60), (t AT TIME ZONE 'UTC')::date \
          FROM (SELECT i, now() - (i % 604800) * interval '1 second' AS t, (i % 30) AS n, \
            'ns-' || (i % 30) || '-' || \
            (ARRAY['web-7d4b9c8f5-', 'api-5f6b8d7c9d-', 'db-', 'agent-'])[1 + (i / 30) % 4] || \
