@@ -16,9 +16,9 @@ use sqlx::{Acquire, PgConnection, QueryBuilder, Row};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-/// The activity of the window in one scan (an index-only scan of `events_risk`): per pod,
-/// image and node and, for runtime alerts, rule and severity; each alert weighs
-/// 2^(−age / half-life) (an alert from the future weighs 1).
+/// The activity of the window in one scan (an index-only scan of `events_time_id`, which
+/// includes these columns): per pod, image and node and, for runtime alerts, rule and
+/// severity; each alert weighs 2^(−age / half-life) (an alert from the future weighs 1).
 const ACTIVITY: &str = "SELECT cluster, namespace, pod, workload_kind, workload_name, image, \
     node, CASE WHEN kind = 'runtime_alert' THEN rule END AS alert_rule, \
     CASE WHEN kind = 'runtime_alert' THEN severity END AS alert_severity, count(*) AS n, \
