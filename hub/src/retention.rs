@@ -38,6 +38,8 @@ pub enum Outcome {
     Skipped(&'static str),
 }
 
+const NOT_SYNCED: &str = "the Settings have not been read yet";
+
 pub struct Retention {
     store: Store,
     delivery: Delivery,
@@ -115,7 +117,7 @@ impl Retention {
         if let Some(settings) = &self.settings
             && !settings.borrow().synced
         {
-            return Ok(Outcome::Skipped("the Settings have not been read yet"));
+            return Ok(Outcome::Skipped(NOT_SYNCED));
         }
         let (age, source) = self.age();
         self.metrics.age.set(age.map_or(0, |a| a.num_seconds()));
@@ -148,18 +150,22 @@ impl Retention {
         Ok(Outcome::Done(run))
     }
 
-    /// Runs retention every interval, the first time one interval after start (so the
-    /// consumers declared in Settings are known), until the task is dropped.
+    /// Runs retention a minute after start (or sooner, with a shorter interval), then every
+    /// interval, until the task is dropped. While the Settings have not been read, it tries
+    /// again every minute.
     pub async fn run(self) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+        let soon = self.interval.min(Duration::from_secs(60));
+        let mut wait = soon;
         loop {
-            tick.tick().await;
+            tokio::time::sleep(wait).await;
+            wait = self.interval;
             let outcome = match self.run_once().await {
                 Ok(Outcome::Done(_)) => "done",
                 Ok(Outcome::Skipped(why)) => {
                     tracing::debug!(why, "Retention skipped");
+                    if why == NOT_SYNCED {
+                        wait = soon;
+                    }
                     "skipped"
                 }
                 Err(e) => {

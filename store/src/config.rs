@@ -37,7 +37,8 @@ pub struct StoreConfig {
     /// `forever`. A Setting's `spec.retention` overrides it. Events a consumer has not
     /// delivered yet are kept until it has. PostgreSQL drops whole days.
     pub retention: String,
-    /// How often retention runs (and, on PostgreSQL, makes the partitions of the week ahead).
+    /// How often retention runs (the first time a minute after start) and, on PostgreSQL,
+    /// makes the partitions of the week ahead.
     pub retention_interval_secs: u64,
 }
 
