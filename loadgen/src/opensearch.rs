@@ -56,6 +56,9 @@ pub struct Faults {
     pub items: Vec<ItemFault>,
     /// Wait this long before answering a `_bulk` request.
     pub delay: Duration,
+    /// OpenSearch's `http.max_content_length`: a larger request body is answered 413 with an
+    /// empty body, as OpenSearch's HTTP layer does, before anything is indexed.
+    pub max_content_length: Option<usize>,
 }
 
 /// Fails documents whose top-level `field` is the string `value` (`_id` matches the id).
@@ -840,6 +843,13 @@ async fn bulk(
     }
     if !faults.delay.is_zero() {
         tokio::time::sleep(faults.delay).await;
+    }
+    if faults
+        .max_content_length
+        .is_some_and(|max| body.len() > max)
+    {
+        lock(&state.data).stats.bulk_refused += 1;
+        return HttpResponse::build(StatusCode::PAYLOAD_TOO_LARGE).finish();
     }
     if let Some(status) = faults.bulk_status {
         lock(&state.data).stats.bulk_refused += 1;

@@ -497,6 +497,57 @@ async fn a_data_stream_gets_create_operations_and_a_replay_counts_as_delivered(b
     server.stop().await;
 }
 
+async fn batches_over_the_clusters_size_limit_are_split_and_an_event_too_large_alone_is_dead_lettered(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let server = OpenSearchServer::start().unwrap();
+    // A few small documents fit in one request; the big one does not fit alone.
+    server.faults(|f| f.max_content_length = Some(4096));
+    let spec = search_consumer("search", &server.url(), json!({}));
+    let app = TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![consumer(spec, &[])],
+    )
+    .await;
+    let small = post(&app, "small", "2026-05-04T10:00:00Z", 0..20).await;
+    let big = app
+        .ingest(json!([alert("big", "2026-05-04T10:00:00Z", &"x".repeat(10_000))]).to_string())
+        .await;
+    assert_eq!(big.status, 202, "{}", big.text);
+    let big = big.ids();
+    let after = post(&app, "after", "2026-05-04T10:00:00Z", 0..5).await;
+    wait_until("25 delivered and the big event dead-lettered", || async {
+        let view = view(&app, "search").await;
+        view["delivered"] == 25 && view["dead_letters"] == 1
+    })
+    .await;
+    let read = Reader::new(&server);
+    assert_eq!(
+        ids_of(&read.hits("falconer-events-*").await),
+        [small, after].concat(),
+        "every small event once, in order"
+    );
+    // The first batch was refused whole, then sent in parts (and the big event alone).
+    assert!(server.stats().bulk_refused >= 2, "{:?}", server.stats());
+    let letters = app
+        .get("/api/v1/consumers/search/dead-letters")
+        .await
+        .json();
+    let letters = letters["dead_letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["event_id"], big[0].as_str());
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HTTP 413") && reason.contains("http.max_content_length"),
+        "{reason}"
+    );
+    app.stop().await;
+    server.stop().await;
+}
+
 on_both_stores!(
     documents_land_with_the_event_id_in_the_daily_index_of_the_event_time,
     a_bulk_answer_with_errors_retries_only_the_rejected_items_and_delivers_each_once,
@@ -505,4 +556,5 @@ on_both_stores!(
     basic_auth_and_api_key_headers_are_sent,
     replaying_events_after_a_restart_overwrites_their_documents_instead_of_doubling_them,
     a_data_stream_gets_create_operations_and_a_replay_counts_as_delivered,
+    batches_over_the_clusters_size_limit_are_split_and_an_event_too_large_alone_is_dead_lettered,
 );
