@@ -187,16 +187,20 @@ impl Delivery {
     fn start<S: Sink>(&self, d: &Desired, sink: S) -> Running {
         let (stop, stopped) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let start = match d.consumer.replay_from.as_ref() {
-            Some(time) => chrono::DateTime::from_timestamp(
-                time.0.as_second(),
-                time.0.subsec_nanosecond().max(0) as u32,
-            )
-            .map_or(Start::Now, Start::ReceivedSince),
-            // "Now" is when the consumer was declared, not when its worker first runs: the
-            // events the hub accepts in between belong to it too.
-            None => Start::ReceivedSince(chrono::Utc::now()),
-        };
+        // "Now" is when the consumer was declared, not when its worker first runs: the events
+        // the hub accepts in between belong to it too.
+        let since = d
+            .consumer
+            .replay_from
+            .as_ref()
+            .and_then(|time| {
+                chrono::DateTime::from_timestamp(
+                    time.0.as_second(),
+                    time.0.subsec_nanosecond().max(0) as u32,
+                )
+            })
+            .unwrap_or_else(chrono::Utc::now);
+        let start = Start::ReceivedSince(since);
         self.inner
             .board
             .set(&d.consumer.name, ConsumerState::Pending, None);
@@ -354,27 +358,17 @@ impl Delivery {
 
     /// The consumers declared now, running or not (one that cannot start yet, e.g. for a
     /// missing Secret, will deliver once it can): retention keeps what they have not
-    /// delivered.
-    pub fn declared(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .running
-            .lock()
-            .map(|r| r.keys().cloned().collect())
-            .unwrap_or_default();
-        if let Ok(failed) = self.inner.failed.lock() {
-            names.extend(failed.keys().cloned());
-        }
-        names
+    /// delivered. `None` if the engine's state cannot be read (a poisoned lock): better to
+    /// keep everything than to guess.
+    pub fn declared(&self) -> Option<Vec<String>> {
+        let running = self.inner.running.lock().ok()?;
+        let failed = self.inner.failed.lock().ok()?;
+        Some(running.keys().chain(failed.keys()).cloned().collect())
     }
 
     pub fn is_declared(&self, name: &str) -> bool {
-        let running = self
-            .inner
-            .running
-            .lock()
-            .is_ok_and(|r| r.contains_key(name));
-        running || self.inner.failed.lock().is_ok_and(|f| f.contains_key(name))
+        self.declared()
+            .is_some_and(|names| names.iter().any(|n| n == name))
     }
 
     /// Marks dead letters (all, or those ids) for redelivery and wakes the consumer.

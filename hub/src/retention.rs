@@ -125,7 +125,9 @@ impl Retention {
             return Ok(Outcome::Skipped("retention is forever"));
         };
         let cutoff = Utc::now() - age;
-        let holders = self.delivery.declared();
+        let Some(holders) = self.delivery.declared() else {
+            return Ok(Outcome::Skipped("the declared consumers cannot be read"));
+        };
         let Some(run) = self.store.enforce_retention(cutoff, &holders).await? else {
             return Ok(Outcome::Skipped("another hub is running retention"));
         };

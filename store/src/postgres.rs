@@ -128,11 +128,17 @@ impl Postgres {
         reports: &[ReportWrite<'_>],
     ) -> Result<(Vec<Stored>, Vec<ReportOutcome>), StoreError> {
         // A hub that could not run retention for a week makes today's partition here.
-        self.ensure_partitions(events.iter().map(|e| day_of(e.received_at)))
-            .await?;
+        let days: std::collections::BTreeSet<chrono::NaiveDate> =
+            events.iter().map(|e| day_of(e.received_at)).collect();
+        self.ensure_partitions(days.iter().copied()).await?;
+        // Dedup keys are also looked up on the day before the batch's first.
+        let dedup_since = days.first().and_then(|day| day.pred_opt());
         let mut conn = self.connection().await?;
         if reports.is_empty() {
-            return Ok((insert_events(&mut conn, events).await?, Vec::new()));
+            return Ok((
+                insert_events(&mut conn, events, dedup_since).await?,
+                Vec::new(),
+            ));
         }
         let mut tx = conn.begin().await.map_err(StoreError::connecting)?;
         // Reports of one scope apply one at a time; locks taken in one order cannot deadlock.
@@ -163,7 +169,7 @@ impl Postgres {
             outcomes.push(outcome);
             opened.push(open);
         }
-        let stored = insert_events(&mut tx, events).await?;
+        let stored = insert_events(&mut tx, events, dedup_since).await?;
         // ...then, where that event was a duplicate, at the one stored before.
         let mut keys = Vec::new();
         let mut ids = Vec::new();
@@ -272,18 +278,16 @@ impl Postgres {
 }
 
 /// Inserts events (dedup keys unique) with one statement; one `Stored` per event, in order.
+/// A dedup key already stored on `dedup_since` (the day before the batch's first) or later
+/// is a duplicate.
 async fn insert_events(
     conn: &mut PgConnection,
     input: &[&Event],
+    dedup_since: Option<chrono::NaiveDate>,
 ) -> Result<Vec<Stored>, StoreError> {
     let mut sorted = input.to_vec();
     sorted.sort_unstable_by_key(|e| e.dedup_key);
     let events = &sorted[..];
-    let dedup_since = events
-        .iter()
-        .map(|e| day_of(e.received_at))
-        .min()
-        .and_then(|day| day.pred_opt());
     let text = |f: fn(&Event) -> &str| events.iter().map(|e| f(e)).collect::<Vec<&str>>();
     let opt = |f: fn(&Event) -> Option<&str>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
     let inserted: Vec<Uuid> = sqlx::query_scalar(WRITE)
