@@ -1,6 +1,9 @@
 //! Embeds `migrations/<database>/*.sql` into the binary, so `falconer migrate` and start-up
 //! need no files beside the executable.
 
+// A build script reports failure by panicking; cargo shows the message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt::Write as _;
 use std::path::Path;
 use std::{env, fs};

@@ -1,7 +1,7 @@
 //! The consumers delivery should be running, from wherever they are declared: the hub's
 //! config file and, in a cluster, `Setting` objects. Both parse into `crd::Consumer`.
 
-use falconer_store::crd::{Consumer, ConsumerStatus};
+use falconer_model::crd::{Consumer, ConsumerStatus};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -78,7 +78,7 @@ pub fn secrets_from_env(secret: &str, keys: &[&str]) -> Secrets {
 pub type Report = ConsumerStatus;
 
 /// Every key of its `secretRef` a consumer's sink may read.
-pub fn secret_keys(consumer: &falconer_store::crd::Consumer) -> Vec<String> {
+pub fn secret_keys(consumer: &falconer_model::crd::Consumer) -> Vec<String> {
     let mut keys: Vec<String> = consumer
         .sink
         .required_secret_keys(consumer)
@@ -95,7 +95,7 @@ pub fn secret_keys(consumer: &falconer_store::crd::Consumer) -> Vec<String> {
 }
 
 /// Consumers of the configuration file, with their secrets read from the environment.
-pub fn from_config_file(consumers: &[falconer_store::crd::Consumer]) -> Vec<Desired> {
+pub fn from_config_file(consumers: &[falconer_model::crd::Consumer]) -> Vec<Desired> {
     consumers
         .iter()
         .map(|consumer| {
@@ -119,8 +119,8 @@ pub fn from_config_file(consumers: &[falconer_store::crd::Consumer]) -> Vec<Desi
 /// Checks a list of consumers the way the API server's schema rules check a Setting: unique
 /// names, and each type with its own settings section and no other. The error names the
 /// entry.
-pub fn validate(consumers: &[falconer_store::crd::Consumer], key: &str) -> Result<(), String> {
-    use falconer_store::crd::SinkType;
+pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Result<(), String> {
+    use falconer_model::crd::SinkType;
     let mut seen = std::collections::HashSet::new();
     for (i, c) in consumers.iter().enumerate() {
         let at = format!("{key}[{i}]");

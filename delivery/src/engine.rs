@@ -10,7 +10,7 @@ use crate::metrics::{ConsumerLabel, DeliveryMetrics};
 use crate::sink::{Outcome, Sink};
 use crate::sinks::AnySink;
 use crate::worker::{Board, Worker};
-use falconer_store::crd::ConsumerState;
+use falconer_model::crd::ConsumerState;
 use falconer_store::{ConsumerRecord, Event, Kind, Severity, Start, Store};
 use prometheus_client::registry::Registry;
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! Which events a consumer receives: `crd::Filter` compiled once, applied per event.
 
-use falconer_store::crd::Filter;
+use falconer_model::crd::Filter;
 use falconer_store::{Event, Kind, Severity};
 use std::collections::HashSet;
 
@@ -79,7 +79,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use falconer_store::crd::NamespaceFilter;
+    use falconer_model::crd::NamespaceFilter;
 
     fn event() -> Event {
         crate::testing::event("Terminal shell in container")

@@ -40,7 +40,7 @@
 
 use crate::consumers::{Desired, Origin, Report, SecretValue, Secrets, secrets_from_env};
 use crate::error::DeliveryError;
-use falconer_store::crd::{Consumer, ConsumerState, ConsumerStatus, Setting};
+use falconer_model::crd::{Consumer, ConsumerState, ConsumerStatus, Setting};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

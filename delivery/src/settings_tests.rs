@@ -1,6 +1,6 @@
 use super::*;
 use crate::testing::{ApiServer, Route, expect, schema_errors, status, watch_lines};
-use falconer_store::crd::{
+use falconer_model::crd::{
     Filter, OpenSearchAuth, OpenSearchSink, SecretRef, SettingSpec, SinkType, WebhookSink,
 };
 use http::Method;

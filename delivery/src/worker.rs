@@ -8,7 +8,7 @@ use crate::config::DeliveryConfig;
 use crate::filter::Matcher;
 use crate::metrics::{ConsumerLabel, DeliveryMetrics, ResultLabel};
 use crate::sink::{ItemResult, Outcome, Sink};
-use falconer_store::crd::ConsumerState;
+use falconer_model::crd::ConsumerState;
 use falconer_store::{Event, Position, Progress, Start, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

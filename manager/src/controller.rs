@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::objects::{self, Agent, Child, ChildKey, ChildKind, FIELD_MANAGER};
 use crate::settings;
 use crate::status::{self, AgentOutcome};
-use falconer_store::crd::{Policy, PolicyStatus, Setting, SettingStatus};
+use falconer_model::crd::{Policy, PolicyStatus, Setting, SettingStatus};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, ServiceAccount};

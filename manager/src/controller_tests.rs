@@ -6,7 +6,7 @@ use super::*;
 use crate::objects::tests::{all_enabled, policy};
 use crate::settings::tests::{consumer, setting};
 use crate::testing::{ApiServer, Step, expect, status as api_status};
-use falconer_store::crd::{PolicySpec, SecretRef, SinkType};
+use falconer_model::crd::{PolicySpec, SecretRef, SinkType};
 use http::Method;
 use kube::runtime::reflector;
 use kube::runtime::watcher;
@@ -265,7 +265,7 @@ async fn an_unchanged_policy_applies_everything_again_without_events_and_reports
 #[tokio::test]
 async fn changing_the_minimum_priority_updates_the_configmap_and_rolls_the_daemonset() {
     let mut spec = PolicySpec::default();
-    spec.falco.minimum_priority = falconer_store::event::Severity::Error;
+    spec.falco.minimum_priority = falconer_model::event::Severity::Error;
     let p = policy(spec);
     let (client, server) = ApiServer::start();
     let ctx = context(client, vec![]);
@@ -510,7 +510,7 @@ fn setting_status_patch(s: &Setting, check: impl FnOnce(&Value) + Send + 'static
         })
 }
 
-fn opensearch_consumer() -> falconer_store::crd::Consumer {
+fn opensearch_consumer() -> falconer_model::crd::Consumer {
     let mut c = consumer("search", SinkType::Opensearch);
     c.opensearch = Some(
         serde_json::from_value(json!({"url": "https://os:9200", "auth": "basic"})).expect("sink"),

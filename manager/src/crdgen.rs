@@ -1,9 +1,9 @@
-//! `falconer crdgen`: the CRD YAML, generated from the Rust types in `falconer_store::crd`
+//! `falconer crdgen`: the CRD YAML, generated from the Rust types in `falconer_model::crd`
 //! and never edited by hand. The chart's `crds/` holds the same text; a test fails when they
 //! drift apart.
 
 use crate::error::{Error, Result};
-use falconer_store::crd::{Policy, Setting};
+use falconer_model::crd::{Policy, Setting};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use std::path::Path;

@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::objects::{self, Child};
 use crate::settings;
-use falconer_store::crd::{GROUP, Policy, Setting, VERSION};
+use falconer_model::crd::{GROUP, Policy, Setting, VERSION};
 use kube::ResourceExt;
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,7 @@ use crate::lease::{Elector, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::objects::MANAGED_BY;
 use crate::server;
-use falconer_store::crd::{Policy, Setting};
+use falconer_model::crd::{Policy, Setting};
 use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::CronJob;

@@ -3,7 +3,7 @@
 //! sink needs them. Pure functions; the Setting controller feeds them the Settings it watches
 //! and the Secrets it found, and `manager render` feeds them files.
 
-use falconer_store::crd::{Consumer, Setting, SinkType, is_dns_label};
+use falconer_model::crd::{Consumer, Setting, SinkType, is_dns_label};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
@@ -205,7 +205,7 @@ pub fn secret_problems(need: &SecretNeed, found: Option<&[String]>) -> Option<St
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use falconer_store::crd::{
+    use falconer_model::crd::{
         FalconerSink, Filter, OpenSearchAuth, OpenSearchSink, SecretRef, SettingSpec, WebhookSink,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -3,7 +3,7 @@
 //! kept while its status does not change.
 
 use crate::objects::Agent;
-use falconer_store::crd::{FalcoCounts, Policy, PolicyStatus, ScheduleState, SettingStatus};
+use falconer_model::crd::{FalcoCounts, Policy, PolicyStatus, ScheduleState, SettingStatus};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

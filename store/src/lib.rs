@@ -5,10 +5,8 @@
 //! is on (actix-web workers each run their own): connections stay on one reactor.
 
 pub mod config;
-pub mod crd;
 pub mod delivery;
 pub mod error;
-pub mod event;
 pub mod finding;
 pub mod query;
 pub mod retention;
@@ -25,7 +23,9 @@ mod writer;
 pub use config::{DatabaseUrl, StoreConfig};
 pub use delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};
 pub use error::StoreError;
-pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};
+pub use falconer_model::event::{
+    self, Cluster, Event, Kind, Severity, Stored, Workload, dedup_key,
+};
 pub use finding::{
     Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, Report,
     ReportOutcome, ReportStored,

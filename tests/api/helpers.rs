@@ -8,7 +8,7 @@ use falconer_delivery::Delivery;
 use falconer_delivery::config::DeliveryConfig;
 use falconer_delivery::consumers::{Desired, Origin, SecretValue};
 use falconer_hub::{Hub, HubConfig};
-use falconer_store::crd::Consumer;
+use falconer_model::crd::Consumer;
 use falconer_store::{DatabaseUrl, Store, StoreConfig};
 use prometheus_client::registry::Registry;
 use serde_json::Value;

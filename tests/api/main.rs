@@ -1,5 +1,8 @@
 //! The behavioural suite of the hub, run against both stores over real HTTP.
 
+// Test support code outside `#[test]` functions may panic: a panic fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 mod webhook_server;
 

@@ -8,8 +8,8 @@ use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::event_json;
 use crate::sinks::webhook::{chain, http_client, require};
+use falconer_model::crd::FalconerSink;
 use falconer_store::Event;
-use falconer_store::crd::FalconerSink;
 use serde::Deserialize;
 
 const BATCH: usize = 500;

@@ -4,8 +4,8 @@
 use crate::error::DeliveryError;
 use crate::sink::{Outcome, Sink};
 use crate::sinks::event_json;
+use falconer_model::crd::FileSink;
 use falconer_store::Event;
-use falconer_store::crd::FileSink;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;

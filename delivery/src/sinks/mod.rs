@@ -19,7 +19,7 @@ pub fn event_json(event: &Event) -> Vec<u8> {
 use crate::consumers::Desired;
 use crate::error::DeliveryError;
 use crate::sink::{Outcome, Sink};
-use falconer_store::crd::SinkType;
+use falconer_model::crd::SinkType;
 
 /// Every sink this hub has, chosen by the consumer's `type`: a closed set while all sinks
 /// live in this repository.

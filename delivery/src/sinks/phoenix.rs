@@ -29,8 +29,8 @@
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use chrono::{DateTime, TimeDelta, Utc};
+use falconer_model::crd::PhoenixSink as PhoenixSettings;
 use falconer_store::Event;
-use falconer_store::crd::PhoenixSink as PhoenixSettings;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, CustomResource, ResourceExt};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 use super::*;
 use crate::testing::{ApiServer, expect, schema_errors, status};
 use chrono::TimeZone;
-use falconer_store::event::{Kind, Severity};
+use falconer_model::event::{Kind, Severity};
 use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -145,7 +145,7 @@ fn object_names_are_dns_subdomains_fixed_by_consumer_and_event_id() {
         assert!(is_dns_subdomain(&name), "{name}");
         let label = consumer_label(consumer);
         assert!(
-            falconer_store::crd::is_dns_label(&label),
+            falconer_model::crd::is_dns_label(&label),
             "label value {label}"
         );
     }

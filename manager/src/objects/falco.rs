@@ -12,7 +12,7 @@ use super::{
     Agent, Child, TOKEN_ENV, digest, empty_dir, host_path, hub_ca, hub_ca_file, ingest_url,
     metadata, mount, object_name, selector_labels, service_account,
 };
-use falconer_store::crd::{Driver, Policy};
+use falconer_model::crd::{Driver, Policy};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
     AppArmorProfile, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
@@ -388,8 +388,8 @@ fn daemon_set(policy: &Policy, config_digest: &str) -> Child {
 mod tests {
     use super::*;
     use crate::objects::tests::policy;
-    use falconer_store::crd::{CaRef, ConfigMapRef, PolicySpec};
-    use falconer_store::event::Severity;
+    use falconer_model::crd::{CaRef, ConfigMapRef, PolicySpec};
+    use falconer_model::event::Severity;
     use k8s_openapi::api::core::v1::Toleration;
 
     fn daemon_set_of(p: &Policy) -> DaemonSet {

@@ -5,7 +5,7 @@
 use super::{
     Agent, Child, empty_dir, host_path, metadata, mount, object_name, service_account, upload,
 };
-use falconer_store::crd::Policy;
+use falconer_model::crd::Policy;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, SecurityContext};
 use kube::api::ObjectMeta;
@@ -154,7 +154,7 @@ pub fn scheduled(
 mod tests {
     use super::*;
     use crate::objects::tests::policy;
-    use falconer_store::crd::{CaRef, PolicySpec};
+    use falconer_model::crd::{CaRef, PolicySpec};
 
     fn cron(p: &Policy) -> CronJob {
         objects(p, "prod-eu")

@@ -8,7 +8,7 @@ pub mod kube_bench;
 pub mod trivy;
 mod upload;
 
-use falconer_store::crd::Policy;
+use falconer_model::crd::Policy;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
@@ -395,7 +395,7 @@ pub fn digest(text: &str) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use falconer_store::crd::PolicySpec;
+    use falconer_model::crd::PolicySpec;
 
     /// A Policy as it comes from the API server: named, with a uid and a generation.
     pub fn policy(spec: PolicySpec) -> Policy {

@@ -6,7 +6,7 @@
 use super::{
     Agent, Child, empty_dir, metadata, mount, object_name, restricted, service_account, upload,
 };
-use falconer_store::crd::Policy;
+use falconer_model::crd::Policy;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -182,7 +182,7 @@ fn cron_job(policy: &Policy, cluster: &str) -> Child {
 mod tests {
     use super::*;
     use crate::objects::tests::policy;
-    use falconer_store::crd::PolicySpec;
+    use falconer_model::crd::PolicySpec;
     use k8s_openapi::api::batch::v1::CronJob;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
     use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 //! list, the pod spec or a log line.
 
 use super::{TOKEN_ENV, hub_ca_file, ingest_url, mount, restricted};
-use falconer_store::crd::Policy;
+use falconer_model::crd::Policy;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
 
 /// Numeric user for unprivileged steps: `runAsNonRoot` cannot check a named image user.
@@ -110,7 +110,7 @@ pub fn container(
 pub(crate) mod tests {
     use super::*;
     use crate::objects::tests::policy;
-    use falconer_store::crd::PolicySpec;
+    use falconer_model::crd::PolicySpec;
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
 

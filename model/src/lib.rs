@@ -1,0 +1,8 @@
+//! Falconer's data model, shared by every crate and free of any database or HTTP server:
+//! the normalized event every source is parsed into (DESIGN.md §2) and the custom resources
+//! (`Policy`, `Setting`, consumer and sink configs, DESIGN.md §7) with their validation.
+
+pub mod crd;
+pub mod event;
+
+pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};
