@@ -2,6 +2,7 @@
 //! the normalized event every source is parsed into (DESIGN.md §2) and the custom resources
 //! (`Policy`, `Setting`, consumer and sink configs, DESIGN.md §7) with their validation.
 
+#[cfg(feature = "crd")]
 pub mod crd;
 pub mod event;
 
