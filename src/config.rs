@@ -44,7 +44,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
             kubernetes: KubernetesConfig::default(),
-            analyst: hub.analyst,
+            analyst: AnalystConfig::default(),
             consumers: Vec::new(),
         }
     }
@@ -190,6 +190,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.hub().validate()?;
+        self.analyst.validate()?;
         self.store.validate()?;
         self.delivery.validate()?;
         if self.kubernetes.status_interval_secs == 0 {
@@ -226,7 +227,6 @@ impl Config {
             ingest: self.ingest.clone(),
             auth: self.auth.clone(),
             sources: self.sources.clone(),
-            analyst: self.analyst.clone(),
         }
     }
 

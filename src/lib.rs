@@ -1,15 +1,14 @@
 //! The `falconer` binary as a library: command line, configuration, and running each
 //! subcommand. `main` only parses arguments and reports the outcome.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 
+use app::{Application, Mode};
 use cli::{Cli, Command, CrdgenArgs, ManagerArgs, ManagerCommand, ServeArgs};
-use config::{Config, LogFormat, Toggle};
+use config::{Config, LogFormat};
 use falconer_analyst::Analyst;
-use falconer_delivery::Delivery;
-use falconer_hub::Hub;
-use falconer_hub::retention::Retention;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
 
@@ -43,8 +42,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .command
         .unwrap_or(Command::Standalone(ServeArgs::default()))
     {
-        Command::Standalone(args) => serve(load().map_err(Error::Config)?, &args, "standalone"),
-        Command::Hub(args) => serve(load().map_err(Error::Config)?, &args, "hub"),
+        Command::Standalone(args) => serve(load().map_err(Error::Config)?, &args, Mode::Standalone),
+        Command::Hub(args) => serve(load().map_err(Error::Config)?, &args, Mode::Hub),
         Command::Migrate => {
             let config = load().map_err(Error::Config)?;
             init_logging(&config);
@@ -113,53 +112,19 @@ fn crdgen(args: &CrdgenArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn serve(config: Config, args: &ServeArgs, mode: &'static str) -> Result<(), Error> {
+fn serve(config: Config, args: &ServeArgs, mode: Mode) -> Result<(), Error> {
     if args.print_config {
         println!("{}", config.printable());
         return Ok(());
     }
     init_logging(&config);
     runtime()?.block_on(async {
-        let mut registry = Registry::default();
-        let store = Store::open(&config.store, &mut registry).await?;
-        tracing::info!(mode, store = store.database(), cluster = %config.cluster, "Starting");
-        let kube = kubernetes_client(&config, mode).await?;
-        let delivery = Delivery::with_kube(
-            store.clone(),
-            config.delivery.clone(),
-            &mut registry,
-            kube.as_ref().map(|k| k.client.clone()),
-        );
-        let consumers = Consumers::start(&config, kube, delivery.clone());
-        let engine = delivery.clone().spawn(consumers.desired.clone());
-        let retention = tokio::spawn(
-            Retention::new(
-                store.clone(),
-                delivery.clone(),
-                &config.store,
-                consumers.observed.clone(),
-                &mut registry,
-            )
-            .run(),
-        );
-        let hub = Hub::start(config.hub(), store.clone(), delivery, registry)?;
-        let analyst = config
-            .analyst
-            .enabled
-            .then(|| tokio::spawn(hub.analyst.clone().run()));
+        tracing::info!(mode = mode.name(), "Starting");
         // Returns after SIGINT/SIGTERM, once in-flight requests are answered.
-        hub.server.await?;
-        if let Some(analyst) = analyst {
-            analyst.abort();
-        }
-        retention.abort();
-        // Dropping the declarations stops every consumer; what they had not confirmed yet
-        // is delivered again after the restart.
-        consumers.stop();
-        let _ = engine.await;
-        store.close().await;
-        tracing::info!("Stopped");
-        Ok(())
+        Application::build(&config, mode)
+            .await?
+            .run_until_stopped()
+            .await
     })
 }
 
@@ -189,110 +154,6 @@ fn analyst(config: Config, args: &ServeArgs) -> Result<(), Error> {
         tracing::info!("Stopped");
         Ok(())
     })
-}
-
-/// The cluster the hub runs in, when it uses it.
-struct Kube {
-    client: kube::Client,
-    namespace: String,
-}
-
-/// Connects to the cluster when Settings are to be watched: `kubernetes.settings: on`, or
-/// `auto` in the `hub` subcommand inside a pod.
-async fn kubernetes_client(config: &Config, mode: &str) -> Result<Option<Kube>, Error> {
-    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let wanted = match config.kubernetes.settings {
-        Toggle::On => true,
-        Toggle::Off => false,
-        Toggle::Auto => mode == "hub" && in_pod,
-    };
-    if !wanted {
-        return Ok(None);
-    }
-    falconer_manager::run::install_crypto_provider();
-    let client = kube::Client::try_default().await.map_err(|e| {
-        Error::Config(format!(
-            "kubernetes.settings: cannot reach the cluster: {e}"
-        ))
-    })?;
-    let namespace = match &config.kubernetes.namespace {
-        Some(namespace) => namespace.clone(),
-        None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-            .map(|n| n.trim().to_string())
-            .or_else(|_| std::env::var("POD_NAMESPACE"))
-            .map_err(|_| {
-                Error::Config(
-                    "kubernetes.namespace: not set and not running in a pod; name the namespace \
-                     of the consumers' Secrets"
-                        .into(),
-                )
-            })?,
-    };
-    tracing::info!(%namespace, "Taking consumers from Setting objects");
-    Ok(Some(Kube { client, namespace }))
-}
-
-/// Where the engine's consumers come from: the configuration file alone, or (in a cluster)
-/// Settings merged with it, with their delivery state written back into the Settings.
-struct Consumers {
-    desired: tokio::sync::watch::Receiver<Vec<falconer_delivery::consumers::Desired>>,
-    /// What the Setting watcher saw (in a cluster).
-    observed: Option<tokio::sync::watch::Receiver<falconer_delivery::settings::Observed>>,
-    /// Keeps the file's declarations alive (dropping it stops the engine).
-    file: Option<tokio::sync::watch::Sender<Vec<falconer_delivery::consumers::Desired>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Consumers {
-    fn start(config: &Config, kube: Option<Kube>, delivery: Delivery) -> Consumers {
-        let Some(kube) = kube else {
-            let file = falconer_delivery::consumers::from_config_file(&config.consumers);
-            let (file, desired) = tokio::sync::watch::channel(file);
-            return Consumers {
-                desired,
-                observed: None,
-                file: Some(file),
-                tasks: Vec::new(),
-            };
-        };
-        let watch = falconer_delivery::settings::watch_settings(
-            kube.client.clone(),
-            &kube.namespace,
-            config.consumers.clone(),
-        );
-        let observed = watch.observed.clone();
-        let mut writer = falconer_delivery::settings::StatusWriter::new(kube.client);
-        let every = std::time::Duration::from_secs(config.kubernetes.status_interval_secs);
-        let status = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let observed = observed.borrow().clone();
-                delivery.set_left_out(observed.problems.clone());
-                match delivery.reports().await {
-                    Ok(reports) => {
-                        if let Err(e) = writer.write(&observed, &reports).await {
-                            tracing::warn!(error = %e, "Cannot write Setting status");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "Cannot read consumer state"),
-                }
-            }
-        });
-        Consumers {
-            desired: watch.desired,
-            observed: Some(watch.observed),
-            file: None,
-            tasks: vec![watch.task, status],
-        }
-    }
-
-    fn stop(self) {
-        drop(self.file);
-        for task in self.tasks {
-            task.abort();
-        }
-    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {

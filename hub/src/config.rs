@@ -14,9 +14,6 @@ pub struct HubConfig {
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
     pub sources: SourcesConfig,
-    /// Risk scoring: the model's weights for on-demand computations, and (in `standalone`
-    /// and `hub`) whether to compute periodically.
-    pub analyst: falconer_analyst::AnalystConfig,
 }
 
 impl Default for HubConfig {
@@ -27,7 +24,6 @@ impl Default for HubConfig {
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
             sources: SourcesConfig::default(),
-            analyst: falconer_analyst::AnalystConfig::default(),
         }
     }
 }
@@ -172,8 +168,8 @@ impl<'de> Deserialize<'de> for TokenHash {
 impl HubConfig {
     /// Checks what serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
-        crate::ingest::check_cluster_name(&self.cluster).map_err(|e| format!("cluster: {e}"))?;
-        self.analyst.validate()?;
+        crate::routes::ingest::check_cluster_name(&self.cluster)
+            .map_err(|e| format!("cluster: {e}"))?;
         let positive = [
             ("ingest.max_body_bytes", self.ingest.max_body_bytes),
             (

@@ -3,22 +3,14 @@
 pub mod auth;
 pub mod body;
 pub mod config;
-pub mod consumers;
 pub mod error;
-pub mod falco;
-pub mod ingest;
 pub mod metrics;
-pub mod ops;
-pub mod params;
-pub mod query;
 pub mod retention;
-pub mod risk;
 pub mod routes;
 pub mod sources;
 pub mod startup;
-pub mod stats;
+pub mod state;
 pub mod tls;
-pub mod ui;
 
 pub use config::HubConfig;
 pub use error::HubError;

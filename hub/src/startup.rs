@@ -6,6 +6,7 @@ use crate::config::HubConfig;
 use crate::error::HubError;
 use crate::metrics::HubMetrics;
 use crate::routes;
+use crate::state::AppState;
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
 use falconer_analyst::Analyst;
@@ -16,31 +17,21 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// What every request handler shares.
-pub struct AppState {
-    pub store: Store,
-    pub delivery: Delivery,
-    pub analyst: Analyst,
-    pub config: HubConfig,
-    pub auth: Auth,
-    pub metrics: HubMetrics,
-    pub registry: Arc<Registry>,
-}
-
 /// A bound, not yet awaited server.
 pub struct Hub {
     pub addr: SocketAddr,
     pub server: Server,
-    /// Serves `POST /api/v1/risk/recompute`; run it (`Analyst::run`) for periodic scores.
-    pub analyst: Analyst,
 }
 
 impl Hub {
     /// Validates the config, binds the listener and builds the server; await `server` to run it.
+    /// `analyst` serves `POST /api/v1/risk/recompute`. The application is assembled in one
+    /// place, `falconer::app`; this builds its HTTP part only.
     pub fn start(
         config: HubConfig,
         store: Store,
         delivery: Delivery,
+        analyst: Analyst,
         mut registry: Registry,
     ) -> Result<Hub, HubError> {
         config.validate().map_err(HubError::Config)?;
@@ -55,7 +46,6 @@ impl Hub {
             None => None,
         };
         let metrics = HubMetrics::new(&mut registry);
-        let analyst = Analyst::new(store.clone(), config.analyst.clone(), &mut registry);
         let listen = config.server.listen;
         let bind = |source| HubError::Bind {
             addr: listen,
@@ -69,7 +59,7 @@ impl Hub {
             auth: Auth::new(&config.auth),
             store,
             delivery,
-            analyst: analyst.clone(),
+            analyst,
             config,
             metrics,
             registry: Arc::new(registry),
@@ -111,7 +101,6 @@ impl Hub {
         Ok(Hub {
             addr,
             server: server.run(),
-            analyst,
         })
     }
 }

@@ -528,6 +528,7 @@ on_both_stores!(
     the_consumers_api_tests_reports_and_refuses_what_cannot_run,
     a_hundred_thousand_events_reach_three_consumers_once_in_order_despite_an_outage_and_a_restart,
     an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster,
+    a_central_hub_answering_413_makes_the_edge_send_smaller_batches_and_dead_letter_an_event_too_large_alone,
 );
 
 /// The cursor rule of DESIGN.md §5: an event whose transaction commits after a later one is
@@ -693,6 +694,70 @@ async fn an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster(
         consumer_view(&edge, "to-central").await["delivered"] == 30
     })
     .await;
+    edge.stop().await;
+    central.stop().await;
+}
+
+async fn a_central_hub_answering_413_makes_the_edge_send_smaller_batches_and_dead_letter_an_event_too_large_alone(
+    backend: Backend,
+) {
+    let central_db = TestDb::new(backend).await;
+    let mut small = hub_config();
+    // A forwarded event is about 1.5 KB: a full batch is far over, a few fit.
+    small.ingest.max_body_bytes = 16 * 1024;
+    let central = TestApp::spawn_with(&central_db, small, central_db.store_config()).await;
+    let edge_db = TestDb::new(backend).await;
+    let spec = json!({"name": "to-central", "type": "falconer", "secretRef": {"name": "central"},
+                      "falconer": {"url": format!("http://{}", central.addr)}});
+    let edge = TestApp::spawn_with_consumers(
+        &edge_db,
+        hub_config(),
+        edge_db.store_config(),
+        vec![consumer(spec, &[("token", "unused-on-an-open-hub")])],
+    )
+    .await;
+    let mut posted = post_alerts(&edge, "before", 0..40).await;
+    let huge = alert("huge", "2026-05-04T10:00:00Z", &"x".repeat(40 * 1024));
+    let reply = edge.ingest(huge.to_string()).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let huge_id = reply.ids().remove(0);
+    posted.extend(post_alerts(&edge, "after", 0..40).await);
+
+    wait_until(
+        "the central hub has every event but the huge one",
+        || async {
+            central.get("/api/v1/events?limit=500").await.json()["events"]
+                .as_array()
+                .is_some_and(|e| e.len() == 80)
+        },
+    )
+    .await;
+    let events = central.get("/api/v1/events?limit=500").await.json();
+    let rules: HashSet<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, HashSet::from(["before", "after"]));
+    wait_until("the edge counts 80 delivered and 1 dead letter", || async {
+        let view = consumer_view(&edge, "to-central").await;
+        view["delivered"] == 80 && view["dead_letters"] == 1
+    })
+    .await;
+    let letters = edge
+        .get("/api/v1/consumers/to-central/dead-letters")
+        .await
+        .json();
+    let letters = letters["dead_letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["event_id"], huge_id.as_str());
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("413") && reason.contains("this event alone"),
+        "{reason}"
+    );
+    assert_eq!(posted.len(), 80);
     edge.stop().await;
     central.stop().await;
 }

@@ -3,14 +3,14 @@
 //! (scripts/test sets it) and drop it afterwards; SQLite tests use a file in a temporary
 //! directory.
 
-use actix_web::dev::ServerHandle;
-use falconer_delivery::Delivery;
+use falconer::app::Application;
+use falconer::config::{Config, KubernetesConfig, Toggle};
+use falconer_analyst::AnalystConfig;
 use falconer_delivery::config::DeliveryConfig;
 use falconer_delivery::consumers::{Desired, Origin, SecretValue};
-use falconer_hub::{Hub, HubConfig};
+use falconer_hub::HubConfig;
 use falconer_model::crd::Consumer;
 use falconer_store::{DatabaseUrl, Store, StoreConfig};
-use prometheus_client::registry::Registry;
 use serde_json::Value;
 use std::net::SocketAddr;
 
@@ -247,16 +247,15 @@ impl Drop for TestDb {
     }
 }
 
-/// A running hub.
+/// A running hub, assembled by the same `Application` as `falconer standalone` and
+/// `falconer hub`: tests differ from production only by the config they pass.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
     /// The hub's analyst (not running periodically: tests compute when they want).
     pub analyst: falconer_analyst::Analyst,
-    handle: ServerHandle,
-    desired: tokio::sync::watch::Sender<Vec<Desired>>,
-    engine: tokio::task::JoinHandle<()>,
+    app: Application,
 }
 
 pub fn hub_config() -> HubConfig {
@@ -270,6 +269,35 @@ pub fn hub_config() -> HubConfig {
     config
 }
 
+/// The whole configuration of a test hub: `hub` and `store` as given, delivery polling and
+/// retrying quickly, no Settings, the analyst computing only when a test asks.
+pub fn app_config(hub: HubConfig, store: StoreConfig) -> Config {
+    Config {
+        cluster: hub.cluster,
+        server: hub.server,
+        ingest: hub.ingest,
+        auth: hub.auth,
+        sources: hub.sources,
+        store,
+        delivery: DeliveryConfig {
+            poll_interval_ms: 100,
+            backoff_initial_ms: 20,
+            backoff_max_ms: 200,
+            status_interval_secs: 1,
+            ..DeliveryConfig::default()
+        },
+        kubernetes: KubernetesConfig {
+            settings: Toggle::Off,
+            ..KubernetesConfig::default()
+        },
+        analyst: AnalystConfig {
+            enabled: false,
+            ..AnalystConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
 impl TestApp {
     pub async fn spawn(db: &TestDb) -> TestApp {
         TestApp::spawn_with(db, hub_config(), db.store_config()).await
@@ -279,53 +307,43 @@ impl TestApp {
         TestApp::spawn_with_consumers(db, hub, store, Vec::new()).await
     }
 
-    /// A hub delivering to `consumers`.
+    /// A hub delivering to `consumers`, declared as the configuration file declares them
+    /// (with the secrets given here instead of environment variables).
     pub async fn spawn_with_consumers(
         _db: &TestDb,
         hub: HubConfig,
         store: StoreConfig,
         consumers: Vec<Desired>,
     ) -> TestApp {
-        let mut registry = Registry::default();
-        let store = Store::open(&store, &mut registry)
+        TestApp::spawn_config(app_config(hub, store), consumers).await
+    }
+
+    /// A hub assembled from `config`, with `consumers` declared besides `config.consumers`.
+    pub async fn spawn_config(config: Config, consumers: Vec<Desired>) -> TestApp {
+        config.validate().expect("a valid test configuration");
+        let app = Application::assemble(&config, None)
             .await
-            .expect("open the test store");
-        let delivery_config = DeliveryConfig {
-            poll_interval_ms: 100,
-            backoff_initial_ms: 20,
-            backoff_max_ms: 200,
-            status_interval_secs: 1,
-            ..DeliveryConfig::default()
-        };
-        let delivery = Delivery::new(store.clone(), delivery_config, &mut registry);
-        let (desired, following) = tokio::sync::watch::channel(consumers);
-        let engine = delivery.clone().spawn(following);
-        let running = Hub::start(hub, store.clone(), delivery, registry).expect("start the hub");
-        let handle = running.server.handle();
-        let analyst = running.analyst.clone();
-        tokio::spawn(running.server);
+            .expect("start the hub");
+        if !consumers.is_empty() {
+            assert!(app.declare(consumers), "consumers come from the file");
+        }
         TestApp {
-            addr: running.addr,
+            addr: app.addr,
             client: reqwest::Client::new(),
-            store,
-            analyst,
-            handle,
-            desired,
-            engine,
+            store: app.store.clone(),
+            analyst: app.analyst.clone(),
+            app,
         }
     }
 
-    /// Replaces the declared consumers, as an edited Setting would.
+    /// Replaces the declared consumers, as an edited configuration file would.
     pub fn declare(&self, consumers: Vec<Desired>) {
-        let _ = self.desired.send(consumers);
+        self.app.declare(consumers);
     }
 
     /// Stops serving (answering what is in flight), stops delivery, closes the store.
     pub async fn stop(self) {
-        self.handle.stop(true).await;
-        drop(self.desired);
-        let _ = self.engine.await;
-        self.store.close().await;
+        self.app.stop().await;
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -74,7 +74,11 @@ async fn an_overloaded_hub_answers_429_and_loses_nothing_it_acknowledged(backend
     let mut store = db.store_config();
     store.queue_max_events = 2;
     store.sqlite_busy_timeout_ms = 30_000;
-    let app = TestApp::spawn_with(&db, hub_config(), store).await;
+    // As start-up requires of a queue this small: no request may carry more than it holds.
+    let mut hub = hub_config();
+    hub.ingest.max_events_per_request = 2;
+    hub.ingest.max_report_findings = 2;
+    let app = TestApp::spawn_with(&db, hub, store).await;
 
     // Hold the events table so the writer blocks on its first batch.
     let mut side = db.side_connection().await;

@@ -1,7 +1,7 @@
 //! HTTPS on the hub's listener (`server.tls`), with the certificate in tests/fixtures/tls
 //! (self-signed for localhost and 127.0.0.1, valid until 2126).
 
-use crate::helpers::{Backend, TestApp, TestDb, alert, hub_config};
+use crate::helpers::{Backend, TestApp, TestDb, alert, app_config, hub_config};
 use falconer_hub::config::TlsConfig;
 use std::path::PathBuf;
 
@@ -82,20 +82,12 @@ async fn a_certificate_file_without_a_certificate_stops_start_up() {
     assert!(message.contains("server.tls.cert_file"), "{message}");
 }
 
-/// Why the hub refused to start with `config`.
+/// Why the application refused to start with `config`.
 async fn start_up_error(db: &TestDb, config: falconer_hub::HubConfig) -> String {
-    let mut registry = prometheus_client::registry::Registry::default();
-    let store = falconer_store::Store::open(&db.store_config(), &mut registry)
+    let config = app_config(config, db.store_config());
+    falconer::app::Application::assemble(&config, None)
         .await
-        .unwrap();
-    let delivery = falconer_delivery::Delivery::new(
-        store.clone(),
-        falconer_delivery::config::DeliveryConfig::default(),
-        &mut registry,
-    );
-    let error = falconer_hub::Hub::start(config, store.clone(), delivery, registry)
         .err()
-        .expect("start-up refused");
-    store.close().await;
-    error.to_string()
+        .expect("start-up refused")
+        .to_string()
 }

@@ -258,7 +258,7 @@ eventually 120 forwarded || die "the alert never reached the central hub"
 kill "$central_forward" 2>/dev/null || true
 echo "the central hub has the alert, cluster e2e"
 
-if grep -q '"/api/v1/risk"' "$repo/hub/src/openapi.json"; then
+if grep -q '"/api/v1/risk"' "$repo/hub/src/routes/openapi.json"; then
   step "risk scores answer"
   curl -fsS -H "Authorization: Bearer $QUERY_TOKEN" http://127.0.0.1:8080/api/v1/risk
   echo

@@ -7,7 +7,7 @@ use crate::consumers::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::event_json;
-use crate::sinks::webhook::{chain, http_client, require};
+use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
 use falconer_model::crd::FalconerSink;
 use falconer_store::Event;
 use serde::Deserialize;
@@ -18,6 +18,8 @@ pub struct Falconer {
     client: reqwest::Client,
     url: reqwest::Url,
     token: String,
+    /// Events per request; halved after the other hub answers 413.
+    batch: usize,
 }
 
 /// The other hub's ingest reply (DESIGN.md §3).
@@ -48,24 +50,32 @@ impl Falconer {
             .map_err(|e| config(format!("falconer.url `{}`: {e}", settings.url)))?;
         url.set_query(Some("source=falconer"));
         Ok(Falconer {
-            client: http_client(consumer, &settings.tls, secrets)?,
+            client: http::client(consumer, &settings.tls, secrets)?,
             url,
             token: require(consumer, secrets, "token", "the other hub's ingest token")?,
+            batch: BATCH,
         })
     }
 }
 
 impl Sink for Falconer {
     fn batch_size(&self) -> usize {
-        BATCH
+        self.batch
     }
 
     async fn send(&mut self, events: &[Event]) -> Outcome {
+        http::send_splitting(self, events).await
+    }
+}
+
+impl BatchPost for Falconer {
+    async fn post(&mut self, events: &[Event]) -> Posted {
         let mut body = Vec::with_capacity(events.len() * 2048);
         for event in events {
             body.extend_from_slice(&event_json(event));
             body.push(b'\n');
         }
+        let bytes = body.len();
         let response = self
             .client
             .post(self.url.clone())
@@ -76,44 +86,44 @@ impl Sink for Falconer {
             .await;
         let response = match response {
             Ok(response) => response,
-            Err(e) => return Outcome::Retry(format!("POST {}: {}", self.url, chain(&e))),
+            Err(e) => {
+                return Posted::Done(Outcome::Retry(format!("POST {}: {}", self.url, chain(&e))));
+            }
         };
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        match status.as_u16() {
-            202 | 400 => match serde_json::from_str::<Reply>(&text) {
+        let why = format!("POST {}: HTTP {status}: {}", self.url, http::snippet(&text));
+        let action = http::action(status.as_u16());
+        // 202 and 400 carry the other hub's verdict per event (DESIGN.md §3).
+        if matches!(status.as_u16(), 202 | 400) {
+            if let Ok(reply) = serde_json::from_str::<Reply>(&text)
+                && (status.as_u16() == 202 || !reply.rejected.is_empty())
+            {
                 // Only events the other hub names as rejected failed; it stored the rest.
-                Ok(reply) if status.as_u16() == 202 || !reply.rejected.is_empty() => {
-                    let mut results = vec![ItemResult::Delivered; events.len()];
-                    for r in reply.rejected {
-                        if let Some(slot) = results.get_mut(r.index) {
-                            *slot = ItemResult::Refused(format!(
-                                "the other hub refused it: {}",
-                                r.error
-                            ));
-                        }
+                let mut results = vec![ItemResult::Delivered; events.len()];
+                for r in reply.rejected {
+                    if let Some(slot) = results.get_mut(r.index) {
+                        *slot =
+                            ItemResult::Refused(format!("the other hub refused it: {}", r.error));
                     }
-                    Outcome::Each(results)
                 }
-                _ => {
-                    let why = format!("POST {}: HTTP {status}: {}", self.url, snippet(&text));
-                    Outcome::Each(
-                        events
-                            .iter()
-                            .map(|_| ItemResult::Refused(why.clone()))
-                            .collect(),
-                    )
-                }
-            },
-            _ => Outcome::Retry(format!(
-                "POST {}: HTTP {status}: {}",
-                self.url,
-                snippet(&text)
-            )),
+                return Posted::Done(Outcome::Each(results));
+            }
+            return Posted::Done(http::refuse_all(events.len(), &why));
         }
+        Posted::Done(match action {
+            // Another 2xx says nothing per event: the other hub is not answering as a hub.
+            Action::Deliver | Action::Retry => Outcome::Retry(why),
+            Action::Split => return Posted::TooLarge { bytes, why },
+            Action::Refuse => http::refuse_all(events.len(), &why),
+        })
     }
-}
 
-fn snippet(text: &str) -> String {
-    text.chars().take(300).collect()
+    fn batch(&self) -> usize {
+        self.batch
+    }
+
+    fn lower_batch(&mut self, size: usize) {
+        self.batch = size.max(1);
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod falconer;
 pub mod file;
+pub mod http;
 pub mod opensearch;
 pub mod phoenix;
 pub mod webhook;

@@ -16,7 +16,7 @@
 use crate::consumers::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
-use crate::sinks::webhook::{chain, require};
+use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
 use falconer_model::crd::{self, OpenSearchAuth};
 use falconer_store::Event;
 use opensearch::auth::{ClientCertificate, Credentials};
@@ -229,106 +229,69 @@ impl Sink for OpenSearchSink {
         if let Some(reason) = self.install_template().await {
             return Outcome::Retry(reason);
         }
-        self.bulk(events).await
+        // A 413 (the body is over the cluster's `http.max_content_length`) splits the batch.
+        http::send_splitting(self, events).await
     }
 }
 
-impl OpenSearchSink {
-    /// One `_bulk` request. A 413 (the body is over the cluster's `http.max_content_length`)
-    /// splits the batch in halves, sent in order, and lowers the batch size for what follows;
-    /// one event too large on its own goes to the dead letters instead of blocking delivery.
-    fn bulk<'a>(
-        &'a mut self,
-        events: &'a [Event],
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>> {
-        Box::pin(async move {
-            let body = self.body(events);
-            let size = body.len();
-            let create = matches!(self.target, Target::Stream(_));
-            let response = match self
-                .client
-                .bulk(BulkParts::None)
-                // The client would say application/json; OpenSearch documents NDJSON.
-                .header(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-ndjson"),
-                )
-                .body(vec![body])
-                .send()
-                .await
-            {
-                Ok(response) => response,
-                Err(e) => return Outcome::Retry(format!("POST /_bulk: {}", chain(&e))),
-            };
-            let status = response.status_code().as_u16();
-            let text = match response.bytes().await {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    return Outcome::Retry(format!(
-                        "POST /_bulk: reading the answer: {}",
-                        chain(&e)
-                    ));
-                }
-            };
-            if status == 413 {
-                return self.split(events, size).await;
+/// One `_bulk` request.
+impl BatchPost for OpenSearchSink {
+    async fn post(&mut self, events: &[Event]) -> Posted {
+        let body = self.body(events);
+        let bytes = body.len();
+        let create = matches!(self.target, Target::Stream(_));
+        let response = match self
+            .client
+            .bulk(BulkParts::None)
+            // The client would say application/json; OpenSearch documents NDJSON.
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson"),
+            )
+            .body(vec![body])
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return Posted::Done(Outcome::Retry(format!("POST /_bulk: {}", chain(&e)))),
+        };
+        let status = response.status_code().as_u16();
+        let text = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Posted::Done(Outcome::Retry(format!(
+                    "POST /_bulk: reading the answer: {}",
+                    chain(&e)
+                )));
             }
-            if status != 200 {
-                let why = format!(
-                    "POST /_bulk: HTTP {status}: {}",
-                    snippet(&String::from_utf8_lossy(&text))
-                );
-                return match status {
-                    // Overload, server trouble, and what the operator must fix (credentials,
-                    // permissions, the URL): nothing is lost.
-                    401 | 403 | 404 | 408 | 429 | 500..=599 => Outcome::Retry(why),
-                    _ => Outcome::Each(
-                        events
-                            .iter()
-                            .map(|_| ItemResult::Refused(why.clone()))
-                            .collect(),
-                    ),
+        };
+        let why = || {
+            format!(
+                "POST /_bulk: HTTP {status}: {}",
+                snippet(&String::from_utf8_lossy(&text))
+            )
+        };
+        Posted::Done(match http::action(status) {
+            Action::Deliver if status == 200 => item_results(&text, events.len(), create),
+            // Another 2xx is not a `_bulk` answer: nothing can be said per document.
+            Action::Deliver | Action::Retry => Outcome::Retry(why()),
+            Action::Split => {
+                return Posted::TooLarge {
+                    bytes,
+                    why: "POST /_bulk: HTTP 413 (over the cluster's http.max_content_length)"
+                        .into(),
                 };
             }
-            item_results(&text, events.len(), create)
+            Action::Refuse => http::refuse_all(events.len(), &why()),
         })
     }
 
-    /// Sends the halves of a batch the cluster found too large (`size` bytes).
-    async fn split(&mut self, events: &[Event], size: usize) -> Outcome {
-        if events.len() == 1 {
-            return Outcome::Each(vec![ItemResult::Refused(format!(
-                "POST /_bulk: HTTP 413: this event alone ({size} bytes with its action line) \
-                 is larger than the cluster accepts (http.max_content_length)"
-            ))]);
-        }
-        let half = events.len() / 2;
-        if half < self.batch {
-            tracing::warn!(
-                bytes = size,
-                events = events.len(),
-                batch_size = half,
-                "OpenSearch refused a _bulk request as too large (413); sending halves from now on"
-            );
-            self.batch = half;
-        }
-        let first = self.bulk(&events[..half]).await;
-        if let Outcome::Retry(why) = first {
-            return Outcome::Retry(why);
-        }
-        let second = self.bulk(&events[half..]).await;
-        let mut results = per_item(first, half);
-        results.extend(per_item(second, events.len() - half));
-        Outcome::Each(results)
+    fn batch(&self) -> usize {
+        self.batch
     }
-}
 
-/// One result per event of `n` sent, from any outcome.
-fn per_item(outcome: Outcome, n: usize) -> Vec<ItemResult> {
-    match outcome {
-        Outcome::Delivered => vec![ItemResult::Delivered; n],
-        Outcome::Retry(why) => vec![ItemResult::Retry(why); n],
-        Outcome::Each(results) => results,
+    fn lower_batch(&mut self, size: usize) {
+        self.batch = size.max(1);
     }
 }
 
@@ -409,8 +372,11 @@ fn item_result(item: Item, create: bool) -> ItemResult {
         // `create` of an id already there: a replay of a delivered event.
         409 if create => ItemResult::Delivered,
         // Overload and shard trouble pass; auth and missing indices wait for the operator.
-        401 | 403 | 404 | 408 | 429 | 500..=599 => ItemResult::Retry(why()),
-        _ => ItemResult::Refused(why()),
+        _ => match http::action(item.status) {
+            Action::Deliver => ItemResult::Delivered,
+            Action::Retry => ItemResult::Retry(why()),
+            Action::Split | Action::Refuse => ItemResult::Refused(why()),
+        },
     }
 }
 

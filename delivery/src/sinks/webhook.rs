@@ -6,14 +6,12 @@ use crate::consumers::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::event_json;
-use falconer_model::crd::{SinkTls, WebhookSink};
+use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
+use falconer_model::crd::WebhookSink;
 use falconer_store::Event;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
-/// Longest wait for a webhook's answer before the send is retried.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Header carrying `sha256=<hex HMAC of the body>` when signing is on.
 pub const SIGNATURE_HEADER: &str = "x-falconer-signature";
 const BATCH: usize = 100;
@@ -22,6 +20,8 @@ pub struct Webhook {
     client: reqwest::Client,
     url: reqwest::Url,
     batch: bool,
+    /// Events per request in batch mode; halved after a 413.
+    batch_size: usize,
     headers: HeaderMap,
     hmac_key: Option<Vec<u8>>,
 }
@@ -31,6 +31,7 @@ enum Answer {
     Delivered,
     Retry(String),
     Refused(String),
+    TooLarge(String),
 }
 
 impl Webhook {
@@ -69,15 +70,16 @@ impl Webhook {
             .then(|| require(consumer, secrets, "hmacKey", "webhook.sign").map(String::into_bytes))
             .transpose()?;
         Ok(Webhook {
-            client: http_client(consumer, &settings.tls, secrets)?,
+            client: http::client(consumer, &settings.tls, secrets)?,
             url,
             batch: settings.batch,
+            batch_size: BATCH,
             headers,
             hmac_key,
         })
     }
 
-    async fn post(&self, body: Vec<u8>, idempotency_key: String) -> Answer {
+    async fn request(&self, body: Vec<u8>, idempotency_key: String) -> Answer {
         let mut request = self
             .client
             .post(self.url.clone())
@@ -99,42 +101,24 @@ impl Webhook {
 
 impl Sink for Webhook {
     fn batch_size(&self) -> usize {
-        BATCH
+        if self.batch { self.batch_size } else { BATCH }
     }
 
     async fn send(&mut self, events: &[Event]) -> Outcome {
         if self.batch {
-            let mut body = Vec::with_capacity(events.len() * 2048);
-            body.push(b'[');
-            for (i, event) in events.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(&event_json(event));
-            }
-            body.push(b']');
-            let mut digest = Sha256::new();
-            for event in events {
-                digest.update(event.id.as_bytes());
-            }
-            let key = hex(&digest.finalize()[..16]);
-            return match self.post(body, key).await {
-                Answer::Delivered => Outcome::Delivered,
-                Answer::Retry(why) => Outcome::Retry(why),
-                Answer::Refused(why) => Outcome::Each(
-                    events
-                        .iter()
-                        .map(|_| ItemResult::Refused(why.clone()))
-                        .collect(),
-                ),
-            };
+            return http::send_splitting(self, events).await;
         }
         // One request per event, in order: after a failure that may pass, the rest waits.
         let mut results = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
-            match self.post(event_json(event), event.id.to_string()).await {
+            let body = event_json(event);
+            let bytes = body.len();
+            match self.request(body, event.id.to_string()).await {
                 Answer::Delivered => results.push(ItemResult::Delivered),
                 Answer::Refused(why) => results.push(ItemResult::Refused(why)),
+                Answer::TooLarge(why) => results.push(ItemResult::Refused(format!(
+                    "{why}: this event alone ({bytes} bytes) is larger than the target accepts"
+                ))),
                 Answer::Retry(why) => {
                     if i == 0 {
                         return Outcome::Retry(why);
@@ -148,94 +132,56 @@ impl Sink for Webhook {
     }
 }
 
+/// Batch mode: the events as one JSON array, keyed by a digest of their ids.
+impl BatchPost for Webhook {
+    async fn post(&mut self, events: &[Event]) -> Posted {
+        let mut body = Vec::with_capacity(events.len() * 2048);
+        body.push(b'[');
+        for (i, event) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&event_json(event));
+        }
+        body.push(b']');
+        let bytes = body.len();
+        let mut digest = Sha256::new();
+        for event in events {
+            digest.update(event.id.as_bytes());
+        }
+        let key = hex(&digest.finalize()[..16]);
+        Posted::Done(match self.request(body, key).await {
+            Answer::Delivered => Outcome::Delivered,
+            Answer::Retry(why) => Outcome::Retry(why),
+            Answer::Refused(why) => http::refuse_all(events.len(), &why),
+            Answer::TooLarge(why) => return Posted::TooLarge { bytes, why },
+        })
+    }
+
+    fn batch(&self) -> usize {
+        self.batch_size
+    }
+
+    fn lower_batch(&mut self, size: usize) {
+        self.batch_size = size.max(1);
+    }
+}
+
 async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status();
-    if status.is_success() {
+    let action = http::action(status.as_u16());
+    if action == Action::Deliver {
         return Answer::Delivered;
     }
     let url = response.url().clone();
     let text = response.text().await.unwrap_or_default();
-    let snippet: String = text.chars().take(300).collect();
-    let why = format!("POST {url}: HTTP {status}: {snippet}");
-    match status.as_u16() {
-        // Timeouts, rate limits and server trouble pass; auth problems need the operator,
-        // and nothing may be lost meanwhile.
-        408 | 425 | 429 | 401 | 403 | 404 | 500..=599 => Answer::Retry(why),
-        _ => Answer::Refused(why),
+    let why = format!("POST {url}: HTTP {status}: {}", http::snippet(&text));
+    match action {
+        Action::Deliver => Answer::Delivered,
+        Action::Retry => Answer::Retry(why),
+        Action::Split => Answer::TooLarge(why),
+        Action::Refuse => Answer::Refused(why),
     }
-}
-
-/// The secret's key, or an error naming it.
-pub(crate) fn require(
-    consumer: &str,
-    secrets: &Secrets,
-    key: &str,
-    hint: &str,
-) -> Result<String, DeliveryError> {
-    secrets
-        .get(key)
-        .map(|v| v.0.clone())
-        .ok_or_else(|| DeliveryError::MissingSecret {
-            consumer: consumer.to_string(),
-            key: key.to_string(),
-            hint: format!("needed by {hint}"),
-        })
-}
-
-/// An HTTP client for a sink: the secret's `ca.crt` trusted besides the system roots,
-/// `tls.crt` + `tls.key` as client certificate when present.
-pub(crate) fn http_client(
-    consumer: &str,
-    tls: &SinkTls,
-    secrets: &Secrets,
-) -> Result<reqwest::Client, DeliveryError> {
-    let config = |message: String| DeliveryError::Config {
-        consumer: consumer.to_string(),
-        message,
-    };
-    let mut builder = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("falconer/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = secrets.get("ca.crt") {
-        for cert in reqwest::Certificate::from_pem_bundle(ca.0.as_bytes())
-            .map_err(|e| config(format!("secret key ca.crt: {e}")))?
-        {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    match (secrets.get("tls.crt"), secrets.get("tls.key")) {
-        (Some(cert), Some(key)) => {
-            let pem = format!("{}\n{}", cert.0, key.0);
-            let identity = reqwest::Identity::from_pem(pem.as_bytes())
-                .map_err(|e| config(format!("secret keys tls.crt/tls.key: {e}")))?;
-            builder = builder.identity(identity);
-        }
-        (None, None) => {}
-        _ => {
-            return Err(config(
-                "secret needs both tls.crt and tls.key, or neither".into(),
-            ));
-        }
-    }
-    if tls.insecure_skip_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    builder
-        .build()
-        .map_err(|e| config(format!("HTTP client: {}", chain(&e))))
-}
-
-/// An error with its causes, e.g. "error sending request: connection refused".
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

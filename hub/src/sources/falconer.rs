@@ -3,7 +3,7 @@
 //! included. The event keeps its cluster, source and severity; this hub gives it a new id,
 //! and recognises a re-forwarded event by its dedup key.
 
-use crate::falco::{Context, scrub_event};
+use crate::sources::falco::{Context, scrub_event};
 use chrono::SubsecRound;
 use falconer_store::{Event, dedup_key};
 use serde_json::value::RawValue;
@@ -17,7 +17,7 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
             return Err(format!("field `{field}` is empty"));
         }
     }
-    crate::ingest::check_cluster_name(&event.cluster)
+    crate::routes::ingest::check_cluster_name(&event.cluster)
         .map_err(|e| format!("field `cluster`: {e}"))?;
     let forwarded_id = event.id;
     event.id = Uuid::now_v7();

@@ -1,5 +1,5 @@
 //! Kubernetes audit events as Falco's k8saudit plugin reports them (Falco `source: k8s_audit`,
-//! fields `ka.*`). `crate::falco` parses the alert; this fills what the audit fields tell
+//! fields `ka.*`). `crate::sources::falco` parses the alert; this fills what the audit fields tell
 //! about the Kubernetes context: the target's namespace, the pod (or the owning workload)
 //! it acted on. The user, verb and resource stay in `fields` under Falco's names
 //! (`ka.user.name`, `ka.verb`, `ka.target.resource`, …), where rules and queries find them.
@@ -68,7 +68,7 @@ pub fn complete(event: &mut Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::falco;
+    use crate::sources::falco;
     use chrono::Utc;
     use serde_json::value::RawValue;
 

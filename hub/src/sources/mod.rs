@@ -3,11 +3,13 @@
 //! at fault. Parsers are pure functions from one raw item (and the request context) to events
 //! or a scanner report.
 //!
-//! Falco's parser stays in `crate::falco` (it is on the profiled hot path); Kubernetes audit
-//! alerts arriving through Falco are completed by `k8s_audit`.
+//! Falco's parser (`falco`) is on the profiled hot path and reads its alert shape directly;
+//! Kubernetes audit alerts arriving through Falco are completed by `k8s_audit`.
 
 pub mod agent;
+pub mod falco;
 pub mod falconer;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod k8s_audit;
 pub mod kube_bench;
@@ -15,8 +17,7 @@ pub mod kubearmor;
 pub mod tetragon;
 pub mod trivy;
 
-pub use crate::falco;
-pub use crate::falco::Context;
+pub use falco::Context;
 
 use falconer_store::{Event, Report};
 use serde_json::Value;
@@ -477,7 +478,7 @@ pub(crate) fn cluster(
     match (ctx.cluster, payload) {
         (Some(cluster), _) => Ok(cluster.to_owned()),
         (None, Some(cluster)) => {
-            crate::ingest::check_cluster_name(cluster)
+            crate::routes::ingest::check_cluster_name(cluster)
                 .map_err(|e| format!("field `{field}`: {e}"))?;
             Ok(cluster.to_owned())
         }

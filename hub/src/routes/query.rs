@@ -2,8 +2,8 @@
 
 use crate::auth::Scope;
 use crate::error::HubError;
-use crate::params::Params;
-use crate::startup::AppState;
+use crate::routes::params::Params;
+use crate::state::AppState;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 

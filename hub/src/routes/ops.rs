@@ -1,7 +1,7 @@
 //! Operations endpoints: liveness, readiness, metrics, the OpenAPI document.
 
 use crate::error::HubError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use actix_web::HttpResponse;
 use actix_web::web::Data;
 use serde_json::json;
@@ -95,7 +95,7 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().expect("name"))
             .collect();
-        let accepted: BTreeSet<&str> = crate::query::EVENT_PARAMS.iter().copied().collect();
+        let accepted: BTreeSet<&str> = crate::routes::query::EVENT_PARAMS.iter().copied().collect();
         assert_eq!(documented, accepted);
     }
 
@@ -108,21 +108,32 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().expect("name"))
             .collect();
-        let accepted: BTreeSet<&str> = crate::query::FINDING_PARAMS.iter().copied().collect();
+        let accepted: BTreeSet<&str> = crate::routes::query::FINDING_PARAMS
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(documented, accepted);
     }
 
     #[test]
     fn the_documented_risk_and_stats_parameters_are_exactly_the_accepted_ones() {
-        use crate::risk::{HISTORY_PARAMS, NAMESPACE_PARAMS, SUMMARY_PARAMS, WORKLOAD_PARAMS};
+        use crate::routes::risk::{
+            HISTORY_PARAMS, NAMESPACE_PARAMS, SUMMARY_PARAMS, WORKLOAD_PARAMS,
+        };
         let doc = document();
         for (path, accepted) in [
             ("/api/v1/risk", SUMMARY_PARAMS),
             ("/api/v1/risk/namespaces", NAMESPACE_PARAMS),
             ("/api/v1/risk/workloads", WORKLOAD_PARAMS),
             ("/api/v1/risk/{kind}/{name}/history", HISTORY_PARAMS),
-            ("/api/v1/stats/events", crate::stats::EVENT_STATS_PARAMS),
-            ("/api/v1/stats/findings", crate::stats::FINDING_STATS_PARAMS),
+            (
+                "/api/v1/stats/events",
+                crate::routes::stats::EVENT_STATS_PARAMS,
+            ),
+            (
+                "/api/v1/stats/findings",
+                crate::routes::stats::FINDING_STATS_PARAMS,
+            ),
         ] {
             let documented: BTreeSet<&str> = doc["paths"][path]["get"]["parameters"]
                 .as_array()

@@ -29,7 +29,7 @@ macro_rules! assets {
         pub const ASSETS: &[Asset] = &[$(Asset {
             name: $name,
             content_type: $type,
-            body: include_bytes!(concat!("../../ui/", $path)),
+            body: include_bytes!(concat!("../../../ui/", $path)),
         }),*];
     };
 }

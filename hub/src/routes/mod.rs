@@ -2,7 +2,15 @@
 //! rest, and is compared with the OpenAPI document by a test.
 
 use crate::error::HubError;
-use crate::{consumers, ingest, ops, query, risk, stats, ui};
+pub mod consumers;
+pub mod ingest;
+pub mod ops;
+pub mod params;
+pub mod query;
+pub mod risk;
+pub mod stats;
+pub mod ui;
+
 use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
 

@@ -1,0 +1,231 @@
+//! What every HTTP sink shares: the client (TLS from the consumer's Secret), the one table
+//! that turns an HTTP status into an action, and splitting a batch the target found too
+//! large.
+
+use crate::consumers::Secrets;
+use crate::error::DeliveryError;
+use crate::sink::{ItemResult, Outcome};
+use falconer_model::crd::SinkTls;
+use falconer_store::Event;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Longest wait for an answer before the send is retried.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an HTTP status says about the events a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Accepted.
+    Deliver,
+    /// May pass, or needs the operator (credentials, permissions, the URL): retried with
+    /// backoff, in order, and nothing is lost meanwhile.
+    Retry,
+    /// The body is larger than the target accepts: send the batch in halves; one event too
+    /// large on its own goes to the dead letters.
+    Split,
+    /// Refused for good (the target cannot take this content): to the dead letters with the
+    /// reason, and delivery goes on.
+    Refuse,
+}
+
+/// The one status → action table of every HTTP sink (docs/delivery.md).
+pub fn action(status: u16) -> Action {
+    match status {
+        200..=299 => Action::Deliver,
+        413 => Action::Split,
+        // Timeouts, early data, rate limits and server trouble pass; 401/403/404 wait for
+        // the operator to fix the credentials, permissions or URL.
+        401 | 403 | 404 | 408 | 425 | 429 | 500..=599 => Action::Retry,
+        _ => Action::Refuse,
+    }
+}
+
+/// One result per event of `n` sent, from any outcome.
+pub fn per_item(outcome: Outcome, n: usize) -> Vec<ItemResult> {
+    match outcome {
+        Outcome::Delivered => vec![ItemResult::Delivered; n],
+        Outcome::Retry(why) => vec![ItemResult::Retry(why); n],
+        Outcome::Each(results) => results,
+    }
+}
+
+/// Every event of a request refused for the same reason.
+pub fn refuse_all(n: usize, why: &str) -> Outcome {
+    Outcome::Each(vec![ItemResult::Refused(why.to_string()); n])
+}
+
+/// What one request of a batch came to.
+pub enum Posted {
+    Done(Outcome),
+    /// HTTP 413 for a body of `bytes`.
+    TooLarge {
+        bytes: usize,
+        why: String,
+    },
+}
+
+/// A sink that sends a batch in one HTTP request and can send fewer events at a time.
+pub trait BatchPost: Send {
+    /// One request carrying `events`.
+    fn post(&mut self, events: &[Event]) -> impl Future<Output = Posted> + Send;
+
+    /// The batch size in force.
+    fn batch(&self) -> usize;
+
+    /// Sends at most `size` events per request from now on (after a 413).
+    fn lower_batch(&mut self, size: usize);
+}
+
+/// Sends `events` in one request; after a 413 sends the halves in order (recursively) and
+/// lowers the sink's batch size for what follows. An event too large on its own is refused
+/// with the reason, instead of blocking delivery for good.
+pub fn send_splitting<'a, S: BatchPost>(
+    sink: &'a mut S,
+    events: &'a [Event],
+) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
+    Box::pin(async move {
+        let (bytes, why) = match sink.post(events).await {
+            Posted::Done(outcome) => return outcome,
+            Posted::TooLarge { bytes, why } => (bytes, why),
+        };
+        if events.len() <= 1 {
+            return refuse_all(
+                events.len(),
+                &format!(
+                    "{why}: this event alone ({bytes} bytes) is larger than the target accepts"
+                ),
+            );
+        }
+        let half = events.len() / 2;
+        if half < sink.batch() {
+            tracing::warn!(
+                bytes,
+                events = events.len(),
+                batch_size = half,
+                "The target refused a request as too large (413); sending halves from now on"
+            );
+            sink.lower_batch(half);
+        }
+        let first = send_splitting(sink, &events[..half]).await;
+        if let Outcome::Retry(why) = first {
+            return Outcome::Retry(why);
+        }
+        let second = send_splitting(sink, &events[half..]).await;
+        let mut results = per_item(first, half);
+        results.extend(per_item(second, events.len() - half));
+        Outcome::Each(results)
+    })
+}
+
+/// The first 300 characters of an answer, for error messages.
+pub fn snippet(text: &str) -> String {
+    text.chars().take(300).collect()
+}
+
+/// The secret's key, or an error naming it.
+pub fn require(
+    consumer: &str,
+    secrets: &Secrets,
+    key: &str,
+    hint: &str,
+) -> Result<String, DeliveryError> {
+    secrets
+        .get(key)
+        .map(|v| v.0.clone())
+        .ok_or_else(|| DeliveryError::MissingSecret {
+            consumer: consumer.to_string(),
+            key: key.to_string(),
+            hint: format!("needed by {hint}"),
+        })
+}
+
+/// An HTTP client for a sink: the secret's `ca.crt` trusted besides the system roots,
+/// `tls.crt` + `tls.key` as client certificate when present.
+pub fn client(
+    consumer: &str,
+    tls: &SinkTls,
+    secrets: &Secrets,
+) -> Result<reqwest::Client, DeliveryError> {
+    let config = |message: String| DeliveryError::Config {
+        consumer: consumer.to_string(),
+        message,
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("falconer/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = secrets.get("ca.crt") {
+        for cert in reqwest::Certificate::from_pem_bundle(ca.0.as_bytes())
+            .map_err(|e| config(format!("secret key ca.crt: {e}")))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    match (secrets.get("tls.crt"), secrets.get("tls.key")) {
+        (Some(cert), Some(key)) => {
+            let pem = format!("{}\n{}", cert.0, key.0);
+            let identity = reqwest::Identity::from_pem(pem.as_bytes())
+                .map_err(|e| config(format!("secret keys tls.crt/tls.key: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(config(
+                "secret needs both tls.crt and tls.key, or neither".into(),
+            ));
+        }
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| config(format!("HTTP client: {}", chain(&e))))
+}
+
+/// An error with its causes, e.g. "error sending request: connection refused".
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_one_action_for_every_http_sink() {
+        for (status, expected) in [
+            (200, Action::Deliver),
+            (201, Action::Deliver),
+            (202, Action::Deliver),
+            (204, Action::Deliver),
+            (400, Action::Refuse),
+            (401, Action::Retry),
+            (403, Action::Retry),
+            (404, Action::Retry),
+            (405, Action::Refuse),
+            (408, Action::Retry),
+            (409, Action::Refuse),
+            (413, Action::Split),
+            (415, Action::Refuse),
+            (422, Action::Refuse),
+            (425, Action::Retry),
+            (429, Action::Retry),
+            (500, Action::Retry),
+            (502, Action::Retry),
+            (503, Action::Retry),
+            (599, Action::Retry),
+        ] {
+            assert_eq!(action(status), expected, "HTTP {status}");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! What every request handler shares: the store, delivery, the analyst, the config, the
+//! credentials and the metrics.
+
+use crate::auth::Auth;
+use crate::config::HubConfig;
+use crate::metrics::HubMetrics;
+use falconer_analyst::Analyst;
+use falconer_delivery::Delivery;
+use falconer_store::Store;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub delivery: Delivery,
+    pub analyst: Analyst,
+    pub config: HubConfig,
+    pub auth: Auth,
+    pub metrics: HubMetrics,
+    pub registry: Arc<Registry>,
+}

@@ -1,0 +1,264 @@
+//! The composition root: the one place where `falconer standalone`, `falconer hub` and the
+//! API tests assemble the application from a [`Config`] — store, delivery engine with its
+//! declared consumers (the configuration file, or Settings in a cluster, with their status
+//! writer), retention, the analyst and the HTTP server, in that order.
+
+use crate::Error;
+use crate::config::{Config, Toggle};
+use actix_web::dev::ServerHandle;
+use falconer_analyst::Analyst;
+use falconer_delivery::Delivery;
+use falconer_delivery::consumers::Desired;
+use falconer_delivery::settings::Observed;
+use falconer_hub::Hub;
+use falconer_hub::retention::Retention;
+use falconer_store::Store;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Which subcommand runs the application; `kubernetes.settings: auto` watches Settings only
+/// in `hub` inside a pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Standalone,
+    Hub,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Hub => "hub",
+        }
+    }
+}
+
+/// The cluster the hub runs in, when it takes its consumers from Settings.
+pub struct Kube {
+    pub client: kube::Client,
+    /// The namespace of the consumers' Secrets.
+    pub namespace: String,
+}
+
+/// A running application: the HTTP server serves, delivery and retention run.
+pub struct Application {
+    /// The address the server is bound to (the real port when `server.listen` asked for 0).
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub delivery: Delivery,
+    /// Serves `POST /api/v1/risk/recompute`, and runs periodically when `analyst.enabled`.
+    pub analyst: Analyst,
+    handle: ServerHandle,
+    server: JoinHandle<std::io::Result<()>>,
+    consumers: Consumers,
+    engine: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects to the cluster when the config asks for Settings, then [`Self::assemble`].
+    pub async fn build(config: &Config, mode: Mode) -> Result<Application, Error> {
+        let kube = kubernetes_client(config, mode).await?;
+        Self::assemble(config, kube).await
+    }
+
+    /// Builds and starts everything, taking consumers from Settings through `kube` when given
+    /// (else from `config.consumers`).
+    pub async fn assemble(config: &Config, kube: Option<Kube>) -> Result<Application, Error> {
+        let mut registry = Registry::default();
+        let store = Store::open(&config.store, &mut registry).await?;
+        tracing::info!(store = store.database(), cluster = %config.cluster, "Starting");
+        let delivery = Delivery::with_kube(
+            store.clone(),
+            config.delivery.clone(),
+            &mut registry,
+            kube.as_ref().map(|k| k.client.clone()),
+        );
+        let consumers = Consumers::start(config, kube, delivery.clone());
+        let engine = delivery.clone().spawn(consumers.desired.clone());
+        let mut tasks = vec![tokio::spawn(
+            Retention::new(
+                store.clone(),
+                delivery.clone(),
+                &config.store,
+                consumers.observed.clone(),
+                &mut registry,
+            )
+            .run(),
+        )];
+        let analyst = Analyst::new(store.clone(), config.analyst.clone(), &mut registry);
+        if config.analyst.enabled {
+            tasks.push(tokio::spawn(analyst.clone().run()));
+        }
+        let hub = match Hub::start(
+            config.hub(),
+            store.clone(),
+            delivery.clone(),
+            analyst.clone(),
+            registry,
+        ) {
+            Ok(hub) => hub,
+            Err(e) => {
+                // Nothing half-started is left running when the server cannot start.
+                for task in &tasks {
+                    task.abort();
+                }
+                consumers.stop();
+                let _ = engine.await;
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        let handle = hub.server.handle();
+        Ok(Application {
+            addr: hub.addr,
+            store,
+            delivery,
+            analyst,
+            handle,
+            server: tokio::spawn(hub.server),
+            consumers,
+            engine,
+            tasks,
+        })
+    }
+
+    /// Replaces the consumers declared by the configuration file, as an edited file read
+    /// again would; `false` when consumers come from Settings (the cluster declares them).
+    pub fn declare(&self, consumers: Vec<Desired>) -> bool {
+        match &self.consumers.file {
+            Some(file) => file.send(consumers).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Runs until SIGINT/SIGTERM, then stops as [`Self::stop`] does after the server.
+    pub async fn run_until_stopped(mut self) -> Result<(), Error> {
+        let served = (&mut self.server).await;
+        self.shut_down().await;
+        match served {
+            Ok(served) => Ok(served?),
+            Err(e) => Err(Error::Io(std::io::Error::other(e))),
+        }
+    }
+
+    /// Stops serving (answering what is in flight), then delivery, retention and the
+    /// analyst, and closes the store.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        let _ = (&mut self.server).await;
+        self.shut_down().await;
+    }
+
+    async fn shut_down(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+        // Dropping the declarations stops every consumer; what they had not confirmed yet
+        // is delivered again after the restart.
+        self.consumers.stop();
+        let _ = self.engine.await;
+        self.store.close().await;
+        tracing::info!("Stopped");
+    }
+}
+
+/// Connects to the cluster when Settings are to be watched: `kubernetes.settings: on`, or
+/// `auto` in the `hub` subcommand inside a pod.
+async fn kubernetes_client(config: &Config, mode: Mode) -> Result<Option<Kube>, Error> {
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let wanted = match config.kubernetes.settings {
+        Toggle::On => true,
+        Toggle::Off => false,
+        Toggle::Auto => mode == Mode::Hub && in_pod,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    falconer_manager::run::install_crypto_provider();
+    let client = kube::Client::try_default().await.map_err(|e| {
+        Error::Config(format!(
+            "kubernetes.settings: cannot reach the cluster: {e}"
+        ))
+    })?;
+    let namespace = match &config.kubernetes.namespace {
+        Some(namespace) => namespace.clone(),
+        None => std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .map(|n| n.trim().to_string())
+            .or_else(|_| std::env::var("POD_NAMESPACE"))
+            .map_err(|_| {
+                Error::Config(
+                    "kubernetes.namespace: not set and not running in a pod; name the namespace \
+                     of the consumers' Secrets"
+                        .into(),
+                )
+            })?,
+    };
+    tracing::info!(%namespace, "Taking consumers from Setting objects");
+    Ok(Some(Kube { client, namespace }))
+}
+
+/// Where the engine's consumers come from: the configuration file alone, or (in a cluster)
+/// Settings merged with it, with their delivery state written back into the Settings.
+struct Consumers {
+    desired: watch::Receiver<Vec<Desired>>,
+    /// What the Setting watcher saw (in a cluster).
+    observed: Option<watch::Receiver<Observed>>,
+    /// Keeps the file's declarations alive (dropping it stops the engine).
+    file: Option<watch::Sender<Vec<Desired>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Consumers {
+    fn start(config: &Config, kube: Option<Kube>, delivery: Delivery) -> Consumers {
+        let Some(kube) = kube else {
+            let file = falconer_delivery::consumers::from_config_file(&config.consumers);
+            let (file, desired) = watch::channel(file);
+            return Consumers {
+                desired,
+                observed: None,
+                file: Some(file),
+                tasks: Vec::new(),
+            };
+        };
+        let watch = falconer_delivery::settings::watch_settings(
+            kube.client.clone(),
+            &kube.namespace,
+            config.consumers.clone(),
+        );
+        let observed = watch.observed.clone();
+        let mut writer = falconer_delivery::settings::StatusWriter::new(kube.client);
+        let every = std::time::Duration::from_secs(config.kubernetes.status_interval_secs);
+        let status = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let observed = observed.borrow().clone();
+                delivery.set_left_out(observed.problems.clone());
+                match delivery.reports().await {
+                    Ok(reports) => {
+                        if let Err(e) = writer.write(&observed, &reports).await {
+                            tracing::warn!(error = %e, "Cannot write Setting status");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot read consumer state"),
+                }
+            }
+        });
+        Consumers {
+            desired: watch.desired,
+            observed: Some(watch.observed),
+            file: None,
+            tasks: vec![watch.task, status],
+        }
+    }
+
+    fn stop(self) {
+        drop(self.file);
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
