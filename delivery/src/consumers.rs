@@ -77,23 +77,6 @@ pub fn secrets_from_env(secret: &str, keys: &[&str]) -> Secrets {
 /// A consumer's delivery as reported to the API and written into its Setting's status.
 pub type Report = ConsumerStatus;
 
-/// Every key of its `secretRef` a consumer's sink may read.
-pub fn secret_keys(consumer: &falconer_model::crd::Consumer) -> Vec<String> {
-    let mut keys: Vec<String> = consumer
-        .sink
-        .required_secret_keys(consumer)
-        .into_iter()
-        .map(String::from)
-        .collect();
-    keys.extend(["ca.crt", "tls.crt", "tls.key"].map(String::from));
-    if let Some(webhook) = &consumer.webhook {
-        keys.extend(webhook.secret_headers.values().cloned());
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
 /// Consumers of the configuration file, with their secrets read from the environment.
 pub fn from_config_file(consumers: &[falconer_model::crd::Consumer]) -> Vec<Desired> {
     consumers
@@ -101,7 +84,7 @@ pub fn from_config_file(consumers: &[falconer_model::crd::Consumer]) -> Vec<Desi
         .map(|consumer| {
             let secrets = match &consumer.secret_ref {
                 Some(secret) => {
-                    let keys = secret_keys(consumer);
+                    let keys = consumer.readable_secret_keys();
                     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                     secrets_from_env(&secret.name, &keys)
                 }

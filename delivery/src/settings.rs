@@ -96,25 +96,13 @@ pub struct Merged {
     pub conflicts: Vec<Conflict>,
 }
 
-/// Settings oldest first, ties by name: the order consumers are listed in.
-fn ordered(settings: &[Setting]) -> Vec<&Setting> {
-    let mut ordered: Vec<&Setting> = settings.iter().collect();
-    ordered.sort_by(|a, b| {
-        let time = |s: &Setting| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        time(a)
-            .cmp(&time(b))
-            .then_with(|| a.name_any().cmp(&b.name_any()))
-    });
-    ordered
-}
-
 /// Merges the config file's consumers and the Settings' consumers. A name declared more than
 /// once anywhere is a conflict and none of its declarations is kept.
 pub fn merge(config: &[Consumer], settings: &[Setting]) -> Merged {
     let declared: Vec<(Origin, &Consumer)> = config
         .iter()
         .map(|c| (Origin::ConfigFile, c))
-        .chain(ordered(settings).into_iter().flat_map(|s| {
+        .chain(Setting::oldest_first(settings).into_iter().flat_map(|s| {
             let origin = Origin::Setting(s.name_any());
             s.spec.consumers.iter().map(move |c| (origin.clone(), c))
         }))
@@ -152,22 +140,6 @@ pub fn merge(config: &[Consumer], settings: &[Setting]) -> Merged {
 // ---------------------------------------------------------------------------------------------
 // Secrets
 
-/// The keys of its Secret `consumer` cannot work without.
-pub fn required_secret_keys(consumer: &Consumer) -> Vec<String> {
-    let mut keys: Vec<String> = consumer
-        .sink
-        .required_secret_keys(consumer)
-        .into_iter()
-        .map(String::from)
-        .collect();
-    if let Some(webhook) = &consumer.webhook {
-        keys.extend(webhook.secret_headers.values().cloned());
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
 /// The keys of `consumer`'s Secret its sink reads, from the Secrets of namespace `namespace`;
 /// an error names what is missing, never a value.
 pub fn resolve_secrets(
@@ -182,7 +154,7 @@ pub fn resolve_secrets(
     let Some(data) = secrets.get(secret) else {
         return Err(format!("Secret {namespace}/{secret} does not exist"));
     };
-    let required = required_secret_keys(consumer);
+    let required = consumer.required_secret_keys();
     let missing: Vec<&str> = required
         .iter()
         .filter(|k| !data.contains_key(k.as_str()))
@@ -213,7 +185,7 @@ fn resolve_env_secrets(consumer: &Consumer) -> Result<Secrets, String> {
     let Some(secret_ref) = &consumer.secret_ref else {
         return Ok(Secrets::new());
     };
-    let required = required_secret_keys(consumer);
+    let required = consumer.required_secret_keys();
     let keys: Vec<&str> = required
         .iter()
         .map(String::as_str)

@@ -205,7 +205,7 @@ fn a_webhooks_secret_headers_are_required_keys() {
         sign: true,
         tls: Default::default(),
     });
-    assert_eq!(required_secret_keys(&hook), ["apiKey", "hmacKey"]);
+    assert_eq!(hook.required_secret_keys(), ["apiKey", "hmacKey"]);
 }
 
 #[test]

@@ -168,7 +168,7 @@ impl<'de> Deserialize<'de> for TokenHash {
 impl HubConfig {
     /// Checks what serde cannot; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
-        crate::routes::ingest::check_cluster_name(&self.cluster)
+        falconer_model::names::check_cluster_name(&self.cluster)
             .map_err(|e| format!("cluster: {e}"))?;
         let positive = [
             ("ingest.max_body_bytes", self.ingest.max_body_bytes),

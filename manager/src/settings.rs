@@ -7,24 +7,9 @@ use falconer_model::crd::{Consumer, Setting, SinkType, is_dns_label};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
-/// Settings in the order that decides conflicts: the oldest Setting keeps a cluster name
-/// that a newer one contradicts. Ties (and objects from files, which have no creation time)
-/// go by name. (A consumer name used twice is no such contest: every Setting using it is
-/// flagged and the hub runs none of them.)
-pub fn ordered(settings: &[Setting]) -> Vec<&Setting> {
-    let mut ordered: Vec<&Setting> = settings.iter().collect();
-    ordered.sort_by(|a, b| {
-        let time = |s: &Setting| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        time(a)
-            .cmp(&time(b))
-            .then_with(|| a.name_any().cmp(&b.name_any()))
-    });
-    ordered
-}
-
 /// This cluster's name: the `spec.cluster` of the oldest Setting that names one.
 pub fn cluster_name(settings: &[Setting]) -> Option<String> {
-    ordered(settings)
+    Setting::oldest_first(settings)
         .into_iter()
         .find_map(|s| s.spec.cluster.clone())
 }
@@ -34,7 +19,7 @@ pub fn cluster_name(settings: &[Setting]) -> Option<String> {
 pub fn problems(setting: &Setting, all: &[Setting]) -> Vec<String> {
     let mut problems = Vec::new();
     let me = setting.name_any();
-    let ordered = ordered(all);
+    let ordered = Setting::oldest_first(all);
 
     if let Some(cluster) = &setting.spec.cluster {
         if !is_dns_label(cluster) {
@@ -147,22 +132,11 @@ pub fn secret_needs(setting: &Setting, namespace: &str) -> Vec<SecretNeed> {
         .iter()
         .filter_map(|consumer| {
             let secret = consumer.secret_ref.as_ref()?;
-            let mut keys: Vec<String> = consumer
-                .sink
-                .required_secret_keys(consumer)
-                .into_iter()
-                .map(String::from)
-                .collect();
-            if let Some(webhook) = &consumer.webhook {
-                keys.extend(webhook.secret_headers.values().cloned());
-            }
-            keys.sort();
-            keys.dedup();
             Some(SecretNeed {
                 consumer: consumer.name.clone(),
                 namespace: namespace.to_owned(),
                 name: secret.name.clone(),
-                keys,
+                keys: consumer.required_secret_keys(),
             })
         })
         .collect()

@@ -569,6 +569,51 @@ impl SinkType {
     }
 }
 
+impl Consumer {
+    /// The keys of its Secret this consumer cannot work without: its sink's, and the
+    /// webhook's `secretHeaders`; sorted, each once.
+    pub fn required_secret_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .sink
+            .required_secret_keys(self)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if let Some(webhook) = &self.webhook {
+            keys.extend(webhook.secret_headers.values().cloned());
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Every key of its Secret the consumer's sink may read: the required ones, and the
+    /// TLS keys every sink reads when present (see [`SecretRef`]).
+    pub fn readable_secret_keys(&self) -> Vec<String> {
+        let mut keys = self.required_secret_keys();
+        keys.extend(["ca.crt", "tls.crt", "tls.key"].map(String::from));
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+impl Setting {
+    /// Settings oldest first, ties (and objects from files, which have no creation time) by
+    /// name: the order consumers are listed in, and the one that decides conflicts (the
+    /// oldest Setting keeps a cluster name a newer one contradicts).
+    pub fn oldest_first(settings: &[Setting]) -> Vec<&Setting> {
+        let mut ordered: Vec<&Setting> = settings.iter().collect();
+        ordered.sort_by(|a, b| {
+            let time = |s: &Setting| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            time(a)
+                .cmp(&time(b))
+                .then_with(|| kube::ResourceExt::name_any(*a).cmp(&kube::ResourceExt::name_any(*b)))
+        });
+        ordered
+    }
+}
+
 /// A Secret in the hub's namespace (the hub and manager may read Secrets there only). Keys
 /// read by every sink when present: `ca.crt` (CA bundle), `tls.crt` and `tls.key` (client
 /// certificate).
@@ -891,17 +936,7 @@ pub fn is_cron_schedule(schedule: &str) -> bool {
         })
 }
 
-/// Whether `name` is a DNS-1123 label (consumer and cluster names).
-pub fn is_dns_label(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-}
+pub use crate::names::is_dns_label;
 
 impl Policy {
     /// What the CRD schema would refuse, checked again for objects that never went through

@@ -5,5 +5,6 @@
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod event;
+pub mod names;
 
 pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};

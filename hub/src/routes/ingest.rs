@@ -120,7 +120,8 @@ async fn accept(
         None => params.text("cluster")?,
     };
     if let Some(cluster) = cluster {
-        check_cluster_name(cluster).map_err(|reason| HubError::bad("cluster", reason))?;
+        falconer_model::names::check_cluster_name(cluster)
+            .map_err(|reason| HubError::bad("cluster", reason))?;
     }
     let node = params.text("node")?;
     if let Some(node) = node {
@@ -346,21 +347,4 @@ fn header<'a>(request: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, H
                 .map(str::trim)
         })
         .transpose()
-}
-
-/// Cluster names: 1–253 bytes of printable text.
-pub fn check_cluster_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 253 {
-        return Err(format!(
-            "is {} bytes long; at most 253 are allowed",
-            name.len()
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(())
 }

@@ -125,7 +125,7 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
         Some(cluster) => cluster.to_owned(),
         None => match known.real(&["falconer.cluster", "cluster", "k8s.cluster.name"]) {
             Some(cluster) => {
-                crate::routes::ingest::check_cluster_name(&cluster)
+                falconer_model::names::check_cluster_name(&cluster)
                     .map_err(|e| format!("cluster in `output_fields`: {e}"))?;
                 cluster.into_owned()
             }

@@ -17,7 +17,7 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
             return Err(format!("field `{field}` is empty"));
         }
     }
-    crate::routes::ingest::check_cluster_name(&event.cluster)
+    falconer_model::names::check_cluster_name(&event.cluster)
         .map_err(|e| format!("field `cluster`: {e}"))?;
     let forwarded_id = event.id;
     event.id = Uuid::now_v7();

@@ -478,7 +478,7 @@ pub(crate) fn cluster(
     match (ctx.cluster, payload) {
         (Some(cluster), _) => Ok(cluster.to_owned()),
         (None, Some(cluster)) => {
-            crate::routes::ingest::check_cluster_name(cluster)
+            falconer_model::names::check_cluster_name(cluster)
                 .map_err(|e| format!("field `{field}`: {e}"))?;
             Ok(cluster.to_owned())
         }
