@@ -75,7 +75,7 @@ pub fn secrets_from_env(secret: &str, keys: &[&str]) -> Secrets {
 }
 
 /// A consumer's delivery as reported to the API and written into its Setting's status.
-pub type Report = ConsumerStatus;
+pub type ConsumerReport = ConsumerStatus;
 
 /// Consumers of the configuration file, with their secrets read from the environment.
 pub fn from_config_file(consumers: &[falconer_model::crd::Consumer]) -> Vec<Desired> {

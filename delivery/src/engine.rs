@@ -3,7 +3,7 @@
 //! consumer's state for the API, metrics and `Setting` status.
 
 use crate::config::DeliveryConfig;
-use crate::consumers::{Desired, Origin, Report};
+use crate::consumers::{ConsumerReport, Desired, Origin};
 use crate::error::DeliveryError;
 use crate::filter::Matcher;
 use crate::metrics::{ConsumerLabel, DeliveryMetrics};
@@ -36,7 +36,7 @@ struct Inner {
     failed: Mutex<BTreeMap<String, (Desired, String)>>,
     /// Consumers the Setting watcher left out before they reached the engine (name
     /// conflicts, missing Secrets), as `Stopped` reports.
-    left_out: Mutex<Vec<(Origin, Report)>>,
+    left_out: Mutex<Vec<(Origin, ConsumerReport)>>,
     /// The hub's Kubernetes client when it runs in a cluster.
     kube: Option<kube::Client>,
 }
@@ -240,7 +240,7 @@ impl Delivery {
     }
 
     /// Records the consumers left out before reaching the engine (shown as `Stopped`).
-    pub fn set_left_out(&self, reports: Vec<(Origin, Report)>) {
+    pub fn set_left_out(&self, reports: Vec<(Origin, ConsumerReport)>) {
         if let Ok(mut left_out) = self.inner.left_out.lock() {
             *left_out = reports;
         }
@@ -321,7 +321,7 @@ impl Delivery {
     }
 
     /// The consumers' state in the shape of `Setting` status, with where each was declared.
-    pub async fn reports(&self) -> Result<Vec<(Origin, Report)>, DeliveryError> {
+    pub async fn reports(&self) -> Result<Vec<(Origin, ConsumerReport)>, DeliveryError> {
         let origins: HashMap<String, Origin> = {
             let running = self.inner.running.lock().map_err(|_| poisoned())?;
             let failed = self.inner.failed.lock().map_err(|_| poisoned())?;
@@ -340,7 +340,7 @@ impl Delivery {
                 let origin = origins.get(&v.name)?.clone();
                 Some((
                     origin,
-                    Report {
+                    ConsumerReport {
                         name: v.name,
                         state: v.state,
                         lag_events: v.lag_events,

@@ -38,7 +38,7 @@
 //! RBAC the hub needs for this: `get`, `list`, `watch` on `settings.falconer.io` and `patch`
 //! on `settings/status` (ClusterRole); `list`, `watch` on `secrets` in its namespace (Role).
 
-use crate::consumers::{Desired, Origin, Report, SecretValue, Secrets, secrets_from_env};
+use crate::consumers::{ConsumerReport, Desired, Origin, SecretValue, Secrets, secrets_from_env};
 use crate::error::DeliveryError;
 use falconer_model::crd::{Consumer, ConsumerState, ConsumerStatus, Setting};
 use futures_util::StreamExt;
@@ -219,7 +219,7 @@ pub struct Observed {
     /// Consumers declared but left out (name conflicts, missing Secrets or keys), each as a
     /// `Stopped` report whose `lastError` says why. The config file's appear with
     /// `Origin::ConfigFile`, for the API and logs.
-    pub problems: Vec<(Origin, Report)>,
+    pub problems: Vec<(Origin, ConsumerReport)>,
     /// Settings this hub cannot read (e.g. written for a newer CRD), with the parse error;
     /// their consumers are unknown, so none of them runs.
     pub unreadable: BTreeMap<String, String>,
@@ -231,7 +231,7 @@ pub struct Observed {
     pub synced: bool,
 }
 
-fn report(name: &str, state: ConsumerState, last_error: Option<String>) -> Report {
+fn report(name: &str, state: ConsumerState, last_error: Option<String>) -> ConsumerReport {
     ConsumerStatus {
         name: name.to_owned(),
         state,
@@ -246,12 +246,12 @@ fn report(name: &str, state: ConsumerState, last_error: Option<String>) -> Repor
 }
 
 /// A consumer that does not run, and why.
-pub fn stopped(name: &str, reason: String) -> Report {
+pub fn stopped(name: &str, reason: String) -> ConsumerReport {
     report(name, ConsumerState::Stopped, Some(reason))
 }
 
 /// A declared consumer delivery has not reported on yet.
-pub fn pending(name: &str) -> Report {
+pub fn pending(name: &str) -> ConsumerReport {
     report(name, ConsumerState::Pending, None)
 }
 
@@ -535,10 +535,10 @@ fn replace_if_changed<T: PartialEq>(current: &mut T, new: T) -> bool {
 /// hub wrote before are removed.
 pub fn statuses(
     observed: &Observed,
-    reports: &[(Origin, Report)],
+    reports: &[(Origin, ConsumerReport)],
 ) -> BTreeMap<String, Vec<ConsumerStatus>> {
-    let by_key = |list: &[(Origin, Report)]| {
-        let mut found: BTreeMap<(String, String), Report> = BTreeMap::new();
+    let by_key = |list: &[(Origin, ConsumerReport)]| {
+        let mut found: BTreeMap<(String, String), ConsumerReport> = BTreeMap::new();
         for (origin, report) in list {
             if let Origin::Setting(setting) = origin {
                 found
@@ -616,7 +616,7 @@ impl StatusWriter {
     pub async fn write(
         &mut self,
         observed: &Observed,
-        reports: &[(Origin, Report)],
+        reports: &[(Origin, ConsumerReport)],
     ) -> Result<usize, DeliveryError> {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         self.write_at(observed, reports, &now).await
@@ -625,7 +625,7 @@ impl StatusWriter {
     async fn write_at(
         &mut self,
         observed: &Observed,
-        reports: &[(Origin, Report)],
+        reports: &[(Origin, ConsumerReport)],
         now: &Time,
     ) -> Result<usize, DeliveryError> {
         let wanted = statuses(observed, reports);

@@ -1,7 +1,7 @@
 use super::*;
 use crate::testing::{ApiServer, Route, expect, schema_errors, status, watch_lines};
 use falconer_model::crd::{
-    Filter, OpenSearchAuth, OpenSearchSink, SecretRef, SettingSpec, SinkType, WebhookSink,
+    Filter, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, SinkType, WebhookConfig,
 };
 use http::Method;
 use k8s_openapi::jiff::Timestamp;
@@ -28,7 +28,7 @@ fn consumer(name: &str, sink: SinkType) -> Consumer {
 
 fn opensearch(name: &str, secret: &str) -> Consumer {
     let mut c = consumer(name, SinkType::Opensearch);
-    c.opensearch = Some(OpenSearchSink {
+    c.opensearch = Some(OpenSearchConfig {
         url: "https://os:9200".into(),
         index: "falconer-events".into(),
         data_stream: None,
@@ -197,7 +197,7 @@ fn only_the_keys_a_sink_reads_are_taken_from_its_secret() {
 #[test]
 fn a_webhooks_secret_headers_are_required_keys() {
     let mut hook = consumer("hook", SinkType::Webhook);
-    hook.webhook = Some(WebhookSink {
+    hook.webhook = Some(WebhookConfig {
         url: "https://hooks.example/x".into(),
         batch: false,
         headers: Default::default(),
@@ -315,7 +315,7 @@ fn the_view_runs_resolved_consumers_and_reports_conflicts_and_missing_secrets_as
 // ---------------------------------------------------------------------------------------------
 // Status
 
-fn report(name: &str, state: ConsumerState, delivered: i64) -> Report {
+fn report(name: &str, state: ConsumerState, delivered: i64) -> ConsumerReport {
     ConsumerStatus {
         name: name.into(),
         state,
@@ -329,7 +329,7 @@ fn report(name: &str, state: ConsumerState, delivered: i64) -> Report {
     }
 }
 
-fn observed(settings: &[(&str, &[&str])], problems: Vec<(Origin, Report)>) -> Observed {
+fn observed(settings: &[(&str, &[&str])], problems: Vec<(Origin, ConsumerReport)>) -> Observed {
     Observed {
         settings: settings
             .iter()

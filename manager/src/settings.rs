@@ -180,7 +180,8 @@ pub fn secret_problems(need: &SecretNeed, found: Option<&[String]>) -> Option<St
 pub(crate) mod tests {
     use super::*;
     use falconer_model::crd::{
-        FalconerSink, Filter, OpenSearchAuth, OpenSearchSink, SecretRef, SettingSpec, WebhookSink,
+        FalconerConfig, Filter, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec,
+        WebhookConfig,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
@@ -221,8 +222,8 @@ pub(crate) mod tests {
         s
     }
 
-    fn opensearch(auth: OpenSearchAuth) -> OpenSearchSink {
-        OpenSearchSink {
+    fn opensearch(auth: OpenSearchAuth) -> OpenSearchConfig {
+        OpenSearchConfig {
             url: "https://os:9200".into(),
             index: "falconer-events".into(),
             data_stream: None,
@@ -294,7 +295,7 @@ pub(crate) mod tests {
         });
         assert!(consumer_problems(&os).is_empty());
         let mut central = consumer("central", SinkType::Falconer);
-        central.falconer = Some(FalconerSink {
+        central.falconer = Some(FalconerConfig {
             url: "https://central:8443".into(),
             tls: Default::default(),
         });
@@ -309,7 +310,7 @@ pub(crate) mod tests {
             name: "os-creds".into(),
         });
         let mut hook = consumer("hook", SinkType::Webhook);
-        hook.webhook = Some(WebhookSink {
+        hook.webhook = Some(WebhookConfig {
             url: "https://hooks.example/x".into(),
             batch: false,
             headers: Default::default(),

@@ -487,19 +487,19 @@ pub struct Consumer {
     pub sink: SinkType,
     /// Settings of an `opensearch` sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub opensearch: Option<OpenSearchSink>,
+    pub opensearch: Option<OpenSearchConfig>,
     /// Settings of a `phoenix` sink (all optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phoenix: Option<PhoenixSink>,
+    pub phoenix: Option<PhoenixConfig>,
     /// Settings of a `webhook` sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<WebhookSink>,
+    pub webhook: Option<WebhookConfig>,
     /// Settings of a `falconer` sink (another hub).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub falconer: Option<FalconerSink>,
+    pub falconer: Option<FalconerConfig>,
     /// Settings of a `file` sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileSink>,
+    pub file: Option<FileConfig>,
     /// Which events this consumer receives. Empty: all of them.
     #[serde(default, skip_serializing_if = "Filter::is_empty")]
     pub filter: Filter,
@@ -641,7 +641,7 @@ pub enum OpenSearchAuth {
 /// OpenSearch sink settings.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OpenSearchSink {
+pub struct OpenSearchConfig {
     /// Base URL of the cluster, e.g. `https://opensearch.logging.svc:9200`.
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
     pub url: String,
@@ -670,7 +670,7 @@ pub struct OpenSearchSink {
 /// Phoenix sink settings (DESIGN.md §6).
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PhoenixSink {
+pub struct PhoenixConfig {
     /// `rule.source` of the SecurityEvents. Absent: `FalcoIntegrator` for Falco events (so
     /// existing Phoenix strategies keep matching), else the event's source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -688,7 +688,7 @@ pub struct PhoenixSink {
 /// Webhook sink settings.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WebhookSink {
+pub struct WebhookConfig {
     /// Where to POST.
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
     pub url: String,
@@ -712,7 +712,7 @@ pub struct WebhookSink {
 /// Settings of a sink that forwards to another hub.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FalconerSink {
+pub struct FalconerConfig {
     /// Base URL of the other hub (`/ingest` is appended); its ingest token is the `token`
     /// key of `secretRef`.
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
@@ -725,7 +725,7 @@ pub struct FalconerSink {
 /// File sink settings.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FileSink {
+pub struct FileConfig {
     /// Absolute path on the hub's filesystem.
     #[schemars(length(min = 2, max = 4096), regex(pattern = r"^/"))]
     pub path: String,

@@ -8,7 +8,7 @@ use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::event_json;
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
-use falconer_model::crd::FalconerSink;
+use falconer_model::crd::FalconerConfig;
 use falconer_store::Event;
 use serde::Deserialize;
 
@@ -38,7 +38,7 @@ struct Rejected {
 impl Falconer {
     pub fn build(
         consumer: &str,
-        settings: &FalconerSink,
+        settings: &FalconerConfig,
         secrets: &Secrets,
     ) -> Result<Falconer, DeliveryError> {
         let config = |message: String| DeliveryError::Config {

@@ -4,7 +4,7 @@
 use crate::error::DeliveryError;
 use crate::sink::{Outcome, Sink};
 use crate::sinks::event_json;
-use falconer_model::crd::FileSink;
+use falconer_model::crd::FileConfig;
 use falconer_store::Event;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -21,7 +21,7 @@ pub struct FileLines {
 }
 
 impl FileLines {
-    pub fn build(consumer: &str, settings: &FileSink) -> Result<FileLines, DeliveryError> {
+    pub fn build(consumer: &str, settings: &FileConfig) -> Result<FileLines, DeliveryError> {
         let path = PathBuf::from(&settings.path);
         let error = |message: String| DeliveryError::Config {
             consumer: consumer.to_string(),
@@ -147,7 +147,7 @@ mod tests {
     fn sink(dir: &std::path::Path, max_bytes: u64, keep: u32) -> FileLines {
         FileLines::build(
             "files",
-            &FileSink {
+            &FileConfig {
                 path: dir.join("out/events.jsonl").display().to_string(),
                 max_bytes,
                 keep,
@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_relative_path_is_refused() {
-        let settings = FileSink {
+        let settings = FileConfig {
             path: "relative.jsonl".into(),
             max_bytes: 1 << 20,
             keep: 1,

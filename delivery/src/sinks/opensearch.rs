@@ -57,7 +57,7 @@ enum Target {
 impl OpenSearchSink {
     pub fn build(
         consumer: &str,
-        settings: &crd::OpenSearchSink,
+        settings: &crd::OpenSearchConfig,
         secrets: &Secrets,
     ) -> Result<OpenSearchSink, DeliveryError> {
         let config = |message: String| DeliveryError::Config {
@@ -555,7 +555,7 @@ mod tests {
 
     #[test]
     fn bulk_bodies_carry_the_event_id_the_daily_index_and_the_raw_payload() {
-        let settings: crd::OpenSearchSink =
+        let settings: crd::OpenSearchConfig =
             serde_json::from_value(json!({"url": "http://127.0.0.1:9"})).unwrap();
         let mut sink = OpenSearchSink::build("search", &settings, &Secrets::new()).unwrap();
         let e = event("Terminal shell");
@@ -579,7 +579,7 @@ mod tests {
 
     #[test]
     fn a_data_stream_gets_create_operations_and_a_data_stream_template() {
-        let settings: crd::OpenSearchSink = serde_json::from_value(
+        let settings: crd::OpenSearchConfig = serde_json::from_value(
             json!({"url": "http://127.0.0.1:9", "dataStream": "falconer-stream"}),
         )
         .unwrap();
@@ -671,7 +671,7 @@ mod tests {
             }
             _ => false,
         };
-        let settings: crd::OpenSearchSink = serde_json::from_value(json!({
+        let settings: crd::OpenSearchConfig = serde_json::from_value(json!({
             "url": url,
             "index": "falconer-test",
             "auth": if basic { "basic" } else { "none" },
@@ -687,13 +687,13 @@ mod tests {
 
     #[test]
     fn missing_credentials_and_bad_patterns_keep_the_consumer_from_starting() {
-        let basic: crd::OpenSearchSink =
+        let basic: crd::OpenSearchConfig =
             serde_json::from_value(json!({"url": "http://x:9200", "auth": "basic"})).unwrap();
         let err = OpenSearchSink::build("s", &basic, &Secrets::new())
             .err()
             .unwrap();
         assert!(err.to_string().contains("username"), "{err}");
-        let bad: crd::OpenSearchSink =
+        let bad: crd::OpenSearchConfig =
             serde_json::from_value(json!({"url": "http://x:9200", "index": "Events"})).unwrap();
         let err = OpenSearchSink::build("s", &bad, &Secrets::new())
             .err()

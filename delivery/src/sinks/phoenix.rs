@@ -29,7 +29,7 @@
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use chrono::{DateTime, TimeDelta, Utc};
-use falconer_model::crd::PhoenixSink as PhoenixSettings;
+use falconer_model::crd::PhoenixConfig;
 use falconer_store::Event;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client, CustomResource, ResourceExt};
@@ -284,7 +284,7 @@ impl PhoenixSink {
     /// CRD shows up as retried sends, never as a sink that cannot start.
     pub fn build(
         consumer: &str,
-        settings: &PhoenixSettings,
+        settings: &PhoenixConfig,
         client: Client,
     ) -> Result<PhoenixSink, DeliveryError> {
         let dedup = settings

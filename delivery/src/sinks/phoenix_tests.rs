@@ -48,8 +48,8 @@ fn at(event: Event, seconds: i64) -> Event {
     }
 }
 
-fn settings() -> PhoenixSettings {
-    PhoenixSettings::default()
+fn settings() -> PhoenixConfig {
+    PhoenixConfig::default()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::event_json;
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
-use falconer_model::crd::WebhookSink;
+use falconer_model::crd::WebhookConfig;
 use falconer_store::Event;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
@@ -37,7 +37,7 @@ enum Answer {
 impl Webhook {
     pub fn build(
         consumer: &str,
-        settings: &WebhookSink,
+        settings: &WebhookConfig,
         secrets: &Secrets,
     ) -> Result<Webhook, DeliveryError> {
         let config = |message: String| DeliveryError::Config {
