@@ -6,8 +6,8 @@
 use crate::consumers::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
-use crate::sinks::event_json;
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
+use crate::sinks::{Declared, FromConsumer, event_json};
 use falconer_model::crd::FalconerConfig;
 use falconer_store::Event;
 use serde::Deserialize;
@@ -55,6 +55,13 @@ impl Falconer {
             token: require(consumer, secrets, "token", "the other hub's ingest token")?,
             batch: BATCH,
         })
+    }
+}
+
+impl FromConsumer for Falconer {
+    fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
+        let settings = declared.section(declared.consumer.falconer.as_ref(), "falconer")?;
+        Falconer::build(declared.name, settings, declared.secrets)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::error::DeliveryError;
 use crate::sink::{Outcome, Sink};
-use crate::sinks::event_json;
+use crate::sinks::{Declared, FromConsumer, event_json};
 use falconer_model::crd::FileConfig;
 use falconer_store::Event;
 use std::fs::{File, OpenOptions};
@@ -91,6 +91,19 @@ fn lines(events: &[Event]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+impl FromConsumer for FileLines {
+    fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
+        let settings = declared.section(declared.consumer.file.as_ref(), "file")?;
+        FileLines::build(declared.name, settings)
+    }
+}
+
+impl FromConsumer for Stdout {
+    fn from_consumer(_: &Declared<'_>) -> Result<Self, DeliveryError> {
+        Ok(Stdout)
+    }
 }
 
 impl Sink for FileLines {

@@ -17,94 +17,98 @@ pub fn event_json(event: &Event) -> Vec<u8> {
     serde_json::to_vec(event).unwrap_or_default()
 }
 
-use crate::consumers::Desired;
+use crate::consumers::{Desired, Secrets};
 use crate::error::DeliveryError;
 use crate::sink::{Outcome, Sink};
-use falconer_model::crd::SinkType;
+use falconer_model::crd::{Consumer, SinkType};
 
-/// Every sink this hub has, chosen by the consumer's `type`: a closed set while all sinks
-/// live in this repository.
-pub enum AnySink {
-    File(file::FileLines),
-    Stdout(file::Stdout),
-    Webhook(webhook::Webhook),
-    Falconer(falconer::Falconer),
-    Phoenix(phoenix::PhoenixSink),
-    OpenSearch(opensearch::OpenSearchSink),
+/// What a sink is built from: the declared consumer, its resolved secrets, and the hub's
+/// Kubernetes client when it runs in a cluster.
+pub struct Declared<'a> {
+    pub name: &'a str,
+    pub consumer: &'a Consumer,
+    pub secrets: &'a Secrets,
+    pub kube: Option<&'a kube::Client>,
 }
 
-impl AnySink {
-    /// The sink a declared consumer asks for, or why it cannot run.
-    /// `kube` is the hub's Kubernetes client, when it runs in a cluster (Phoenix needs it).
-    pub fn build(desired: &Desired, kube: Option<&kube::Client>) -> Result<AnySink, DeliveryError> {
-        let c = &desired.consumer;
-        let name = c.name.as_str();
-        let missing = |section: &str| DeliveryError::Config {
-            consumer: name.to_string(),
-            message: format!("type {} needs a `{section}` section", c.sink.as_str()),
-        };
-        Ok(match c.sink {
-            SinkType::File => AnySink::File(file::FileLines::build(
-                name,
-                c.file.as_ref().ok_or_else(|| missing("file"))?,
-            )?),
-            SinkType::Stdout => AnySink::Stdout(file::Stdout),
-            SinkType::Webhook => AnySink::Webhook(webhook::Webhook::build(
-                name,
-                c.webhook.as_ref().ok_or_else(|| missing("webhook"))?,
-                &desired.secrets,
-            )?),
-            SinkType::Falconer => AnySink::Falconer(falconer::Falconer::build(
-                name,
-                c.falconer.as_ref().ok_or_else(|| missing("falconer"))?,
-                &desired.secrets,
-            )?),
-            SinkType::Opensearch => AnySink::OpenSearch(opensearch::OpenSearchSink::build(
-                name,
-                c.opensearch.as_ref().ok_or_else(|| missing("opensearch"))?,
-                &desired.secrets,
-            )?),
-            SinkType::Phoenix => {
-                let client = kube.ok_or_else(|| DeliveryError::Config {
-                    consumer: name.to_string(),
-                    message: "type phoenix creates SecurityEvents in the hub's own cluster; this \
-                              hub does not run in one"
-                        .into(),
-                })?;
-                let settings = c.phoenix.clone().unwrap_or_default();
-                AnySink::Phoenix(
-                    phoenix::PhoenixSink::build(name, &settings, client.clone()).map_err(|e| {
-                        DeliveryError::Config {
-                            consumer: name.to_string(),
-                            message: e.to_string(),
-                        }
-                    })?,
-                )
-            }
+impl<'a> Declared<'a> {
+    /// The consumer's section for its type (e.g. `webhook:`), or an error naming it.
+    pub fn section<T>(&self, section: Option<&'a T>, key: &str) -> Result<&'a T, DeliveryError> {
+        section.ok_or_else(|| {
+            self.config(format!(
+                "type {} needs a `{key}` section",
+                self.consumer.sink.as_str()
+            ))
         })
     }
+
+    /// A configuration error of this consumer.
+    pub fn config(&self, message: String) -> DeliveryError {
+        DeliveryError::Config {
+            consumer: self.name.to_string(),
+            message,
+        }
+    }
 }
 
-impl Sink for AnySink {
-    fn batch_size(&self) -> usize {
-        match self {
-            AnySink::File(s) => s.batch_size(),
-            AnySink::Stdout(s) => s.batch_size(),
-            AnySink::Webhook(s) => s.batch_size(),
-            AnySink::Falconer(s) => s.batch_size(),
-            AnySink::Phoenix(s) => s.batch_size(),
-            AnySink::OpenSearch(s) => s.batch_size(),
-        }
-    }
+/// How the engine builds a sink of each type.
+pub trait FromConsumer: Sized {
+    /// The sink `declared` asks for, or why it cannot run.
+    fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError>;
+}
 
-    async fn send(&mut self, events: &[Event]) -> Outcome {
-        match self {
-            AnySink::File(s) => s.send(events).await,
-            AnySink::Stdout(s) => s.send(events).await,
-            AnySink::Webhook(s) => s.send(events).await,
-            AnySink::Falconer(s) => s.send(events).await,
-            AnySink::Phoenix(s) => s.send(events).await,
-            AnySink::OpenSearch(s) => s.send(events).await,
+/// Registers every sink: `Variant(module::Sink) = SinkType`. The match on `SinkType` is
+/// exhaustive, so a type without a sink does not compile.
+macro_rules! sinks {
+    ($($variant:ident($sink:ty) = $kind:ident),* $(,)?) => {
+        /// Every sink this hub has, chosen by the consumer's `type`: a closed set while all
+        /// sinks live in this repository.
+        pub enum AnySink {
+            $($variant($sink)),*
         }
-    }
+
+        impl AnySink {
+            /// The sink a declared consumer asks for, or why it cannot run. `kube` is the
+            /// hub's Kubernetes client, when it runs in a cluster (Phoenix needs it).
+            pub fn build(
+                desired: &Desired,
+                kube: Option<&kube::Client>,
+            ) -> Result<AnySink, DeliveryError> {
+                let declared = Declared {
+                    name: &desired.consumer.name,
+                    consumer: &desired.consumer,
+                    secrets: &desired.secrets,
+                    kube,
+                };
+                Ok(match desired.consumer.sink {
+                    $(SinkType::$kind => AnySink::$variant(
+                        <$sink as FromConsumer>::from_consumer(&declared)?
+                    ),)*
+                })
+            }
+        }
+
+        impl Sink for AnySink {
+            fn batch_size(&self) -> usize {
+                match self {
+                    $(AnySink::$variant(s) => s.batch_size(),)*
+                }
+            }
+
+            async fn send(&mut self, events: &[Event]) -> Outcome {
+                match self {
+                    $(AnySink::$variant(s) => s.send(events).await,)*
+                }
+            }
+        }
+    };
+}
+
+sinks! {
+    File(file::FileLines) = File,
+    Stdout(file::Stdout) = Stdout,
+    Webhook(webhook::Webhook) = Webhook,
+    Falconer(falconer::Falconer) = Falconer,
+    Phoenix(phoenix::PhoenixSink) = Phoenix,
+    OpenSearch(opensearch::OpenSearchSink) = Opensearch,
 }

@@ -17,6 +17,7 @@ use crate::consumers::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
+use crate::sinks::{Declared, FromConsumer};
 use falconer_model::crd::{self, OpenSearchAuth};
 use falconer_store::Event;
 use opensearch::auth::{ClientCertificate, Credentials};
@@ -217,6 +218,13 @@ impl OpenSearchSink {
             body.push(b'\n');
         }
         body
+    }
+}
+
+impl FromConsumer for OpenSearchSink {
+    fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
+        let settings = declared.section(declared.consumer.opensearch.as_ref(), "opensearch")?;
+        OpenSearchSink::build(declared.name, settings, declared.secrets)
     }
 }
 

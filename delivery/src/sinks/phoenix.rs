@@ -28,6 +28,7 @@
 
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
+use crate::sinks::{Declared, FromConsumer};
 use chrono::{DateTime, TimeDelta, Utc};
 use falconer_model::crd::PhoenixConfig;
 use falconer_store::Event;
@@ -337,6 +338,21 @@ impl PhoenixSink {
             Ok(_) => Ok(()),
             Err(error) => classify(&error),
         }
+    }
+}
+
+impl FromConsumer for PhoenixSink {
+    fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
+        let client = declared.kube.ok_or_else(|| {
+            declared.config(
+                "type phoenix creates SecurityEvents in the hub's own cluster; this hub does \
+                 not run in one"
+                    .into(),
+            )
+        })?;
+        let settings = declared.consumer.phoenix.clone().unwrap_or_default();
+        PhoenixSink::build(declared.name, &settings, client.clone())
+            .map_err(|e| declared.config(e.to_string()))
     }
 }
 

@@ -5,8 +5,8 @@
 use crate::consumers::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
-use crate::sinks::event_json;
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
+use crate::sinks::{Declared, FromConsumer, event_json};
 use falconer_model::crd::WebhookConfig;
 use falconer_store::Event;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -96,6 +96,13 @@ impl Webhook {
             Err(e) => Answer::Retry(format!("POST {}: {}", self.url, chain(&e))),
             Ok(response) => answer(response).await,
         }
+    }
+}
+
+impl FromConsumer for Webhook {
+    fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
+        let settings = declared.section(declared.consumer.webhook.as_ref(), "webhook")?;
+        Webhook::build(declared.name, settings, declared.secrets)
     }
 }
 
