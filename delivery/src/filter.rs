@@ -82,7 +82,7 @@ mod tests {
     use falconer_model::crd::NamespaceFilter;
 
     fn event() -> Event {
-        crate::testing::event("Terminal shell in container")
+        crate::fixtures::event("Terminal shell in container")
     }
 
     fn matches(filter: Filter) -> bool {

@@ -9,12 +9,12 @@ pub mod consumers;
 pub mod engine;
 pub mod error;
 pub mod filter;
+#[cfg(test)]
+mod fixtures;
 pub mod metrics;
 pub mod settings;
 pub mod sink;
 pub mod sinks;
-#[cfg(test)]
-mod testing;
 pub mod worker;
 
 pub use engine::{ConsumerView, Delivery};

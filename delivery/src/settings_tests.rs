@@ -1,8 +1,8 @@
 use super::*;
-use crate::testing::{ApiServer, Route, expect, schema_errors, status, watch_lines};
 use falconer_model::crd::{
     Filter, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, SinkType, WebhookConfig,
 };
+use falconer_testkit::kube::{ApiServer, Route, expect, schema_errors, status, watch_lines};
 use http::Method;
 use k8s_openapi::jiff::Timestamp;
 use kube::CustomResourceExt;

@@ -1,5 +1,6 @@
 //! `falconer-loadgen`: posts realistic Falco alerts to a hub and reports events/s and latency
-//! percentiles; also dumps the same alerts for database baselines and serves the HTTP baseline.
+//! percentiles; also dumps the same alerts for database baselines, serves the HTTP baseline and
+//! the OpenSearch-compatible test server of `falconer-testkit` (the delivery benchmark's sink).
 
 mod alerts;
 mod noop;
@@ -231,7 +232,7 @@ async fn serve_opensearch(
     expect: Option<u64>,
     keep_sources: bool,
 ) -> std::io::Result<()> {
-    use falconer_loadgen::opensearch::{OpenSearchServer, Options};
+    use falconer_testkit::opensearch::{OpenSearchServer, Options};
     let server = OpenSearchServer::bind(
         listen,
         Options {

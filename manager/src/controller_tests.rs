@@ -5,8 +5,8 @@
 use super::*;
 use crate::objects::tests::{all_enabled, policy};
 use crate::settings::tests::{consumer, setting};
-use crate::testing::{ApiServer, Step, expect, status as api_status};
 use falconer_model::crd::{PolicySpec, SecretRef, SinkType};
+use falconer_testkit::kube::{ApiServer, Step, expect, status as api_status};
 use http::Method;
 use kube::runtime::reflector;
 use kube::runtime::watcher;
@@ -57,7 +57,7 @@ fn event(reason: &'static str, object: &'static str) -> Step {
             assert_eq!(body["regarding"]["kind"], "Policy");
             assert_eq!(body["related"]["name"], name);
         })
-        .reply_with_body(201)
+        .echo(201)
 }
 
 /// GET finds nothing, the apply creates, an event says so.
@@ -69,12 +69,12 @@ fn create(
 ) -> Vec<Step> {
     let url = format!("{path}/{name}");
     vec![
-        expect(Method::GET, &url).reply(404, api_status(404, "NotFound")),
+        expect(Method::GET, &url).reply(404, api_status(404, "NotFound", "not found")),
         expect(Method::PATCH, &url)
             .query("fieldManager=falconer-manager")
             .query("force=true")
             .check(check)
-            .reply_with(201, move |body| with_version(body, "1", generation)),
+            .echo_with(201, move |body| with_version(body, "1", generation)),
         event("Created", name),
     ]
 }
@@ -87,8 +87,7 @@ fn unchanged(path: &str, name: &str, generation: Option<i64>) -> Vec<Step> {
             200,
             json!({"metadata": {"name": name, "resourceVersion": "7", "generation": generation}}),
         ),
-        expect(Method::PATCH, &url)
-            .reply_with(200, move |body| with_version(body, "7", generation)),
+        expect(Method::PATCH, &url).echo_with(200, move |body| with_version(body, "7", generation)),
     ]
 }
 
@@ -108,13 +107,14 @@ fn update(
         ),
         expect(Method::PATCH, &url)
             .check(check)
-            .reply_with(200, move |body| with_version(body, "8", next)),
+            .echo_with(200, move |body| with_version(body, "8", next)),
         event("Updated", name),
     ]
 }
 
 fn already_gone(path: &str, name: &str) -> Step {
-    expect(Method::DELETE, &format!("{path}/{name}")).reply(404, api_status(404, "NotFound"))
+    expect(Method::DELETE, &format!("{path}/{name}"))
+        .reply(404, api_status(404, "NotFound", "not found"))
 }
 
 fn deleted(path: &str, name: &'static str) -> Vec<Step> {
@@ -155,7 +155,7 @@ fn status_patch(policy: &Policy, check: impl FnOnce(&Value) + Send + 'static) ->
             );
             check(&body["status"]);
         })
-        .reply_with(200, move |body| {
+        .echo_with(200, move |body| {
             let mut object = object;
             object["status"] = body["status"].clone();
             object
@@ -243,7 +243,7 @@ async fn an_unchanged_policy_applies_everything_again_without_events_and_reports
     );
     steps.push(
         expect(Method::PATCH, &format!("{APPS}/daemonsets/prod-falco"))
-            .reply_with(200, daemon_set_ready),
+            .echo_with(200, daemon_set_ready),
     );
     steps.extend(scanners_absent());
     steps.push(status_patch(&p, |status| {
@@ -310,7 +310,7 @@ fn scanners_in_place() -> Vec<Step> {
     steps.push(
         expect(Method::PATCH, &format!("{BATCH}/cronjobs/prod-kube-bench"))
             .check(|cron| assert_eq!(cron["spec"]["schedule"], "0 3 * * *"))
-            .reply_with(200, |body| with_version(body, "7", Some(1))),
+            .echo_with(200, |body| with_version(body, "7", Some(1))),
     );
     steps.extend(unchanged(NS, "serviceaccounts/prod-trivy", None));
     steps.extend(unchanged(RBAC, "clusterroles/falconer:prod-trivy", None));
@@ -328,7 +328,7 @@ fn scanners_in_place() -> Vec<Step> {
     steps.push(
         expect(Method::PATCH, &format!("{BATCH}/cronjobs/prod-trivy"))
             .check(|cron| assert_eq!(cron["spec"]["schedule"], "0 4 * * *"))
-            .reply_with(200, |body| with_version(body, "7", Some(1))),
+            .echo_with(200, |body| with_version(body, "7", Some(1))),
     );
     steps
 }
@@ -406,16 +406,24 @@ async fn a_refused_apply_fails_only_its_agent_reports_it_and_requeues_with_growi
     let (client, server) = ApiServer::start();
     let ctx = context(client, vec![]);
     let mut steps = vec![
-        expect(Method::GET, &format!("{NS}/serviceaccounts/prod-falco"))
-            .reply(404, api_status(404, "NotFound")),
-        expect(Method::PATCH, &format!("{NS}/serviceaccounts/prod-falco"))
-            .reply(403, api_status(403, "Forbidden")),
+        expect(Method::GET, &format!("{NS}/serviceaccounts/prod-falco")).reply(
+            404,
+            api_status(404, "NotFound", r#"serviceaccounts "prod-falco" not found"#),
+        ),
+        expect(Method::PATCH, &format!("{NS}/serviceaccounts/prod-falco")).reply(
+            403,
+            api_status(
+                403,
+                "Forbidden",
+                r#"serviceaccounts "prod-falco" is forbidden"#,
+            ),
+        ),
         expect(Method::POST, EVENTS)
             .check(|body| {
                 assert_eq!(body["reason"], "ApplyFailed");
                 assert_eq!(body["type"], "Warning");
             })
-            .reply_with_body(201),
+            .echo(201),
     ];
     // Falco's ConfigMap and DaemonSet are skipped; the other agents are still handled.
     steps.extend(scanners_absent());
@@ -474,12 +482,13 @@ async fn an_unreachable_api_server_fails_the_pass_for_a_retry() {
     );
     steps.push(
         expect(Method::PATCH, &format!("{APPS}/daemonsets/prod-falco"))
-            .reply_with(200, daemon_set_ready),
+            .echo_with(200, daemon_set_ready),
     );
     steps.extend(scanners_absent());
-    steps.push(
-        expect(Method::PATCH, POLICY_STATUS).reply(503, api_status(503, "ServiceUnavailable")),
-    );
+    steps.push(expect(Method::PATCH, POLICY_STATUS).reply(
+        503,
+        api_status(503, "ServiceUnavailable", "etcd leader changed"),
+    ));
     let script = server.run(steps);
     let error = reconcile_policy(Arc::new(p), ctx)
         .await
@@ -503,7 +512,7 @@ fn setting_status_patch(s: &Setting, check: impl FnOnce(&Value) + Send + 'static
             );
             check(&body["status"]);
         })
-        .reply_with(200, move |body| {
+        .echo_with(200, move |body| {
             let mut object = object;
             object["status"] = body["status"].clone();
             object
@@ -543,7 +552,7 @@ async fn a_setting_whose_secret_has_the_keys_its_sink_reads_is_ready() {
         }),
         expect(Method::POST, EVENTS)
             .check(|body| assert_eq!(body["reason"], "Valid"))
-            .reply_with_body(201),
+            .echo(201),
     ]);
     let action = reconcile_setting(Arc::new(s), ctx)
         .await
@@ -559,8 +568,10 @@ async fn a_missing_secret_and_a_reused_consumer_name_are_reported_in_the_conditi
     let (client, server) = ApiServer::start();
     let ctx = context(client, vec![older, s.clone()]);
     let script = server.run(vec![
-        expect(Method::GET, &format!("{NS}/secrets/os-creds"))
-            .reply(404, api_status(404, "NotFound")),
+        expect(Method::GET, &format!("{NS}/secrets/os-creds")).reply(
+            404,
+            api_status(404, "NotFound", r#"secrets "os-creds" not found"#),
+        ),
         setting_status_patch(&s, |status| {
             let valid = condition(status, "Valid");
             assert_eq!(valid["status"], "False");
@@ -583,7 +594,7 @@ async fn a_missing_secret_and_a_reused_consumer_name_are_reported_in_the_conditi
                 assert_eq!(body["reason"], "Invalid");
                 assert_eq!(body["type"], "Warning");
             })
-            .reply_with_body(201),
+            .echo(201),
     ]);
     reconcile_setting(Arc::new(s), ctx)
         .await

@@ -91,7 +91,7 @@ pub fn write(out: &Path, images: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ApiServer, expect};
+    use falconer_testkit::kube::{ApiServer, expect};
     use http::Method;
     use serde_json::json;
 

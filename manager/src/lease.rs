@@ -253,7 +253,7 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ApiServer, expect};
+    use falconer_testkit::kube::{ApiServer, expect};
     use http::Method;
     use serde_json::json;
 
@@ -328,7 +328,7 @@ mod tests {
                     assert_eq!(body["spec"]["holderIdentity"], "pod-a");
                     assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
                 })
-                .reply_with_body(201),
+                .echo(201),
         ]);
         let mut elector = Elector::new(Api::namespaced(client, "falconer-system"), config());
         assert!(elector.try_acquire_or_renew().await.expect("no error"));
@@ -377,7 +377,7 @@ mod tests {
                         "a renewal is no transition"
                     );
                 })
-                .reply_with_body(200),
+                .echo(200),
         ]);
         let mut elector = Elector::new(Api::namespaced(client, "falconer-system"), config());
         assert!(elector.try_acquire_or_renew().await.expect("no error"));
@@ -395,10 +395,18 @@ mod tests {
     }
 
     fn not_found() -> serde_json::Value {
-        crate::testing::status(404, "NotFound")
+        falconer_testkit::kube::status(
+            404,
+            "NotFound",
+            r#"leases.coordination.k8s.io "falconer-manager" not found"#,
+        )
     }
 
     fn conflict() -> serde_json::Value {
-        crate::testing::status(409, "AlreadyExists")
+        falconer_testkit::kube::status(
+            409,
+            "AlreadyExists",
+            r#"leases.coordination.k8s.io "falconer-manager" already exists"#,
+        )
     }
 }

@@ -18,8 +18,5 @@ pub mod server;
 pub mod settings;
 pub mod status;
 
-#[cfg(test)]
-pub(crate) mod testing;
-
 pub use error::{Error, Result};
 pub use run::{Options, run};

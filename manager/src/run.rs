@@ -259,7 +259,7 @@ async fn controllers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ApiServer, expect, status};
+    use falconer_testkit::kube::{ApiServer, expect, status};
     use http::Method;
     use serde_json::json;
 
@@ -271,7 +271,7 @@ mod tests {
                 .query("limit=1")
                 .reply(200, json!({"apiVersion": "falconer.io/v1alpha1", "kind": "PolicyList", "metadata": {}, "items": []})),
             expect(Method::GET, "/apis/falconer.io/v1alpha1/settings")
-                .reply(404, status(404, "NotFound")),
+                .reply(404, status(404, "NotFound", "the server could not find the requested resource")),
         ]);
         let error = check_crds(&client).await.expect_err("missing CRD");
         assert!(matches!(&error, Error::CrdMissing(name) if name == "settings.falconer.io"));

@@ -2,8 +2,8 @@
 
 use crate::helpers::{Backend, TestApp, TestDb, alert, consumer, hub_config, wait_until};
 use crate::on_both_stores;
-use crate::webhook_server::WebhookServer;
-use falconer_loadgen::opensearch::{OpenSearchServer, Options};
+use falconer_testkit::opensearch::{OpenSearchServer, Options};
+use falconer_testkit::webhook::WebhookServer;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;

@@ -1,9 +1,9 @@
 //! The `opensearch` sink, through the real `opensearch` crate client, against the
-//! OpenSearch-compatible test server of `falconer-loadgen`.
+//! OpenSearch-compatible test server of `falconer-testkit`.
 
 use crate::helpers::{Backend, TestApp, TestDb, alert, consumer, hub_config, wait_until};
 use crate::on_both_stores;
-use falconer_loadgen::opensearch::{Faults, ItemFault, OpenSearchServer, Options};
+use falconer_testkit::opensearch::{Faults, ItemFault, OpenSearchServer, Options};
 use serde_json::{Value, json};
 
 fn search_consumer(name: &str, server: &str, extra: Value) -> Value {

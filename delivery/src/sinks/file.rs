@@ -155,7 +155,7 @@ impl Sink for Stdout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::event;
+    use crate::fixtures::event;
 
     fn sink(dir: &std::path::Path, max_bytes: u64, keep: u32) -> FileLines {
         FileLines::build(

@@ -521,7 +521,7 @@ fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::event;
+    use crate::fixtures::event;
 
     #[test]
     fn base64_matches_the_rfc_4648_test_vectors() {

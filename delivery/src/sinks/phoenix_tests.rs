@@ -1,7 +1,7 @@
 use super::*;
-use crate::testing::{ApiServer, expect, schema_errors, status};
 use chrono::TimeZone;
 use falconer_model::event::{Kind, Severity};
+use falconer_testkit::kube::{ApiServer, expect, schema_errors, status};
 use http::Method;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;

@@ -1,18 +1,24 @@
-//! Test doubles of the Kubernetes API server, on kube-rs's mock service (there is no cluster
-//! on the build machine; see shared/reference/toolchain.md).
+//! A scripted Kubernetes API server on kube-rs's mock service (there is no cluster on the
+//! build machine; see shared/reference/toolchain.md): [`ApiServer::start`] gives a real
+//! `kube::Client` whose requests go to the test instead of a cluster. It works on HTTP
+//! requests and JSON values, not on Falconer's types, so the crates whose tests use it need
+//! not be its dependencies.
 //!
-//! - `ApiServer::run` plays a script: each request must be the next expected one (method,
-//!   path, query, body), like controller-rs's `ApiServerVerifier`. A request that never comes
-//!   fails the test after a few seconds; a request after the script ended fails the client
-//!   call, because the mock service is gone.
-//! - `ApiServer::route` answers by path from per-path queues and keeps requests beyond the
+//! - [`ApiServer::run`] plays a script: each request must be the next expected one (method,
+//!   path, query, body), like controller-rs's `ApiServerVerifier`, and gets the step's answer
+//!   (a JSON body, or the request body echoed, changed or not, as the API server returns an
+//!   applied object). A request that never comes fails the test after a few seconds instead
+//!   of hanging it; a request after the script ended fails the client call, because the mock
+//!   service is gone.
+//! - [`ApiServer::route`] answers by path from per-path queues and keeps requests beyond the
 //!   queue open without an answer, which is what an idle watch looks like. For code that
 //!   polls several watches at once, whose request order is not fixed.
-//! - `schema_errors` checks a JSON object against a CRD's structural schema.
+//! - [`status`] is the API server's error body, [`watch_lines`] its watch stream, and
+//!   [`schema_errors`] checks a JSON object against a CRD's structural schema.
 
+use ::kube::Client;
+use ::kube::client::Body;
 use http::{Method, Request, Response};
-use kube::Client;
-use kube::client::Body;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,9 +41,15 @@ pub struct Step {
     path: String,
     query: Vec<String>,
     check: Option<Check>,
-    status: u16,
-    reply: Value,
-    echo: bool,
+    reply: Reply,
+}
+
+enum Reply {
+    Json(u16, Value),
+    /// The request body, as the API server returns a created or applied object.
+    Echo(u16),
+    /// The request body, changed by a function (e.g. adding a status or a resourceVersion).
+    EchoWith(u16, Box<dyn FnOnce(Value) -> Value + Send>),
 }
 
 pub fn expect(method: Method, path: &str) -> Step {
@@ -46,9 +58,7 @@ pub fn expect(method: Method, path: &str) -> Step {
         path: path.into(),
         query: Vec::new(),
         check: None,
-        status: 200,
-        reply: json!({}),
-        echo: false,
+        reply: Reply::Json(200, json!({})),
     }
 }
 
@@ -71,15 +81,24 @@ impl Step {
     }
 
     pub fn reply(mut self, status: u16, body: Value) -> Step {
-        self.status = status;
-        self.reply = body;
+        self.reply = Reply::Json(status, body);
         self
     }
 
     /// Answers with the request body, as the API server returns a created or applied object.
     pub fn echo(mut self, status: u16) -> Step {
-        self.status = status;
-        self.echo = true;
+        self.reply = Reply::Echo(status);
+        self
+    }
+
+    /// Answers with the request body changed by `change`, e.g. with the status or
+    /// `resourceVersion` the API server would add.
+    pub fn echo_with(
+        mut self,
+        status: u16,
+        change: impl FnOnce(Value) -> Value + Send + 'static,
+    ) -> Step {
+        self.reply = Reply::EchoWith(status, Box::new(change));
         self
     }
 }
@@ -159,9 +178,13 @@ impl ApiServer {
                 if let Some(check) = step.check {
                     check(&body);
                 }
-                let reply = if step.echo { &body } else { &step.reply };
-                let reply = serde_json::to_vec(reply).expect("JSON");
-                send.send_response(response(step.status, reply));
+                let (status, reply) = match step.reply {
+                    Reply::Json(status, value) => (status, value),
+                    Reply::Echo(status) => (status, body),
+                    Reply::EchoWith(status, change) => (status, change(body)),
+                };
+                let reply = serde_json::to_vec(&reply).expect("JSON");
+                send.send_response(response(status, reply));
             }
         }))
     }
@@ -277,29 +300,4 @@ pub fn schema_errors(value: &Value, schema: &Value, path: &str) -> Vec<String> {
         }
     }
     errors
-}
-
-use falconer_store::Event;
-
-/// A Falco-like warning event in namespace `shop`, cluster `prod`, with the given rule.
-pub fn event(rule: &str) -> Event {
-    let text = serde_json::json!({
-        "id": uuid::Uuid::now_v7(),
-        "time": "2026-05-04T10:11:12Z",
-        "received_at": "2026-05-04T10:11:12Z",
-        "source": "falco",
-        "kind": "runtime_alert",
-        "severity": "warning",
-        "severity_raw": "Warning",
-        "rule": rule,
-        "message": "A shell was spawned",
-        "tags": ["container", "shell"],
-        "cluster": "prod",
-        "namespace": "shop",
-        "pod": "web-1",
-        "fields": {"proc.name": "bash"},
-        "raw": {"rule": rule}
-    })
-    .to_string();
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("test event: {e}"))
 }

@@ -1,0 +1,28 @@
+//! Test doubles of the services Falconer talks to that cannot run on the build machine (see
+//! shared/reference/toolchain.md): what the tests and benchmarks establish about Falconer
+//! talking to these services is verified against these fakes only, so each one keeps to the
+//! real wire format for the part it implements, and no more:
+//!
+//! - [`opensearch`]: an HTTP server speaking OpenSearch's REST API as the `opensearch` sink
+//!   uses it: `_bulk` (NDJSON in, per-item results out), index templates, data streams,
+//!   `_refresh`, `_count`, a simple `_search` and `_doc/{id}`, with injectable failures
+//!   (whole-request and per-document statuses, 413 over a size limit, slow answers) and
+//!   counters for benchmarks. `falconer-loadgen opensearch-server` serves it.
+//! - [`kube`]: a scripted Kubernetes API server behind a real `kube::Client` (kube-rs's mock
+//!   service): each request is checked against the next expected one (method, path, query,
+//!   JSON body) and answered with a scripted JSON body, the API server's `Status` error body,
+//!   or the request body echoed back as an applied object; or requests are answered by path
+//!   from queues, watches as JSON-lines event streams that stay open when idle. Lists, gets,
+//!   server-side apply, status patches, creates and deletes, leases and events are whatever
+//!   the script says: the fake knows paths and bodies, not resources, and checks CRD objects
+//!   against their structural schema ([`kube::schema_errors`]).
+//! - [`webhook`]: an HTTP receiver for the `webhook` sink: takes a JSON event or a JSON array
+//!   of events by `POST` on any path, answers 200, records headers, bodies and event ids, and
+//!   can be told to answer 503 to everything or 400 to events of one rule.
+
+// Test support: a panic fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod kube;
+pub mod opensearch;
+pub mod webhook;
