@@ -8,14 +8,13 @@ use crate::config::{Config, Toggle};
 use actix_web::dev::ServerHandle;
 use falconer_analyst::Analyst;
 use falconer_delivery::Delivery;
-use falconer_delivery::consumers::Desired;
-use falconer_delivery::settings::Observed;
+use falconer_delivery::declared::{Declarations, Desired};
 use falconer_hub::Hub;
 use falconer_hub::retention::Retention;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use tokio::sync::watch;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Which subcommand runs the application; `kubernetes.settings: auto` watches Settings only
@@ -36,11 +35,7 @@ impl Mode {
 }
 
 /// The cluster the hub runs in, when it takes its consumers from Settings.
-pub struct Kube {
-    pub client: kube::Client,
-    /// The namespace of the consumers' Secrets.
-    pub namespace: String,
-}
+pub use falconer_delivery::declared::Cluster as Kube;
 
 /// A running application: the HTTP server serves, delivery and retention run.
 pub struct Application {
@@ -52,7 +47,7 @@ pub struct Application {
     pub analyst: Analyst,
     handle: ServerHandle,
     server: JoinHandle<std::io::Result<()>>,
-    consumers: Consumers,
+    consumers: Declarations,
     engine: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -76,7 +71,12 @@ impl Application {
             &mut registry,
             kube.as_ref().map(|k| k.client.clone()),
         );
-        let consumers = Consumers::start(config, kube, delivery.clone());
+        let consumers = Declarations::start(
+            &config.consumers,
+            kube,
+            Duration::from_secs(config.kubernetes.status_interval_secs),
+            delivery.clone(),
+        );
         let engine = delivery.clone().spawn(consumers.desired.clone());
         let mut tasks = vec![tokio::spawn(
             Retention::new(
@@ -128,10 +128,7 @@ impl Application {
     /// Replaces the consumers declared by the configuration file, as an edited file read
     /// again would; `false` when consumers come from Settings (the cluster declares them).
     pub fn declare(&self, consumers: Vec<Desired>) -> bool {
-        match &self.consumers.file {
-            Some(file) => file.send(consumers).is_ok(),
-            None => false,
-        }
+        self.consumers.declare(consumers)
     }
 
     /// Runs until SIGINT/SIGTERM, then stops as [`Self::stop`] does after the server.
@@ -198,67 +195,4 @@ async fn kubernetes_client(config: &Config, mode: Mode) -> Result<Option<Kube>, 
     };
     tracing::info!(%namespace, "Taking consumers from Setting objects");
     Ok(Some(Kube { client, namespace }))
-}
-
-/// Where the engine's consumers come from: the configuration file alone, or (in a cluster)
-/// Settings merged with it, with their delivery state written back into the Settings.
-struct Consumers {
-    desired: watch::Receiver<Vec<Desired>>,
-    /// What the Setting watcher saw (in a cluster).
-    observed: Option<watch::Receiver<Observed>>,
-    /// Keeps the file's declarations alive (dropping it stops the engine).
-    file: Option<watch::Sender<Vec<Desired>>>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Consumers {
-    fn start(config: &Config, kube: Option<Kube>, delivery: Delivery) -> Consumers {
-        let Some(kube) = kube else {
-            let file = falconer_delivery::consumers::from_config_file(&config.consumers);
-            let (file, desired) = watch::channel(file);
-            return Consumers {
-                desired,
-                observed: None,
-                file: Some(file),
-                tasks: Vec::new(),
-            };
-        };
-        let watch = falconer_delivery::settings::watch_settings(
-            kube.client.clone(),
-            &kube.namespace,
-            config.consumers.clone(),
-        );
-        let observed = watch.observed.clone();
-        let mut writer = falconer_delivery::settings::StatusWriter::new(kube.client);
-        let every = std::time::Duration::from_secs(config.kubernetes.status_interval_secs);
-        let status = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let observed = observed.borrow().clone();
-                delivery.set_left_out(observed.problems.clone());
-                match delivery.reports().await {
-                    Ok(reports) => {
-                        if let Err(e) = writer.write(&observed, &reports).await {
-                            tracing::warn!(error = %e, "Cannot write Setting status");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "Cannot read consumer state"),
-                }
-            }
-        });
-        Consumers {
-            desired: watch.desired,
-            observed: Some(watch.observed),
-            file: None,
-            tasks: vec![watch.task, status],
-        }
-    }
-
-    fn stop(self) {
-        drop(self.file);
-        for task in self.tasks {
-            task.abort();
-        }
-    }
 }

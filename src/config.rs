@@ -196,7 +196,7 @@ impl Config {
         if self.kubernetes.status_interval_secs == 0 {
             return Err("kubernetes.status_interval_secs: must be greater than 0".into());
         }
-        falconer_delivery::consumers::validate(&self.consumers, "consumers")?;
+        falconer_delivery::declared::validate(&self.consumers, "consumers")?;
         if self.ingest.max_report_findings > self.store.queue_max_events {
             return Err(format!(
                 "ingest.max_report_findings: {} exceeds store.queue_max_events ({}); such a \

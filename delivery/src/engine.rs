@@ -3,7 +3,7 @@
 //! consumer's state for the API, metrics and `Setting` status.
 
 use crate::config::DeliveryConfig;
-use crate::consumers::{ConsumerReport, Desired, Origin};
+use crate::declared::{ConsumerReport, Desired, Origin};
 use crate::error::DeliveryError;
 use crate::filter::Matcher;
 use crate::metrics::{ConsumerLabel, DeliveryMetrics};

@@ -5,14 +5,13 @@
 
 pub mod backoff;
 pub mod config;
-pub mod consumers;
+pub mod declared;
 pub mod engine;
 pub mod error;
 pub mod filter;
 #[cfg(test)]
 mod fixtures;
 pub mod metrics;
-pub mod settings;
 pub mod sink;
 pub mod sinks;
 pub mod worker;

@@ -4,7 +4,7 @@
 
 use chrono::{TimeDelta, Utc};
 use falconer_delivery::Delivery;
-use falconer_delivery::settings::Observed;
+use falconer_delivery::declared::Observed;
 use falconer_store::retention::{RetentionRun, parse_age};
 use falconer_store::{Store, StoreConfig, StoreError};
 use prometheus_client::encoding::EncodeLabelSet;

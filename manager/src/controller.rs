@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::objects::{self, Agent, Child, ChildKey, ChildKind, FIELD_MANAGER};
-use crate::settings;
+use crate::setting_checks;
 use crate::status::{self, AgentOutcome};
 use falconer_model::crd::{Policy, PolicyStatus, Setting, SettingStatus};
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -253,7 +253,7 @@ fn now() -> Time {
 /// The cluster name agents stamp on reports: the Settings', else the manager's default.
 pub fn cluster_name(ctx: &Context) -> String {
     let all: Vec<Setting> = ctx.settings.state().iter().map(|s| (**s).clone()).collect();
-    settings::cluster_name(&all).unwrap_or_else(|| ctx.default_cluster.clone())
+    setting_checks::cluster_name(&all).unwrap_or_else(|| ctx.default_cluster.clone())
 }
 
 /// One pass over a Policy: apply every enabled agent's objects, delete every disabled
@@ -481,11 +481,11 @@ async fn reconcile_setting_inner(setting: &Setting, ctx: &Context) -> Result<Act
         .map(|s| (**s).clone())
         .collect();
     all.push(setting.clone());
-    let problems = settings::problems(setting, &all);
+    let problems = setting_checks::problems(setting, &all);
 
     let mut secret_problems = Vec::new();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    for need in settings::secret_needs(setting, &ctx.namespace) {
+    for need in setting_checks::secret_needs(setting, &ctx.namespace) {
         let found = match secrets.get_opt(&need.name).await {
             // Only key names are kept; values are dropped here.
             Ok(secret) => secret.map(|s| {
@@ -502,7 +502,7 @@ async fn reconcile_setting_inner(setting: &Setting, ctx: &Context) -> Result<Act
             }
             Err(e) => return Err(e.into()),
         };
-        secret_problems.extend(settings::secret_problems(&need, found.as_deref()));
+        secret_problems.extend(setting_checks::secret_problems(&need, found.as_deref()));
     }
 
     let previous = setting

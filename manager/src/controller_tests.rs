@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::objects::tests::{all_enabled, policy};
-use crate::settings::tests::{consumer, setting};
+use crate::setting_checks::tests::{consumer, setting};
 use falconer_model::crd::{PolicySpec, SecretRef, SinkType};
 use falconer_testkit::kube::{ApiServer, Step, expect, status as api_status};
 use http::Method;

@@ -15,7 +15,7 @@ pub mod objects;
 pub mod render;
 pub mod run;
 pub mod server;
-pub mod settings;
+pub mod setting_checks;
 pub mod status;
 
 pub use error::{Error, Result};

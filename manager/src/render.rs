@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::objects::{self, Child};
-use crate::settings;
+use crate::setting_checks;
 use falconer_model::crd::{GROUP, Policy, Setting, VERSION};
 use kube::ResourceExt;
 use std::path::{Path, PathBuf};
@@ -92,7 +92,7 @@ fn crd_schema(kind: &str) -> Option<serde_json::Value> {
 /// is used when no Setting names the cluster (as the manager does).
 pub fn plan_objects(resources: &Resources, default_cluster: &str) -> Result<Vec<Child>> {
     for setting in &resources.settings {
-        let problems = settings::problems(setting, &resources.settings);
+        let problems = setting_checks::problems(setting, &resources.settings);
         if !problems.is_empty() {
             return Err(Error::Invalid {
                 kind: "Setting",
@@ -101,8 +101,8 @@ pub fn plan_objects(resources: &Resources, default_cluster: &str) -> Result<Vec<
             });
         }
     }
-    let cluster =
-        settings::cluster_name(&resources.settings).unwrap_or_else(|| default_cluster.to_owned());
+    let cluster = setting_checks::cluster_name(&resources.settings)
+        .unwrap_or_else(|| default_cluster.to_owned());
     let mut out = Vec::new();
     for policy in &resources.policies {
         policy.validate().map_err(|reason| Error::Invalid {

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-fn file_consumer(name: &str, path: &Path) -> falconer_delivery::consumers::Desired {
+fn file_consumer(name: &str, path: &Path) -> falconer_delivery::declared::Desired {
     consumer(
         json!({"name": name, "type": "file", "file": {"path": path}}),
         &[],
@@ -359,8 +359,8 @@ async fn the_consumers_api_tests_reports_and_refuses_what_cannot_run(backend: Ba
             &[],
         ),
         consumer(json!({"name": "twice", "type": "stdout"}), &[]),
-        falconer_delivery::consumers::Desired {
-            origin: falconer_delivery::consumers::Origin::Setting("team-b".into()),
+        falconer_delivery::declared::Desired {
+            origin: falconer_delivery::declared::Origin::Setting("team-b".into()),
             ..consumer(
                 json!({"name": "twice", "type": "file", "file": {"path": dir.path().join("x")}}),
                 &[],

@@ -7,7 +7,7 @@ use falconer::app::Application;
 use falconer::config::{Config, KubernetesConfig, Toggle};
 use falconer_analyst::AnalystConfig;
 use falconer_delivery::config::DeliveryConfig;
-use falconer_delivery::consumers::{Desired, Origin, SecretValue};
+use falconer_delivery::declared::{Desired, Origin, SecretValue};
 use falconer_hub::HubConfig;
 use falconer_model::crd::Consumer;
 use falconer_store::{DatabaseUrl, Store, StoreConfig};

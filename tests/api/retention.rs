@@ -6,7 +6,7 @@ use crate::on_both_stores;
 use chrono::{DateTime, TimeDelta, Utc};
 use falconer_delivery::Delivery;
 use falconer_delivery::config::DeliveryConfig;
-use falconer_delivery::settings::Observed;
+use falconer_delivery::declared::Observed;
 use falconer_hub::retention::{Outcome, Retention};
 use falconer_store::retention::RetentionRun;
 use falconer_store::{Event, Position, Progress, Start, Store, StoreConfig};

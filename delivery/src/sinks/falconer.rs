@@ -3,7 +3,7 @@
 //! keeps their cluster, source, severity and raw payload, and recognises a re-sent event as
 //! a duplicate.
 
-use crate::consumers::Secrets;
+use crate::declared::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};

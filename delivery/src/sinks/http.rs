@@ -2,7 +2,7 @@
 //! that turns an HTTP status into an action, and splitting a batch the target found too
 //! large.
 
-use crate::consumers::Secrets;
+use crate::declared::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome};
 use falconer_model::crd::SinkTls;

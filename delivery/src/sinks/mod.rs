@@ -17,7 +17,7 @@ pub fn event_json(event: &Event) -> Vec<u8> {
     serde_json::to_vec(event).unwrap_or_default()
 }
 
-use crate::consumers::{Desired, Secrets};
+use crate::declared::{Desired, Secrets};
 use crate::error::DeliveryError;
 use crate::sink::{Outcome, Sink};
 use falconer_model::crd::{Consumer, SinkType};

@@ -13,7 +13,7 @@
 //! - Falconer's index template (keyword fields, `fields` as `flat_object`, `raw` stored but not
 //!   indexed) is installed before the first send unless `template: false`.
 
-use crate::consumers::Secrets;
+use crate::declared::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
@@ -673,8 +673,8 @@ mod tests {
         let mut secrets = Secrets::new();
         let basic = match (env("OPENSEARCH_USERNAME"), env("OPENSEARCH_PASSWORD")) {
             (Some(user), Some(password)) => {
-                secrets.insert("username".into(), crate::consumers::SecretValue(user));
-                secrets.insert("password".into(), crate::consumers::SecretValue(password));
+                secrets.insert("username".into(), crate::declared::SecretValue(user));
+                secrets.insert("password".into(), crate::declared::SecretValue(password));
                 true
             }
             _ => false,

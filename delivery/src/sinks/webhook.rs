@@ -2,7 +2,7 @@
 //! headers, an `Idempotency-Key` (the event id, or a digest of the batch's ids) so a retried
 //! request can be recognised, and an optional HMAC-SHA256 signature of the body.
 
-use crate::consumers::Secrets;
+use crate::declared::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};

@@ -1,12 +1,14 @@
 use super::*;
+use crate::declared::status::*;
 use falconer_model::crd::{
     Filter, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, SinkType, WebhookConfig,
 };
 use falconer_testkit::kube::{ApiServer, Route, expect, schema_errors, status, watch_lines};
 use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::CustomResourceExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 const NAMESPACE: &str = "falconer-system";
