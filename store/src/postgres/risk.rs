@@ -8,7 +8,7 @@ use crate::risk::{
     ActivityRow, ExposedPods, HistoryAnswer, HistoryItem, HistoryQuery, MisconfigurationGroup,
     RiskInputs, RiskPage, RiskQuery, RiskRun, RiskScore, RiskWindow, ScoreKey, VulnerabilityGroup,
     factors_from_json, factors_to_json, fill_deltas, fold_activity, history_rows,
-    listing_conditions, risk_lock_key, severity, workload,
+    listing_conditions, order_by, risk_lock_key, score_key, severity, workload,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgRow};
@@ -87,7 +87,7 @@ impl Postgres {
         ));
         qb.push_bind(query.level.as_str());
         push_conditions(&mut qb, query);
-        qb.push(query.sort.order_by());
+        qb.push(order_by(query.sort));
         qb.push(" LIMIT ");
         qb.push_bind(i64::from(query.limit));
         qb.push(" OFFSET ");
@@ -195,11 +195,11 @@ async fn compute(
         .iter()
         .map(score_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let previous: HashMap<ScoreKey, f64> = before.iter().map(|s| (s.key(), s.score)).collect();
-    let current: HashSet<ScoreKey> = scores.iter().map(RiskScore::key).collect();
+    let previous: HashMap<ScoreKey, f64> = before.iter().map(|s| (score_key(s), s.score)).collect();
+    let current: HashSet<ScoreKey> = scores.iter().map(score_key).collect();
     let gone: Vec<RiskScore> = before
         .into_iter()
-        .filter(|s| !current.contains(&s.key()) && s.score > 0.0)
+        .filter(|s| !current.contains(&score_key(s)) && s.score > 0.0)
         .collect();
     fill_deltas(&mut scores, &previous);
     let history = history_rows(&scores, &gone);
