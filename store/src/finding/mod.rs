@@ -1,12 +1,21 @@
-//! Findings as the store applies and keeps them. The types are the model's
-//! (`falconer_model::finding`), re-exported here at their old path; this module adds what
-//! both databases share to apply a report and list findings.
+//! Findings as the store applies and keeps them: the latest state of each problem a scanner
+//! reports, changed by reports in the writer's transaction. The types are the model's
+//! (`falconer_model::finding`), re-exported here at their old path. This module holds what
+//! both databases share: the SQL of scopes, fixes, the upsert and listings, and the row
+//! mapping; each database binds a report's findings its own way.
 
 pub use falconer_model::finding::{
     Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, Report,
     ReportOutcome, ReportStored,
 };
+
+use crate::error::StoreError;
+use crate::sql::{self, Columns, Dialect, Part};
+use sqlx::QueryBuilder;
 use uuid::Uuid;
+
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 
 /// A report as the writer hands it to a database: `slots[i]` is the index, among the batch's
 /// unique events, of observation `i`'s event (or of the earlier event with its dedup key).
@@ -19,6 +28,20 @@ pub(crate) struct ReportWrite<'a> {
 pub(crate) const FINDING_COLUMNS: &str = "key, cluster, source, scope, kind, rule, severity, \
      severity_raw, message, namespace, image, node, fields, state, first_seen, last_seen, \
      fixed_at, event_id";
+
+/// The upsert of a report's findings: this, the rows (from arrays on PostgreSQL, a VALUES
+/// list on SQLite), then [`ON_FINDING_CONFLICT`].
+const INSERT_FINDINGS: &str = "INSERT INTO findings (key, cluster, source, scope, kind, rule, \
+    severity, severity_raw, message, namespace, image, node, fields, state, first_seen, \
+    last_seen, fixed_at, event_id, report) ";
+
+/// A finding seen again keeps its `first_seen`; one that was fixed opens again.
+const ON_FINDING_CONFLICT: &str = " ON CONFLICT (key) DO UPDATE SET scope = excluded.scope, \
+    kind = excluded.kind, rule = excluded.rule, severity = excluded.severity, \
+    severity_raw = excluded.severity_raw, message = excluded.message, \
+    namespace = excluded.namespace, image = excluded.image, node = excluded.node, \
+    fields = excluded.fields, state = 'open', last_seen = excluded.last_seen, \
+    fixed_at = NULL, event_id = excluded.event_id, report = excluded.report";
 
 /// Upserts the scope's newest report time; returns a row only when this report is not older
 /// than the newest applied before. Same SQL on both databases.
@@ -60,8 +83,16 @@ pub(crate) fn open_findings(report: &Report, applied: &[bool]) -> Vec<(usize, Uu
     pairs
 }
 
-pub(crate) fn listing_parts(q: &FindingQuery) -> Vec<crate::query::Part> {
-    use crate::query::Part::*;
+/// The query of a finding listing on `DB`: most severe first, then by key.
+pub(crate) fn listing<DB: Dialect>(q: &FindingQuery) -> QueryBuilder<'static, DB> {
+    sql::build(
+        format!("SELECT {FINDING_COLUMNS} FROM findings WHERE TRUE"),
+        listing_parts(q),
+    )
+}
+
+fn listing_parts(q: &FindingQuery) -> Vec<Part> {
+    use Part::*;
     let mut parts = Vec::new();
     let mut eq = |column: &'static str, value: Option<String>| {
         if let Some(v) = value {
@@ -91,7 +122,7 @@ pub(crate) fn listing_parts(q: &FindingQuery) -> Vec<crate::query::Part> {
         parts.push(Sql(" OR (severity = "));
         parts.push(Int(after.severity.rank().into()));
         parts.push(Sql(" AND key > "));
-        parts.push(Id(after.key));
+        parts.push(Key(after.key));
         parts.push(Sql("))"));
     }
     parts.push(Sql(" ORDER BY severity, key LIMIT "));
@@ -99,7 +130,7 @@ pub(crate) fn listing_parts(q: &FindingQuery) -> Vec<crate::query::Part> {
     parts
 }
 
-pub(crate) fn into_page(mut findings: Vec<Finding>, limit: u32) -> FindingPage {
+fn into_page(mut findings: Vec<Finding>, limit: u32) -> FindingPage {
     let limit = limit as usize;
     let next = if findings.len() > limit {
         findings.truncate(limit);
@@ -111,6 +142,36 @@ pub(crate) fn into_page(mut findings: Vec<Finding>, limit: u32) -> FindingPage {
         None
     };
     FindingPage { findings, next }
+}
+
+/// The page of a listing's rows.
+pub(crate) fn page<R: Columns>(rows: &[R], limit: u32) -> Result<FindingPage, StoreError> {
+    let findings = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok(into_page(findings, limit))
+}
+
+/// A finding from the columns of [`FINDING_COLUMNS`].
+fn from_row<R: Columns>(row: &R) -> Result<Finding, StoreError> {
+    Ok(Finding {
+        key: row.plain("key")?,
+        source: row.plain("source")?,
+        kind: sql::kind(&row.plain::<String>("kind")?)?,
+        cluster: row.plain("cluster")?,
+        scope: row.plain("scope")?,
+        rule: row.plain("rule")?,
+        severity: sql::severity(row.rank("severity")?)?,
+        severity_raw: row.plain("severity_raw")?,
+        message: row.plain("message")?,
+        namespace: row.plain("namespace")?,
+        image: row.plain("image")?,
+        node: row.plain("node")?,
+        fields: row.json("fields")?,
+        state: sql::state(&row.plain::<String>("state")?)?,
+        first_seen: row.time("first_seen")?,
+        last_seen: row.time("last_seen")?,
+        fixed_at: row.opt_time("fixed_at")?,
+        event_id: row.id("event_id")?,
+    })
 }
 
 #[cfg(test)]

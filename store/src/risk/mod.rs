@@ -4,6 +4,9 @@
 //! The model itself (weights, curve, factors) lives in the analyst crate and the types in
 //! `falconer_model::risk` (re-exported here at their old path); the store only aggregates in
 //! SQL, remembers the previous score of each object to give a delta, and keeps the history.
+//! Both databases share the listings, the history lookup, the comparison with the previous
+//! computation and the row mapping; the aggregation (PostgreSQL decays with `exp`, SQLite
+//! with a polynomial), the bulk writes and the one-analyst lock are each database's own.
 
 pub use falconer_model::risk::{
     AlertGroup, EXPOSED_TAG, Factor, FactorKind, History, HistoryAnswer, HistoryItem, HistoryQuery,
@@ -11,15 +14,27 @@ pub use falconer_model::risk::{
     RiskScore, RiskSort, RiskSummary, RiskWindow, VulnerabilityGroup, round1,
 };
 
+use crate::RiskModel;
+use crate::error::StoreError;
 use crate::event::{Severity, Workload};
+use crate::sql::{self, Columns, Dialect, Part};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use sqlx::QueryBuilder;
+use std::collections::{HashMap, HashSet};
+
+mod postgres;
+mod sqlite;
+
+/// Open (failed) misconfiguration findings per place and severity; the same SQL on both.
+const MISCONFIGURATIONS: &str = "SELECT cluster, namespace, node, image, severity, \
+    count(*) AS n FROM findings WHERE state = 'open' AND kind = 'misconfiguration' \
+    GROUP BY cluster, namespace, node, image, severity";
 
 /// (cluster, kind, namespace or '', name): the primary key of a score.
-pub(crate) type ScoreKey = (String, String, String, String);
+type ScoreKey = (String, String, String, String);
 
 /// The primary key of `score`.
-pub(crate) fn score_key(score: &RiskScore) -> ScoreKey {
+fn score_key(score: &RiskScore) -> ScoreKey {
     (
         score.cluster.clone(),
         score.kind.clone(),
@@ -29,7 +44,7 @@ pub(crate) fn score_key(score: &RiskScore) -> ScoreKey {
 }
 
 /// The ORDER BY of a listing in `sort` order.
-pub(crate) fn order_by(sort: RiskSort) -> &'static str {
+fn order_by(sort: RiskSort) -> &'static str {
     match sort {
         RiskSort::Score => " ORDER BY score DESC, cluster, namespace, kind, name",
         RiskSort::Name => " ORDER BY name, namespace, cluster, kind",
@@ -40,7 +55,7 @@ pub(crate) fn order_by(sort: RiskSort) -> &'static str {
 }
 
 /// A history row to write.
-pub(crate) struct HistoryRow<'a> {
+struct HistoryRow<'a> {
     pub score: &'a RiskScore,
     /// The score written (0 for an object that went away).
     pub value: f64,
@@ -50,7 +65,7 @@ pub(crate) struct HistoryRow<'a> {
 /// One row of the activity aggregate: a pod's events (or events outside any pod) per image
 /// and node and, for runtime alerts, per rule and severity. One scan of the window gives both
 /// the alert groups and the placements.
-pub(crate) struct ActivityRow {
+struct ActivityRow {
     pub cluster: String,
     pub namespace: Option<String>,
     pub pod: Option<String>,
@@ -65,11 +80,11 @@ pub(crate) struct ActivityRow {
 }
 
 /// (cluster, namespace, pod) of pods an event called exposed.
-pub(crate) type ExposedPods = std::collections::HashSet<(String, Option<String>, String)>;
+type ExposedPods = std::collections::HashSet<(String, Option<String>, String)>;
 
 /// Splits the activity aggregate into alert groups (merged over images and nodes) and
 /// placements.
-pub(crate) fn fold_activity(
+fn fold_activity(
     rows: Vec<ActivityRow>,
     exposed: &ExposedPods,
 ) -> (Vec<AlertGroup>, Vec<Placement>) {
@@ -142,7 +157,7 @@ pub(crate) fn fold_activity(
 
 /// Picks the one object a history query names, from the (cluster, namespace, kind) rows
 /// matching it.
-pub(crate) fn choose(
+fn choose(
     found: Vec<(String, String, String)>,
 ) -> Result<Option<(String, String, String)>, HistoryAnswer> {
     let distinct = |pick: fn(&(String, String, String)) -> &String| {
@@ -170,7 +185,7 @@ pub(crate) fn choose(
 }
 
 /// The counts of a computation that wrote `scores`.
-pub(crate) fn run_of(
+fn run_of(
     scores: &[RiskScore],
     computed_at: DateTime<Utc>,
     started: std::time::Instant,
@@ -186,7 +201,7 @@ pub(crate) fn run_of(
 }
 
 /// Fills `previous` and `delta` from the scores of the previous computation.
-pub(crate) fn fill_deltas(scores: &mut [RiskScore], previous: &HashMap<ScoreKey, f64>) {
+fn fill_deltas(scores: &mut [RiskScore], previous: &HashMap<ScoreKey, f64>) {
     for score in scores.iter_mut() {
         if let Some(&before) = previous.get(&score_key(score)) {
             score.previous = Some(before);
@@ -200,10 +215,7 @@ pub(crate) fn fill_deltas(scores: &mut [RiskScore], previous: &HashMap<ScoreKey,
 
 /// The history rows to write: objects whose score changed by 0.1 or more or that are new,
 /// and objects that went away (`gone`: a last row with score 0).
-pub(crate) fn history_rows<'a>(
-    scores: &'a [RiskScore],
-    gone: &'a [RiskScore],
-) -> Vec<HistoryRow<'a>> {
+fn history_rows<'a>(scores: &'a [RiskScore], gone: &'a [RiskScore]) -> Vec<HistoryRow<'a>> {
     let mut rows = Vec::new();
     for score in scores {
         match score.previous {
@@ -227,53 +239,210 @@ pub(crate) fn history_rows<'a>(
 
 /// The advisory-lock key of risk computation (PostgreSQL): one analyst computes at a time.
 pub fn risk_lock_key() -> i64 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(b"falconer.analyst/risk");
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
+    crate::postgres::lock_key(b"falconer.analyst/risk")
 }
 
 /// Factors from their stored JSON text.
-pub(crate) fn factors_from_json(text: &str) -> Result<Vec<Factor>, crate::StoreError> {
-    serde_json::from_str(text).map_err(|e| crate::StoreError::Corrupt(format!("risk factors: {e}")))
+pub(crate) fn factors_from_json(text: &str) -> Result<Vec<Factor>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("risk factors: {e}")))
 }
 
-pub(crate) fn factors_to_json(factors: &[Factor]) -> Result<String, crate::StoreError> {
+pub(crate) fn factors_to_json(factors: &[Factor]) -> Result<String, StoreError> {
     serde_json::to_string(factors)
-        .map_err(|e| crate::StoreError::Database(format!("encoding risk factors: {e}")))
+        .map_err(|e| StoreError::Database(format!("encoding risk factors: {e}")))
 }
 
-/// A severity stored as its rank.
-pub(crate) fn severity(rank: i64) -> Result<Severity, crate::StoreError> {
-    i16::try_from(rank)
-        .ok()
-        .and_then(Severity::from_rank)
-        .ok_or_else(|| crate::StoreError::Corrupt(format!("severity {rank}")))
-}
-
-/// The owner named by an event's workload columns, when both are set.
-pub(crate) fn workload(kind: Option<String>, name: Option<String>) -> Option<Workload> {
-    match (kind, name) {
-        (Some(kind), Some(name)) => Some(Workload { kind, name }),
-        _ => None,
-    }
-}
-
-/// The conditions of a listing after `WHERE level = …`, the same SQL on both databases:
-/// (text before the bind, value, text after).
-pub(crate) fn listing_conditions(query: &RiskQuery) -> Vec<(&'static str, &str, &'static str)> {
-    let mut conditions = Vec::new();
+/// The conditions of a listing after `WHERE level = …`, the same SQL on both databases.
+fn conditions(query: &RiskQuery) -> Vec<Part> {
+    let mut parts = vec![Part::Text(query.level.as_str().to_string())];
     if let Some(cluster) = &query.cluster {
-        conditions.push((" AND cluster = ", cluster.as_str(), ""));
+        parts.push(Part::Sql(" AND cluster = "));
+        parts.push(Part::Text(cluster.clone()));
     }
     if let Some(namespace) = &query.namespace {
-        conditions.push((" AND namespace = ", namespace.as_str(), ""));
+        parts.push(Part::Sql(" AND namespace = "));
+        parts.push(Part::Text(namespace.clone()));
     }
     if let Some(kind) = &query.kind {
-        conditions.push((" AND lower(kind) = lower(", kind.as_str(), ")"));
+        parts.push(Part::Sql(" AND lower(kind) = lower("));
+        parts.push(Part::Text(kind.clone()));
+        parts.push(Part::Sql(")"));
     }
-    conditions
+    parts
+}
+
+/// One page of a listing, reading `columns` (the dialect's [`score_from_row`] columns).
+fn scores_query<DB: Dialect>(query: &RiskQuery, columns: &str) -> QueryBuilder<'static, DB> {
+    let mut parts = conditions(query);
+    parts.push(Part::Sql(order_by(query.sort)));
+    parts.push(Part::Sql(" LIMIT "));
+    parts.push(Part::Int(i64::from(query.limit)));
+    parts.push(Part::Sql(" OFFSET "));
+    parts.push(Part::Int(i64::try_from(query.offset).unwrap_or(i64::MAX)));
+    sql::build(
+        format!("SELECT {columns} FROM risk_scores WHERE level = "),
+        parts,
+    )
+}
+
+/// How many scores a listing matches in all.
+fn count_query<DB: Dialect>(query: &RiskQuery) -> QueryBuilder<'static, DB> {
+    sql::build(
+        "SELECT count(*) FROM risk_scores WHERE level = ",
+        conditions(query),
+    )
+}
+
+/// The (cluster, namespace, kind) of the objects a history query may name.
+fn objects_query<DB: Dialect>(query: &HistoryQuery) -> QueryBuilder<'static, DB> {
+    let mut parts = vec![
+        Part::Text(query.kind.clone()),
+        Part::Sql(") AND name = "),
+        Part::Text(query.name.clone()),
+    ];
+    if let Some(cluster) = &query.cluster {
+        parts.push(Part::Sql(" AND cluster = "));
+        parts.push(Part::Text(cluster.clone()));
+    }
+    if let Some(namespace) = &query.namespace {
+        parts.push(Part::Sql(" AND namespace = "));
+        parts.push(Part::Text(namespace.clone()));
+    }
+    parts.push(Part::Sql(" ORDER BY cluster, namespace, kind LIMIT 100"));
+    sql::build(
+        "SELECT DISTINCT cluster, namespace, kind FROM risk_history WHERE lower(kind) = lower(",
+        parts,
+    )
+}
+
+/// The recorded scores of one object (`$1`–`$4`: cluster, namespace, kind, name), newest
+/// first, at most `$5`; `factors` reads the factors as text.
+fn history_sql(factors: &str) -> String {
+    format!(
+        "SELECT computed_at, score, delta, {factors} FROM risk_history \
+         WHERE cluster = $1 AND namespace = $2 AND kind = $3 AND name = $4 \
+         ORDER BY computed_at DESC LIMIT $5"
+    )
+}
+
+/// The history of the object `(cluster, namespace, kind)` a query named.
+fn history(
+    query: &HistoryQuery,
+    (cluster, namespace, kind): (String, String, String),
+    items: Vec<HistoryItem>,
+) -> HistoryAnswer {
+    HistoryAnswer::Found(History {
+        kind,
+        name: query.name.clone(),
+        cluster,
+        namespace: (!namespace.is_empty()).then_some(namespace),
+        items,
+    })
+}
+
+/// The scores `model` gives `inputs`, computed at `now`.
+fn score(model: RiskModel, inputs: RiskInputs, now: DateTime<Utc>) -> Vec<RiskScore> {
+    let mut scores = model(inputs);
+    for score in &mut scores {
+        score.computed_at = now;
+    }
+    scores
+}
+
+/// Fills the deltas of `scores` from the scores stored `before`, and returns the objects
+/// that went away (scored before, above 0, and not now).
+fn compare(scores: &mut [RiskScore], before: Vec<RiskScore>) -> Vec<RiskScore> {
+    let previous: HashMap<ScoreKey, f64> = before.iter().map(|s| (score_key(s), s.score)).collect();
+    let current: HashSet<ScoreKey> = scores.iter().map(score_key).collect();
+    let gone = before
+        .into_iter()
+        .filter(|s| !current.contains(&score_key(s)) && s.score > 0.0)
+        .collect();
+    fill_deltas(scores, &previous);
+    gone
+}
+
+/// Everything a computation reads, from the rows of the aggregates.
+fn inputs(
+    clusters: Vec<String>,
+    activity: Vec<ActivityRow>,
+    exposed: &ExposedPods,
+    vulnerabilities: Vec<VulnerabilityGroup>,
+    misconfigurations: Vec<MisconfigurationGroup>,
+) -> RiskInputs {
+    let (alerts, placements) = fold_activity(activity, exposed);
+    RiskInputs {
+        clusters,
+        alerts,
+        placements,
+        vulnerabilities,
+        misconfigurations,
+    }
+}
+
+fn score_from_row<R: Columns>(row: &R) -> Result<RiskScore, StoreError> {
+    let namespace: String = row.plain("namespace")?;
+    Ok(RiskScore {
+        cluster: row.plain("cluster")?,
+        namespace: (!namespace.is_empty()).then_some(namespace),
+        kind: row.plain("kind")?,
+        name: row.plain("name")?,
+        score: row.plain("score")?,
+        previous: row.plain("previous")?,
+        delta: row.plain("delta")?,
+        computed_at: row.time("computed_at")?,
+        factors: factors_from_json(&row.plain::<String>("factors")?)?,
+    })
+}
+
+fn history_item_from_row<R: Columns>(row: &R) -> Result<HistoryItem, StoreError> {
+    Ok(HistoryItem {
+        computed_at: row.time("computed_at")?,
+        score: row.plain("score")?,
+        delta: row.plain("delta")?,
+        factors: factors_from_json(&row.plain::<String>("factors")?)?,
+    })
+}
+
+fn activity_from_row<R: Columns>(row: &R) -> Result<ActivityRow, StoreError> {
+    let rule: Option<String> = row.plain("alert_rule")?;
+    let severity = row.opt_rank("alert_severity")?;
+    Ok(ActivityRow {
+        cluster: row.plain("cluster")?,
+        namespace: row.plain("namespace")?,
+        pod: row.plain("pod")?,
+        workload: sql::workload(row.plain("workload_kind")?, row.plain("workload_name")?),
+        image: row.plain("image")?,
+        node: row.plain("node")?,
+        alert: match (rule, severity) {
+            (Some(rule), Some(rank)) => Some((rule, sql::severity(rank)?)),
+            _ => None,
+        },
+        count: row.plain("n")?,
+        weight: row.plain("weight")?,
+        oldest: row.time("oldest")?,
+    })
+}
+
+fn vulnerability_from_row<R: Columns>(row: &R) -> Result<VulnerabilityGroup, StoreError> {
+    Ok(VulnerabilityGroup {
+        cluster: row.plain("cluster")?,
+        image: row.plain("image")?,
+        severity: sql::severity(row.rank("severity")?)?,
+        count: row.plain("n")?,
+        fixable: row.plain("fixable")?,
+    })
+}
+
+fn misconfiguration_from_row<R: Columns>(row: &R) -> Result<MisconfigurationGroup, StoreError> {
+    Ok(MisconfigurationGroup {
+        cluster: row.plain("cluster")?,
+        namespace: row.plain("namespace")?,
+        node: row.plain("node")?,
+        image: row.plain("image")?,
+        severity: sql::severity(row.rank("severity")?)?,
+        count: row.plain("n")?,
+    })
 }
 
 #[cfg(test)]
