@@ -37,6 +37,25 @@ pub(crate) fn build<DB: Dialect>(
     qb
 }
 
+/// Runs `sql` (no binds) on `conn` and maps every row with `from_row`.
+pub(crate) async fn map_all<'c, DB, E, T>(
+    conn: E,
+    sql: &str,
+    from_row: fn(&DB::Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    sqlx::query::<DB>(sql)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
 /// Types both databases decode from the same column the same way.
 pub(crate) trait Plain:
     for<'r> sqlx::Decode<'r, sqlx::Postgres>

@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::event::Event;
 use crate::events::{LIST_COLUMNS, from_row};
 use crate::postgres::{Postgres, lock_key};
-use crate::sql::Columns;
+use crate::sql::{Columns, map_all};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -32,10 +32,12 @@ impl Postgres {
     }
 
     pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
-        let rows = sqlx::query(&consumers_sql())
-            .fetch_all(&mut *self.connection().await?)
-            .await?;
-        rows.iter().map(consumer_from_row).collect()
+        map_all(
+            &mut *self.connection().await?,
+            &consumers_sql(),
+            consumer_from_row,
+        )
+        .await
     }
 
     pub async fn create_consumer(

@@ -10,7 +10,7 @@ use super::{
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::events::{LIST_COLUMNS, from_row};
-use crate::sql::Columns;
+use crate::sql::{Columns, map_all};
 use crate::sqlite::{Sqlite, micros, numbered};
 use chrono::Utc;
 use sqlx::QueryBuilder;
@@ -26,10 +26,7 @@ impl Sqlite {
     }
 
     pub async fn consumers(&self) -> Result<Vec<ConsumerRecord>, StoreError> {
-        let rows = sqlx::query(&consumers_sql())
-            .fetch_all(&self.readers)
-            .await?;
-        rows.iter().map(consumer_from_row).collect()
+        map_all(&self.readers, &consumers_sql(), consumer_from_row).await
     }
 
     pub async fn create_consumer(

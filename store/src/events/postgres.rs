@@ -3,14 +3,13 @@
 
 use super::{CLUSTERS, EventQuery, Page, cluster_from_row, event_sql, from_row, listing, page};
 use crate::error::StoreError;
-use crate::event::Cluster;
-use crate::event::{Event, Stored};
+use crate::event::{Cluster, Event, Stored};
 use crate::finding::postgres::apply_report;
 use crate::finding::{ReportOutcome, ReportWrite, scope_lock};
 use crate::postgres::Postgres;
 use crate::retention::day_of;
-use sqlx::Acquire;
-use sqlx::postgres::PgConnection;
+use crate::sql::map_all;
+use sqlx::{Acquire, PgConnection};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -143,12 +142,7 @@ impl Postgres {
     }
 
     pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
-        sqlx::query(CLUSTERS)
-            .fetch_all(&mut *self.connection().await?)
-            .await?
-            .iter()
-            .map(cluster_from_row)
-            .collect()
+        map_all(&mut *self.connection().await?, CLUSTERS, cluster_from_row).await
     }
 }
 

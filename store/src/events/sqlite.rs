@@ -6,6 +6,7 @@ use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
 use crate::finding::sqlite::apply_report;
 use crate::finding::{ReportOutcome, ReportWrite};
+use crate::sql::map_all;
 use crate::sqlite::{ROWS_PER_STATEMENT, Sqlite, json_text, numbered, parse_id};
 use sqlx::{QueryBuilder, SqliteConnection};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -57,12 +58,7 @@ impl Sqlite {
     }
 
     pub async fn clusters(&self) -> Result<Vec<Cluster>, StoreError> {
-        sqlx::query(CLUSTERS)
-            .fetch_all(&self.readers)
-            .await?
-            .iter()
-            .map(cluster_from_row)
-            .collect()
+        map_all(&self.readers, CLUSTERS, cluster_from_row).await
     }
 }
 

@@ -11,6 +11,7 @@ use super::{
 use crate::RiskModel;
 use crate::error::StoreError;
 use crate::postgres::Postgres;
+use crate::sql::map_all;
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgConnection};
 use std::time::Instant;
@@ -268,18 +269,9 @@ async fn read_inputs(
         .iter()
         .map(activity_from_row)
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let vulnerabilities = sqlx::query(VULNERABILITIES)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(vulnerability_from_row)
-        .collect::<Result<_, StoreError>>()?;
-    let misconfigurations = sqlx::query(MISCONFIGURATIONS)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(misconfiguration_from_row)
-        .collect::<Result<_, StoreError>>()?;
+    let vulnerabilities = map_all(&mut *conn, VULNERABILITIES, vulnerability_from_row).await?;
+    let misconfigurations =
+        map_all(&mut *conn, MISCONFIGURATIONS, misconfiguration_from_row).await?;
     Ok(inputs(
         clusters,
         activity,

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::RiskModel;
 use crate::error::StoreError;
+use crate::sql::map_all;
 use crate::sqlite::{ROWS_PER_STATEMENT, Sqlite, micros, numbered};
 use sqlx::{QueryBuilder, SqliteConnection};
 use std::time::Instant;
@@ -225,18 +226,9 @@ async fn read_inputs(
         .iter()
         .map(activity_from_row)
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let vulnerabilities = sqlx::query(VULNERABILITIES)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(vulnerability_from_row)
-        .collect::<Result<_, StoreError>>()?;
-    let misconfigurations = sqlx::query(MISCONFIGURATIONS)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(misconfiguration_from_row)
-        .collect::<Result<_, StoreError>>()?;
+    let vulnerabilities = map_all(&mut *conn, VULNERABILITIES, vulnerability_from_row).await?;
+    let misconfigurations =
+        map_all(&mut *conn, MISCONFIGURATIONS, misconfiguration_from_row).await?;
     Ok(inputs(
         clusters,
         activity,
