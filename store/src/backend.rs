@@ -3,9 +3,9 @@
 use crate::delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};
 use crate::error::StoreError;
 use crate::event::{Cluster, Event, Stored};
+use crate::events::{EventQuery, Page};
 use crate::finding::{FindingPage, FindingQuery, ReportOutcome, ReportWrite};
 use crate::postgres::Postgres;
-use crate::query::{EventQuery, Page};
 use crate::risk::{HistoryAnswer, HistoryQuery, RiskPage, RiskQuery, RiskRun, RiskWindow};
 use crate::sqlite::Sqlite;
 use crate::stats::{EventStats, EventStatsQuery, FindingStatsQuery, TargetCount};
@@ -72,54 +72,5 @@ impl Backend {
             Backend::Postgres(db) => db.close().await,
             Backend::Sqlite(db) => db.close().await,
         }
-    }
-}
-
-/// Columns of a listing (no `raw`) and of a single event (with it), in the order the
-/// row mappers read them.
-pub(crate) const LIST_COLUMNS: &str = "id, dedup_key, time, received_at, source, source_version, \
-     kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, \
-     image, node, workload_kind, workload_name, fields";
-
-/// Builds an event (or a finding) from the text columns both databases share.
-pub(crate) struct RowParts {
-    pub kind: String,
-    pub severity: i64,
-    pub workload_kind: Option<String>,
-    pub workload_name: Option<String>,
-    pub raw: Option<String>,
-}
-
-impl RowParts {
-    pub fn kind(&self) -> Result<crate::event::Kind, StoreError> {
-        self.kind.parse().map_err(StoreError::Corrupt)
-    }
-
-    pub fn severity(&self) -> Result<crate::event::Severity, StoreError> {
-        i16::try_from(self.severity)
-            .ok()
-            .and_then(crate::event::Severity::from_rank)
-            .ok_or_else(|| StoreError::Corrupt(format!("severity {}", self.severity)))
-    }
-
-    pub fn state(state: &str) -> Result<crate::finding::FindingState, StoreError> {
-        state.parse().map_err(StoreError::Corrupt)
-    }
-
-    pub fn workload(&mut self) -> Option<crate::event::Workload> {
-        match (self.workload_kind.take(), self.workload_name.take()) {
-            (Some(kind), Some(name)) => Some(crate::event::Workload { kind, name }),
-            _ => None,
-        }
-    }
-
-    pub fn raw(&mut self) -> Result<Option<Box<serde_json::value::RawValue>>, StoreError> {
-        self.raw
-            .take()
-            .map(|raw| {
-                serde_json::value::RawValue::from_string(raw)
-                    .map_err(|e| StoreError::Corrupt(format!("raw payload: {e}")))
-            })
-            .transpose()
     }
 }

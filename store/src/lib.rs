@@ -8,17 +8,24 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod finding;
-pub mod query;
 pub mod retention;
 pub mod risk;
 pub mod stats;
 
 mod backend;
+mod events;
 mod metrics;
 mod migrations;
 mod postgres;
+mod sql;
 mod sqlite;
 mod writer;
+
+/// Event queries: the filters and keyset pagination of `GET /api/v1/events`. They live in
+/// the events module, beside the SQL that answers them.
+pub mod query {
+    pub use crate::events::{Cursor, EventQuery, Page};
+}
 
 pub use config::{DatabaseUrl, StoreConfig};
 pub use delivery::{ConsumerRecord, DeadLetter, Lag, Position, Progress, Start};

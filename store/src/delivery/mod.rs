@@ -1,9 +1,16 @@
 //! What the store keeps for delivery to consumers (DESIGN.md §5): each consumer's cursor and
-//! counters, and the events its sink refused for good (dead letters).
+//! counters, and the events its sink refused for good (dead letters). The records and their
+//! row mapping are the same on both databases; the cursor is not: which events a position
+//! may already read (commit order) is each database's own (`postgres`, `sqlite`).
 
+use crate::error::StoreError;
+use crate::sql::Columns;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
+
+mod postgres;
+mod sqlite;
 
 /// A place in commit order. PostgreSQL: (writing transaction id, event id); SQLite: (row
 /// sequence, nil). Reading forward from a position never misses an event that commits later.
@@ -96,6 +103,59 @@ pub(crate) fn first_id_at(time: DateTime<Utc>) -> Uuid {
     bytes[6] = 0x70;
     bytes[8] = 0x80;
     Uuid::from_bytes(bytes)
+}
+
+const CONSUMER_COLUMNS: &str = "name, position_tx, position_id, received_since, delivered, \
+    skipped, retries, dead_letters, last_error, last_delivered_at, created_at";
+
+const DEAD_LETTER_COLUMNS: &str =
+    "id, consumer, event_id, reason, attempts, created_at, replay_requested";
+
+/// One consumer (`$1`: its name).
+fn consumer_sql() -> String {
+    format!("SELECT {CONSUMER_COLUMNS} FROM consumers WHERE name = $1")
+}
+
+fn consumers_sql() -> String {
+    format!("SELECT {CONSUMER_COLUMNS} FROM consumers ORDER BY name")
+}
+
+/// A consumer's dead letters after id `$2`, at most `$3`.
+fn dead_letters_sql() -> String {
+    format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE consumer = $1 AND id > $2 \
+         ORDER BY id LIMIT $3"
+    )
+}
+
+fn consumer_from_row<R: Columns>(row: &R) -> Result<ConsumerRecord, StoreError> {
+    Ok(ConsumerRecord {
+        name: row.plain("name")?,
+        position: Position {
+            tx: row.plain("position_tx")?,
+            id: row.id("position_id")?,
+        },
+        received_since: row.time("received_since")?,
+        delivered: row.plain("delivered")?,
+        skipped: row.plain("skipped")?,
+        retries: row.plain("retries")?,
+        dead_letters: row.plain("dead_letters")?,
+        last_error: row.plain("last_error")?,
+        last_delivered_at: row.opt_time("last_delivered_at")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+fn dead_letter_from_row<R: Columns>(row: &R) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
+        id: row.plain("id")?,
+        consumer: row.plain("consumer")?,
+        event_id: row.id("event_id")?,
+        reason: row.plain("reason")?,
+        attempts: row.plain("attempts")?,
+        created_at: row.time("created_at")?,
+        replay_requested: row.plain("replay_requested")?,
+    })
 }
 
 #[cfg(test)]

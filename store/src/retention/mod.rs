@@ -4,6 +4,9 @@
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 
+mod postgres;
+mod sqlite;
+
 /// What one retention run did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RetentionRun {

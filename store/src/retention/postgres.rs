@@ -1,12 +1,11 @@
 //! Retention on PostgreSQL: `events` is partitioned by the UTC day of receipt; old days are
 //! dropped whole, one hub at a time (a session advisory lock on a connection of its own).
 
-use super::Postgres;
+use super::{RetentionRun, day_of, days_around, partition_day, partition_name};
 use crate::delivery::ConsumerRecord;
 use crate::error::StoreError;
-use crate::retention::{RetentionRun, day_of, days_around, partition_day, partition_name};
+use crate::postgres::Postgres;
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Acquire, PgConnection};
 use std::collections::BTreeMap;
 
@@ -62,19 +61,12 @@ impl Postgres {
         cutoff: DateTime<Utc>,
         holders: &[ConsumerRecord],
     ) -> Result<Option<RetentionRun>, StoreError> {
-        use sqlx::ConnectOptions;
-        let mut conn = PgConnectOptions::clone(&self.options)
-            .application_name("falconer-retention")
-            .connect()
-            .await
-            .map_err(StoreError::connecting)?;
-        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(RETENTION_LOCK)
-            .fetch_one(&mut conn)
-            .await?;
-        if !held {
+        let Some(mut conn) = self
+            .session_lock("falconer-retention", RETENTION_LOCK)
+            .await?
+        else {
             return Ok(None);
-        }
+        };
         // Closing the connection releases the lock, whatever happened.
         let result = drop_days(&mut conn, cutoff, holders).await;
         let _ = sqlx::Connection::close(conn).await;

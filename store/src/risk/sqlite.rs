@@ -3,18 +3,17 @@
 //! (x = (a − ⌊a⌋)·ln 2 < 0.7), a Taylor polynomial of degree 7: relative error below 2·10⁻⁶.
 //! One process owns the file, so no lock is needed beyond the analyst's own.
 
-use super::{Sqlite, micros};
+use super::{
+    ExposedPods, HistoryAnswer, HistoryQuery, MISCONFIGURATIONS, RiskInputs, RiskPage, RiskQuery,
+    RiskRun, RiskWindow, activity_from_row, choose, compare, count_query, factors_to_json, history,
+    history_item_from_row, history_rows, history_sql, inputs, misconfiguration_from_row,
+    objects_query, run_of, score, score_from_row, scores_query, vulnerability_from_row,
+};
 use crate::RiskModel;
 use crate::error::StoreError;
-use crate::risk::{
-    ActivityRow, ExposedPods, History, HistoryAnswer, HistoryItem, HistoryQuery,
-    MisconfigurationGroup, RiskInputs, RiskPage, RiskQuery, RiskRun, RiskScore, RiskWindow,
-    ScoreKey, VulnerabilityGroup, factors_from_json, factors_to_json, fill_deltas, fold_activity,
-    history_rows, listing_conditions, severity, workload,
-};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, SqliteConnection};
-use std::collections::{HashMap, HashSet};
+use crate::sql::map_all;
+use crate::sqlite::{ROWS_PER_STATEMENT, Sqlite, micros, numbered};
+use sqlx::{QueryBuilder, SqliteConnection};
 use std::time::Instant;
 
 /// The activity of the window in one scan, as on PostgreSQL: per pod, image and node and,
@@ -45,15 +44,8 @@ const VULNERABILITIES: &str = "SELECT cluster, image, severity, count(*) AS n, \
     FROM findings WHERE state = 'open' AND kind = 'vulnerability' AND image IS NOT NULL \
     GROUP BY cluster, image, severity";
 
-const MISCONFIGURATIONS: &str = "SELECT cluster, namespace, node, image, severity, \
-    count(*) AS n FROM findings WHERE state = 'open' AND kind = 'misconfiguration' \
-    GROUP BY cluster, namespace, node, image, severity";
-
 const SCORE_COLUMNS: &str =
     "cluster, namespace, kind, name, score, previous, delta, computed_at, factors";
-
-/// Rows per INSERT: 10 binds each, well under SQLite's 32766 variables.
-const ROWS_PER_STATEMENT: usize = 500;
 
 impl Sqlite {
     pub async fn compute_risk(
@@ -71,10 +63,7 @@ impl Sqlite {
                 .map_err(StoreError::connecting)?;
             read_inputs(&mut conn, window).await?
         };
-        let mut scores = model(inputs);
-        for score in &mut scores {
-            score.computed_at = window.now;
-        }
+        let mut scores = score(model, inputs, window.now);
         let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
         let before = sqlx::query(&format!("SELECT {SCORE_COLUMNS} FROM risk_scores"))
             .fetch_all(&mut *tx)
@@ -82,13 +71,7 @@ impl Sqlite {
             .iter()
             .map(score_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let previous: HashMap<ScoreKey, f64> = before.iter().map(|s| (s.key(), s.score)).collect();
-        let current: HashSet<ScoreKey> = scores.iter().map(RiskScore::key).collect();
-        let gone: Vec<RiskScore> = before
-            .into_iter()
-            .filter(|s| !current.contains(&s.key()) && s.score > 0.0)
-            .collect();
-        fill_deltas(&mut scores, &previous);
+        let gone = compare(&mut scores, before);
         let history = history_rows(&scores, &gone);
         let now = window.now.timestamp_micros();
         sqlx::query("DELETE FROM risk_scores")
@@ -147,7 +130,7 @@ impl Sqlite {
             .bind(cutoff)
             .execute(&mut *tx)
             .await?;
-        let run = crate::risk::run_of(&scores, window.now, started);
+        let run = run_of(&scores, window.now, started);
         sqlx::query(
             "INSERT OR IGNORE INTO risk_runs (computed_at, duration_ms, clusters, namespaces, \
              workloads) VALUES (?, ?, ?, ?, ?)",
@@ -164,27 +147,17 @@ impl Sqlite {
     }
 
     pub async fn risk_scores(&self, query: &RiskQuery) -> Result<RiskPage, StoreError> {
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {SCORE_COLUMNS} FROM risk_scores WHERE level = "
-        ));
-        qb.push_bind(query.level.as_str());
-        push_conditions(&mut qb, query);
-        qb.push(query.sort.order_by());
-        qb.push(" LIMIT ");
-        qb.push_bind(i64::from(query.limit));
-        qb.push(" OFFSET ");
-        qb.push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-        let items = qb
+        let items = scores_query::<sqlx::Sqlite>(query, SCORE_COLUMNS)
             .build()
             .fetch_all(&self.readers)
             .await?
             .iter()
             .map(score_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut count = QueryBuilder::new("SELECT count(*) FROM risk_scores WHERE level = ");
-        count.push_bind(query.level.as_str());
-        push_conditions(&mut count, query);
-        let total: Vec<i64> = count.build_query_scalar().fetch_all(&self.readers).await?;
+        let total: Vec<i64> = count_query::<sqlx::Sqlite>(query)
+            .build_query_scalar()
+            .fetch_all(&self.readers)
+            .await?;
         Ok(RiskPage {
             items,
             total: total.first().copied().unwrap_or(0),
@@ -207,66 +180,27 @@ impl Sqlite {
     }
 
     pub async fn risk_history(&self, query: &HistoryQuery) -> Result<HistoryAnswer, StoreError> {
-        let mut qb = QueryBuilder::new(
-            "SELECT DISTINCT cluster, namespace, kind FROM risk_history WHERE lower(kind) = lower(",
-        );
-        qb.push_bind(&query.kind);
-        qb.push(") AND name = ");
-        qb.push_bind(&query.name);
-        if let Some(cluster) = &query.cluster {
-            qb.push(" AND cluster = ");
-            qb.push_bind(cluster);
-        }
-        if let Some(namespace) = &query.namespace {
-            qb.push(" AND namespace = ");
-            qb.push_bind(namespace);
-        }
-        qb.push(" ORDER BY cluster, namespace, kind LIMIT 100");
-        let found: Vec<(String, String, String)> =
-            qb.build_query_as().fetch_all(&self.readers).await?;
-        let (cluster, namespace, kind) = match crate::risk::choose(found) {
+        let found: Vec<(String, String, String)> = objects_query::<sqlx::Sqlite>(query)
+            .build_query_as()
+            .fetch_all(&self.readers)
+            .await?;
+        let (cluster, namespace, kind) = match choose(found) {
             Ok(Some(object)) => object,
             Ok(None) => return Ok(HistoryAnswer::NotFound),
             Err(ambiguous) => return Ok(ambiguous),
         };
-        let rows = sqlx::query(
-            "SELECT computed_at, score, delta, factors FROM risk_history \
-             WHERE cluster = ? AND namespace = ? AND kind = ? AND name = ? \
-             ORDER BY computed_at DESC LIMIT ?",
-        )
-        .bind(&cluster)
-        .bind(&namespace)
-        .bind(&kind)
-        .bind(&query.name)
-        .bind(i64::from(query.limit))
-        .fetch_all(&self.readers)
-        .await?;
-        let items = rows
+        let items = sqlx::query(&numbered(&history_sql("factors")))
+            .bind(&cluster)
+            .bind(&namespace)
+            .bind(&kind)
+            .bind(&query.name)
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.readers)
+            .await?
             .iter()
-            .map(|row| {
-                Ok(HistoryItem {
-                    computed_at: micros(row.try_get("computed_at")?)?,
-                    score: row.try_get("score")?,
-                    delta: row.try_get("delta")?,
-                    factors: factors_from_json(row.try_get("factors")?)?,
-                })
-            })
+            .map(history_item_from_row)
             .collect::<Result<_, StoreError>>()?;
-        Ok(HistoryAnswer::Found(History {
-            kind,
-            name: query.name.clone(),
-            cluster,
-            namespace: (!namespace.is_empty()).then_some(namespace),
-            items,
-        }))
-    }
-}
-
-fn push_conditions<'a>(qb: &mut QueryBuilder<'a, sqlx::Sqlite>, query: &'a RiskQuery) {
-    for (before, value, after) in listing_conditions(query) {
-        qb.push(before);
-        qb.push_bind(value);
-        qb.push(after);
+        Ok(history(query, (cluster, namespace, kind), items))
     }
 }
 
@@ -290,76 +224,16 @@ async fn read_inputs(
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|row| {
-            let rule: Option<String> = row.try_get("alert_rule")?;
-            let severity: Option<i64> = row.try_get("alert_severity")?;
-            Ok(ActivityRow {
-                cluster: row.try_get("cluster")?,
-                namespace: row.try_get("namespace")?,
-                pod: row.try_get("pod")?,
-                workload: workload(row.try_get("workload_kind")?, row.try_get("workload_name")?),
-                image: row.try_get("image")?,
-                node: row.try_get("node")?,
-                alert: match (rule, severity) {
-                    (Some(rule), Some(rank)) => Some((rule, self::severity(rank)?)),
-                    _ => None,
-                },
-                count: row.try_get("n")?,
-                weight: row.try_get("weight")?,
-                oldest: micros(row.try_get("oldest")?)?,
-            })
-        })
+        .map(activity_from_row)
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let (alerts, placements) = fold_activity(activity, &exposed);
-    let vulnerabilities = sqlx::query(VULNERABILITIES)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(VulnerabilityGroup {
-                cluster: row.try_get("cluster")?,
-                image: row.try_get("image")?,
-                severity: severity(row.try_get("severity")?)?,
-                count: row.try_get("n")?,
-                fixable: row.try_get("fixable")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-    let misconfigurations = sqlx::query(MISCONFIGURATIONS)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(MisconfigurationGroup {
-                cluster: row.try_get("cluster")?,
-                namespace: row.try_get("namespace")?,
-                node: row.try_get("node")?,
-                image: row.try_get("image")?,
-                severity: severity(row.try_get("severity")?)?,
-                count: row.try_get("n")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-    Ok(RiskInputs {
+    let vulnerabilities = map_all(&mut *conn, VULNERABILITIES, vulnerability_from_row).await?;
+    let misconfigurations =
+        map_all(&mut *conn, MISCONFIGURATIONS, misconfiguration_from_row).await?;
+    Ok(inputs(
         clusters,
-        alerts,
-        placements,
+        activity,
+        &exposed,
         vulnerabilities,
         misconfigurations,
-    })
-}
-
-fn score_from_row(row: &SqliteRow) -> Result<RiskScore, StoreError> {
-    let namespace: String = row.try_get("namespace")?;
-    Ok(RiskScore {
-        cluster: row.try_get("cluster")?,
-        namespace: (!namespace.is_empty()).then_some(namespace),
-        kind: row.try_get("kind")?,
-        name: row.try_get("name")?,
-        score: row.try_get("score")?,
-        previous: row.try_get("previous")?,
-        delta: row.try_get("delta")?,
-        computed_at: micros(row.try_get("computed_at")?)?,
-        factors: factors_from_json(row.try_get("factors")?)?,
-    })
+    ))
 }

@@ -1,19 +1,19 @@
 //! Risk scores on PostgreSQL: aggregation with the decay computed in SQL, one analyst at a
 //! time (a session advisory lock on a connection of its own), scores written in bulk.
 
-use super::Postgres;
+use super::{
+    ExposedPods, HistoryAnswer, HistoryQuery, MISCONFIGURATIONS, RiskInputs, RiskPage, RiskQuery,
+    RiskRun, RiskWindow, activity_from_row, choose, compare, count_query, factors_to_json, history,
+    history_item_from_row, history_rows, history_sql, inputs, misconfiguration_from_row,
+    objects_query, risk_lock_key, run_of, score, score_from_row, scores_query,
+    vulnerability_from_row,
+};
 use crate::RiskModel;
 use crate::error::StoreError;
-use crate::risk::{
-    ActivityRow, ExposedPods, HistoryAnswer, HistoryItem, HistoryQuery, MisconfigurationGroup,
-    RiskInputs, RiskPage, RiskQuery, RiskRun, RiskScore, RiskWindow, ScoreKey, VulnerabilityGroup,
-    factors_from_json, factors_to_json, fill_deltas, fold_activity, history_rows,
-    listing_conditions, risk_lock_key, severity, workload,
-};
+use crate::postgres::Postgres;
+use crate::sql::map_all;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgRow};
-use sqlx::{Acquire, PgConnection, QueryBuilder, Row};
-use std::collections::{HashMap, HashSet};
+use sqlx::{Acquire, PgConnection};
 use std::time::Instant;
 
 /// The activity of the window in one scan (an index-only scan of `events_time_id`, which
@@ -44,10 +44,6 @@ const VULNERABILITIES: &str = "SELECT cluster, image, severity, count(*) AS n, \
     FROM findings WHERE state = 'open' AND kind = 'vulnerability' AND image IS NOT NULL \
     GROUP BY cluster, image, severity";
 
-const MISCONFIGURATIONS: &str = "SELECT cluster, namespace, node, image, severity, \
-    count(*) AS n FROM findings WHERE state = 'open' AND kind = 'misconfiguration' \
-    GROUP BY cluster, namespace, node, image, severity";
-
 const SCORE_COLUMNS: &str =
     "cluster, namespace, kind, name, score, previous, delta, computed_at, factors::text AS factors";
 
@@ -60,20 +56,14 @@ impl Postgres {
         retention_secs: i64,
         model: RiskModel,
     ) -> Result<Option<RiskRun>, StoreError> {
-        use sqlx::{ConnectOptions, Connection};
+        use sqlx::Connection;
         let started = Instant::now();
-        let mut conn = PgConnectOptions::clone(&self.options)
-            .application_name("falconer-analyst")
-            .connect()
-            .await
-            .map_err(StoreError::connecting)?;
-        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(risk_lock_key())
-            .fetch_one(&mut conn)
-            .await?;
-        if !held {
+        let Some(mut conn) = self
+            .session_lock("falconer-analyst", risk_lock_key())
+            .await?
+        else {
             return Ok(None);
-        }
+        };
         let result = compute(&mut conn, window, retention_secs, model, started).await;
         // Closing the connection releases the lock whatever happened.
         let _ = conn.close().await;
@@ -82,27 +72,17 @@ impl Postgres {
 
     pub async fn risk_scores(&self, query: &RiskQuery) -> Result<RiskPage, StoreError> {
         let mut conn = self.connection().await?;
-        let mut qb = QueryBuilder::new(format!(
-            "SELECT {SCORE_COLUMNS} FROM risk_scores WHERE level = "
-        ));
-        qb.push_bind(query.level.as_str());
-        push_conditions(&mut qb, query);
-        qb.push(query.sort.order_by());
-        qb.push(" LIMIT ");
-        qb.push_bind(i64::from(query.limit));
-        qb.push(" OFFSET ");
-        qb.push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-        let items = qb
+        let items = scores_query::<sqlx::Postgres>(query, SCORE_COLUMNS)
             .build()
             .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(score_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut count = QueryBuilder::new("SELECT count(*) FROM risk_scores WHERE level = ");
-        count.push_bind(query.level.as_str());
-        push_conditions(&mut count, query);
-        let total: i64 = count.build_query_scalar().fetch_one(&mut *conn).await?;
+        let total: i64 = count_query::<sqlx::Postgres>(query)
+            .build_query_scalar()
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(RiskPage { items, total })
     }
 
@@ -114,66 +94,27 @@ impl Postgres {
 
     pub async fn risk_history(&self, query: &HistoryQuery) -> Result<HistoryAnswer, StoreError> {
         let mut conn = self.connection().await?;
-        let mut qb = QueryBuilder::new(
-            "SELECT DISTINCT cluster, namespace, kind FROM risk_history WHERE lower(kind) = lower(",
-        );
-        qb.push_bind(&query.kind);
-        qb.push(") AND name = ");
-        qb.push_bind(&query.name);
-        if let Some(cluster) = &query.cluster {
-            qb.push(" AND cluster = ");
-            qb.push_bind(cluster);
-        }
-        if let Some(namespace) = &query.namespace {
-            qb.push(" AND namespace = ");
-            qb.push_bind(namespace);
-        }
-        qb.push(" ORDER BY cluster, namespace, kind LIMIT 100");
-        let found: Vec<(String, String, String)> =
-            qb.build_query_as().fetch_all(&mut *conn).await?;
-        let (cluster, namespace, kind) = match crate::risk::choose(found) {
+        let found: Vec<(String, String, String)> = objects_query::<sqlx::Postgres>(query)
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await?;
+        let (cluster, namespace, kind) = match choose(found) {
             Ok(Some(object)) => object,
             Ok(None) => return Ok(HistoryAnswer::NotFound),
             Err(ambiguous) => return Ok(ambiguous),
         };
-        let rows = sqlx::query(
-            "SELECT computed_at, score, delta, factors::text AS factors FROM risk_history \
-             WHERE cluster = $1 AND namespace = $2 AND kind = $3 AND name = $4 \
-             ORDER BY computed_at DESC LIMIT $5",
-        )
-        .bind(&cluster)
-        .bind(&namespace)
-        .bind(&kind)
-        .bind(&query.name)
-        .bind(i64::from(query.limit))
-        .fetch_all(&mut *conn)
-        .await?;
-        let items = rows
+        let items = sqlx::query(&history_sql("factors::text AS factors"))
+            .bind(&cluster)
+            .bind(&namespace)
+            .bind(&kind)
+            .bind(&query.name)
+            .bind(i64::from(query.limit))
+            .fetch_all(&mut *conn)
+            .await?
             .iter()
-            .map(|row| {
-                Ok(HistoryItem {
-                    computed_at: row.try_get("computed_at")?,
-                    score: row.try_get("score")?,
-                    delta: row.try_get("delta")?,
-                    factors: factors_from_json(row.try_get("factors")?)?,
-                })
-            })
+            .map(history_item_from_row)
             .collect::<Result<_, StoreError>>()?;
-        Ok(HistoryAnswer::Found(crate::risk::History {
-            kind,
-            name: query.name.clone(),
-            cluster,
-            namespace: (!namespace.is_empty()).then_some(namespace),
-            items,
-        }))
-    }
-}
-
-fn push_conditions<'a>(qb: &mut QueryBuilder<'a, sqlx::Postgres>, query: &'a RiskQuery) {
-    for (before, value, after) in listing_conditions(query) {
-        qb.push(before);
-        qb.push_bind(value);
-        qb.push(after);
+        Ok(history(query, (cluster, namespace, kind), items))
     }
 }
 
@@ -185,23 +126,14 @@ async fn compute(
     started: Instant,
 ) -> Result<RiskRun, StoreError> {
     let inputs = read_inputs(conn, window).await?;
-    let mut scores = model(inputs);
-    for score in &mut scores {
-        score.computed_at = window.now;
-    }
+    let mut scores = score(model, inputs, window.now);
     let before = sqlx::query(&format!("SELECT {SCORE_COLUMNS} FROM risk_scores"))
         .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(score_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let previous: HashMap<ScoreKey, f64> = before.iter().map(|s| (s.key(), s.score)).collect();
-    let current: HashSet<ScoreKey> = scores.iter().map(RiskScore::key).collect();
-    let gone: Vec<RiskScore> = before
-        .into_iter()
-        .filter(|s| !current.contains(&s.key()) && s.score > 0.0)
-        .collect();
-    fill_deltas(&mut scores, &previous);
+    let gone = compare(&mut scores, before);
     let history = history_rows(&scores, &gone);
 
     let mut tx = conn.begin().await.map_err(StoreError::connecting)?;
@@ -296,7 +228,7 @@ async fn compute(
         .bind(cutoff)
         .execute(&mut *tx)
         .await?;
-    let run = crate::risk::run_of(&scores, window.now, started);
+    let run = run_of(&scores, window.now, started);
     sqlx::query(
         "INSERT INTO risk_runs (computed_at, duration_ms, clusters, namespaces, workloads) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (computed_at) DO NOTHING",
@@ -335,76 +267,16 @@ async fn read_inputs(
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|row| {
-            let rule: Option<String> = row.try_get("alert_rule")?;
-            let severity: Option<i16> = row.try_get("alert_severity")?;
-            Ok(ActivityRow {
-                cluster: row.try_get("cluster")?,
-                namespace: row.try_get("namespace")?,
-                pod: row.try_get("pod")?,
-                workload: workload(row.try_get("workload_kind")?, row.try_get("workload_name")?),
-                image: row.try_get("image")?,
-                node: row.try_get("node")?,
-                alert: match (rule, severity) {
-                    (Some(rule), Some(rank)) => Some((rule, self::severity(rank.into())?)),
-                    _ => None,
-                },
-                count: row.try_get("n")?,
-                weight: row.try_get("weight")?,
-                oldest: row.try_get("oldest")?,
-            })
-        })
+        .map(activity_from_row)
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let (alerts, placements) = fold_activity(activity, &exposed);
-    let vulnerabilities = sqlx::query(VULNERABILITIES)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(VulnerabilityGroup {
-                cluster: row.try_get("cluster")?,
-                image: row.try_get("image")?,
-                severity: severity(row.try_get::<i16, _>("severity")?.into())?,
-                count: row.try_get("n")?,
-                fixable: row.try_get("fixable")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-    let misconfigurations = sqlx::query(MISCONFIGURATIONS)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(MisconfigurationGroup {
-                cluster: row.try_get("cluster")?,
-                namespace: row.try_get("namespace")?,
-                node: row.try_get("node")?,
-                image: row.try_get("image")?,
-                severity: severity(row.try_get::<i16, _>("severity")?.into())?,
-                count: row.try_get("n")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-    Ok(RiskInputs {
+    let vulnerabilities = map_all(&mut *conn, VULNERABILITIES, vulnerability_from_row).await?;
+    let misconfigurations =
+        map_all(&mut *conn, MISCONFIGURATIONS, misconfiguration_from_row).await?;
+    Ok(inputs(
         clusters,
-        alerts,
-        placements,
+        activity,
+        &exposed,
         vulnerabilities,
         misconfigurations,
-    })
-}
-
-fn score_from_row(row: &PgRow) -> Result<RiskScore, StoreError> {
-    let namespace: String = row.try_get("namespace")?;
-    Ok(RiskScore {
-        cluster: row.try_get("cluster")?,
-        namespace: (!namespace.is_empty()).then_some(namespace),
-        kind: row.try_get("kind")?,
-        name: row.try_get("name")?,
-        score: row.try_get("score")?,
-        previous: row.try_get("previous")?,
-        delta: row.try_get("delta")?,
-        computed_at: row.try_get("computed_at")?,
-        factors: factors_from_json(row.try_get("factors")?)?,
-    })
+    ))
 }

@@ -1,10 +1,10 @@
 //! Retention on SQLite: events received before the cutoff are deleted oldest first, in
 //! chunks short enough that ingest (the same single writer) waits milliseconds, not seconds.
 
-use super::Sqlite;
+use super::RetentionRun;
 use crate::delivery::ConsumerRecord;
 use crate::error::StoreError;
-use crate::retention::RetentionRun;
+use crate::sqlite::Sqlite;
 use chrono::{DateTime, Utc};
 
 /// Events deleted per transaction.

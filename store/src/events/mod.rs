@@ -1,9 +1,17 @@
-//! Event queries: the filters of `GET /api/v1/events` and keyset pagination, shared by both
-//! databases as a list of SQL parts with typed binds.
+//! Events: the write path (each database's own: PostgreSQL partitions by day and inserts from
+//! column arrays, SQLite inserts in chunks on its one writer), reading one event, and listing
+//! them with the filters of `GET /api/v1/events` and keyset pagination, which both databases
+//! answer with the same SQL and the same row mapping.
 
-use crate::event::{Event, Kind, Severity};
+use crate::error::StoreError;
+use crate::event::{Cluster, Event, Kind, Severity};
+use crate::sql::{self, Columns, Dialect, Part};
 use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
 use uuid::Uuid;
+
+mod postgres;
+mod sqlite;
 
 /// Filters for listing events, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,17 +69,22 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-pub(crate) enum Part {
-    Sql(&'static str),
-    Text(String),
-    Time(DateTime<Utc>),
-    Int(i64),
-    Id(Uuid),
+/// Columns of a listing (no `raw`) and of a single event (with it), in the order the
+/// row mappers read them.
+pub(crate) const LIST_COLUMNS: &str = "id, dedup_key, time, received_at, source, source_version, \
+     kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, \
+     image, node, workload_kind, workload_name, fields";
+
+/// One event with its raw payload (`$1`: its id).
+pub(crate) fn event_sql() -> String {
+    format!("SELECT {LIST_COLUMNS}, raw FROM events WHERE id = $1")
 }
 
-/// The WHERE clause (after `WHERE TRUE`) and ORDER/LIMIT of an event listing. The column
+const CLUSTERS: &str = "SELECT name, first_seen, last_seen, events FROM clusters ORDER BY name";
+
+/// An event listing: the WHERE clause (after `WHERE TRUE`) and ORDER/LIMIT. The column
 /// names and SQL are the same on both databases; only the binds differ in type.
-pub(crate) fn listing_parts(q: &EventQuery) -> Vec<Part> {
+fn listing_parts(q: &EventQuery) -> Vec<Part> {
     use Part::*;
     let mut parts = Vec::new();
     let mut eq = |column: &'static str, value: &Option<String>| {
@@ -132,8 +145,16 @@ fn escape_like(text: &str) -> String {
     out
 }
 
+/// The query of an event listing on `DB`.
+pub(crate) fn listing<DB: Dialect>(q: &EventQuery) -> QueryBuilder<'static, DB> {
+    sql::build(
+        format!("SELECT {LIST_COLUMNS} FROM events WHERE TRUE"),
+        listing_parts(q),
+    )
+}
+
 /// Cuts the one-extra row off a listing and turns it into the next cursor.
-pub(crate) fn into_page(mut events: Vec<Event>, limit: u32) -> Page {
+fn into_page(mut events: Vec<Event>, limit: u32) -> Page {
     let limit = limit as usize;
     let next = if events.len() > limit {
         events.truncate(limit);
@@ -142,6 +163,51 @@ pub(crate) fn into_page(mut events: Vec<Event>, limit: u32) -> Page {
         None
     };
     Page { events, next }
+}
+
+/// The page of a listing's rows.
+pub(crate) fn page<R: Columns>(rows: &[R], limit: u32) -> Result<Page, StoreError> {
+    let events = rows
+        .iter()
+        .map(|r| from_row(r, false))
+        .collect::<Result<_, _>>()?;
+    Ok(into_page(events, limit))
+}
+
+/// An event from the columns of [`LIST_COLUMNS`], and `raw` when `with_raw`.
+pub(crate) fn from_row<R: Columns>(row: &R, with_raw: bool) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: row.id("id")?,
+        dedup_key: row.plain("dedup_key")?,
+        time: row.time("time")?,
+        received_at: row.time("received_at")?,
+        source: row.plain("source")?,
+        source_version: row.plain("source_version")?,
+        kind: sql::kind(&row.plain::<String>("kind")?)?,
+        severity: sql::severity(row.rank("severity")?)?,
+        severity_raw: row.plain("severity_raw")?,
+        rule: row.plain("rule")?,
+        message: row.plain("message")?,
+        tags: row.json("tags")?,
+        cluster: row.plain("cluster")?,
+        namespace: row.plain("namespace")?,
+        pod: row.plain("pod")?,
+        container: row.plain("container")?,
+        image: row.plain("image")?,
+        node: row.plain("node")?,
+        workload: sql::workload(row.plain("workload_kind")?, row.plain("workload_name")?),
+        fields: row.json("fields")?,
+        raw: sql::raw(if with_raw { row.plain("raw")? } else { None })?,
+    })
+}
+
+fn cluster_from_row<R: Columns>(row: &R) -> Result<Cluster, StoreError> {
+    Ok(Cluster {
+        name: row.plain("name")?,
+        first_seen: row.time("first_seen")?,
+        last_seen: row.time("last_seen")?,
+        events: row.plain("events")?,
+    })
 }
 
 #[cfg(test)]
