@@ -33,7 +33,7 @@ pub struct Plan {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub struct LoadReport {
     pub seconds: f64,
     pub requests: u64,
     pub events_sent: u64,
@@ -82,7 +82,7 @@ struct Tally {
     events_accepted: u64,
 }
 
-pub async fn run(plan: Plan) -> Result<Report, LoadError> {
+pub async fn run(plan: Plan) -> Result<LoadReport, LoadError> {
     let authority = plan
         .url
         .authority()
@@ -126,7 +126,7 @@ pub async fn run(plan: Plan) -> Result<Report, LoadError> {
         let rank = ((q * l.len() as f64).ceil() as usize).clamp(1, l.len());
         f64::from(l[rank - 1]) / 1_000.0
     };
-    Ok(Report {
+    Ok(LoadReport {
         seconds,
         requests: total.statuses.values().sum::<u64>() + total.errors,
         events_sent: total.events_sent,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 /// One scanner report, normalized: written in one transaction with its observations.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct ScanReport {
     /// The parser's name (`trivy`, `kube-bench`), part of every scope's identity.
     pub source: String,
     pub cluster: String,

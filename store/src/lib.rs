@@ -34,8 +34,8 @@ pub use falconer_model::event::{
     self, Cluster, Event, Kind, Severity, Stored, Workload, dedup_key,
 };
 pub use finding::{
-    Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, Report,
-    ReportOutcome, ReportStored,
+    Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, ReportOutcome,
+    ReportStored, ScanReport,
 };
 pub use query::{Cursor, EventQuery, Page};
 pub use risk::{
@@ -203,7 +203,7 @@ impl Store {
     /// observation counts against `queue_max_events` like an event.
     pub async fn insert_reports(
         &self,
-        reports: Vec<Report>,
+        reports: Vec<ScanReport>,
     ) -> Result<Vec<ReportStored>, StoreError> {
         if reports.is_empty() {
             return Ok(Vec::new());
@@ -217,7 +217,7 @@ impl Store {
     async fn submit(
         &self,
         events: Vec<Event>,
-        reports: Vec<Report>,
+        reports: Vec<ScanReport>,
         permit: OwnedSemaphorePermit,
     ) -> Result<writer::Written, StoreError> {
         let (reply, answer) = oneshot::channel();

@@ -10,7 +10,7 @@
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::event::{Event, Stored};
-use crate::finding::{Report, ReportStored, ReportWrite};
+use crate::finding::{ReportStored, ReportWrite, ScanReport};
 use crate::metrics::{ResultLabel, StoreMetrics};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 /// and finding changes commit in the same transaction).
 pub(crate) struct Job {
     pub events: Vec<Event>,
-    pub reports: Vec<Report>,
+    pub reports: Vec<ScanReport>,
     pub reply: oneshot::Sender<Result<Written, StoreError>>,
     /// Held until the job is answered: the events' share of `queue_max_events`.
     pub _permit: OwnedSemaphorePermit,

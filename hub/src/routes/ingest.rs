@@ -236,7 +236,7 @@ async fn accept(
         match parsed {
             Ok(Parsed::Event(event)) => events.push(*event),
             // Every observation is an event for the store's queue: bound them per request.
-            Ok(Parsed::Report(report))
+            Ok(Parsed::ScanReport(report))
                 if findings + report.observations.len() > limits.max_report_findings =>
             {
                 too_large += 1;
@@ -248,7 +248,7 @@ async fn accept(
                     ),
                 });
             }
-            Ok(Parsed::Report(report)) => {
+            Ok(Parsed::ScanReport(report)) => {
                 findings += report.observations.len();
                 report_indexes.push(index);
                 reports.push(report);

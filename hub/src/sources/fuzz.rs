@@ -43,7 +43,7 @@ pub fn one(source: Option<Source>, data: &[u8]) {
         for item in items.iter().flatten() {
             match parse(source, item, &ctx, &options) {
                 Ok(Parsed::Event(event)) => check(&event),
-                Ok(Parsed::Report(report)) => {
+                Ok(Parsed::ScanReport(report)) => {
                     assert!(!report.scopes.is_empty(), "a report without scope");
                     for observation in &report.observations {
                         assert!(observation.scope < report.scopes.len(), "scope index");

@@ -7,7 +7,7 @@
 //! (`master`, `node`, `etcd`, …) on that node.
 
 use super::{Context, Obj, Options, check_long_name, check_name, finish};
-use falconer_store::{Event, Kind, Observation, Report, Severity, dedup_key};
+use falconer_store::{Event, Kind, Observation, ScanReport, Severity, dedup_key};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -37,7 +37,11 @@ fn is_open(status: &str) -> bool {
     matches!(status, "FAIL" | "WARN")
 }
 
-pub fn parse(raw: &RawValue, ctx: &Context<'_>, options: &Options<'_>) -> Result<Report, String> {
+pub fn parse(
+    raw: &RawValue,
+    ctx: &Context<'_>,
+    options: &Options<'_>,
+) -> Result<ScanReport, String> {
     let node = options.node.ok_or(
         "kube-bench reports do not name their node; name it with ?node=<node name> \
          (e.g. from the pod's spec.nodeName)",
@@ -176,7 +180,7 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>, options: &Options<'_>) -> Result
     if scopes.is_empty() {
         return Err("the report has no controls, so it says nothing about any node type".into());
     }
-    Ok(Report {
+    Ok(ScanReport {
         source: "kube-bench".into(),
         cluster,
         scopes,
@@ -191,7 +195,7 @@ mod tests {
     use crate::sources::tetragon::TetragonConfig;
     use chrono::Utc;
 
-    fn parse_with(text: &str, node: Option<&str>) -> Result<Report, String> {
+    fn parse_with(text: &str, node: Option<&str>) -> Result<ScanReport, String> {
         let tetragon = TetragonConfig::default();
         let options = Options {
             node,
@@ -211,7 +215,7 @@ mod tests {
         )
     }
 
-    fn fixture(name: &str) -> Report {
+    fn fixture(name: &str) -> ScanReport {
         let path = format!(
             "{}/../tests/fixtures/kube-bench/{name}",
             env!("CARGO_MANIFEST_DIR")

@@ -19,7 +19,7 @@ pub mod trivy;
 
 pub use falco::Context;
 
-use falconer_store::{Event, Report};
+use falconer_store::{Event, ScanReport};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -82,7 +82,7 @@ impl Source {
 /// What parsing one item gave.
 pub enum Parsed {
     Event(Box<Event>),
-    Report(Report),
+    ScanReport(ScanReport),
 }
 
 /// What parsers need beyond the request context: limits and per-source settings.
@@ -113,8 +113,8 @@ pub fn parse(
         Source::Tetragon => tetragon::parse(raw, ctx, options.tetragon)?,
         Source::Agent => agent::parse(raw, ctx)?,
         Source::Falconer => falconer::parse(raw, ctx)?,
-        Source::Trivy => return trivy::parse(raw, ctx, options).map(Parsed::Report),
-        Source::KubeBench => return kube_bench::parse(raw, ctx, options).map(Parsed::Report),
+        Source::Trivy => return trivy::parse(raw, ctx, options).map(Parsed::ScanReport),
+        Source::KubeBench => return kube_bench::parse(raw, ctx, options).map(Parsed::ScanReport),
     };
     Ok(Parsed::Event(Box::new(event)))
 }
@@ -494,7 +494,7 @@ pub(crate) fn finish(mut event: Event, raw_text: &str) -> Result<Event, String> 
     if !(0..=9999).contains(&event.time.year()) {
         return Err(format!("time {} is outside the years 0–9999", event.time));
     }
-    // Report parts carry envelope values (target, OS, …) in `fields` as well.
+    // ScanReport parts carry envelope values (target, OS, …) in `fields` as well.
     if raw_text.contains("\\u0000") || event.fields.get().contains("\\u0000") {
         falco::scrub_event(&mut event)?;
     }

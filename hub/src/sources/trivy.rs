@@ -7,7 +7,7 @@
 
 use super::{Context, Obj, Options, check_long_name, finish};
 use chrono::{DateTime, SubsecRound, Utc};
-use falconer_store::{Event, Kind, Observation, Report, Severity, dedup_key};
+use falconer_store::{Event, Kind, Observation, ScanReport, Severity, dedup_key};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -44,7 +44,11 @@ struct Envelope<'a> {
     stamp: Vec<u8>,
 }
 
-pub fn parse(raw: &RawValue, ctx: &Context<'_>, options: &Options<'_>) -> Result<Report, String> {
+pub fn parse(
+    raw: &RawValue,
+    ctx: &Context<'_>,
+    options: &Options<'_>,
+) -> Result<ScanReport, String> {
     let text = raw.get();
     let legacy = text.starts_with('[');
     let (results, artifact, artifact_type, created, os) = if legacy {
@@ -190,7 +194,7 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>, options: &Options<'_>) -> Result
             }
         }
     }
-    Ok(Report {
+    Ok(ScanReport {
         source: "trivy".into(),
         cluster: envelope.cluster,
         scopes: vec![envelope.artifact],
@@ -477,7 +481,7 @@ mod tests {
         }
     }
 
-    fn parse_with(text: &str, max_findings: usize) -> Result<Report, String> {
+    fn parse_with(text: &str, max_findings: usize) -> Result<ScanReport, String> {
         let tetragon = TetragonConfig::default();
         let options = Options {
             node: None,
@@ -492,7 +496,7 @@ mod tests {
         )
     }
 
-    fn parse_text(text: &str) -> Result<Report, String> {
+    fn parse_text(text: &str) -> Result<ScanReport, String> {
         parse_with(text, 100)
     }
 
@@ -504,7 +508,7 @@ mod tests {
         std::fs::read_to_string(path).unwrap()
     }
 
-    fn fixture(name: &str) -> Report {
+    fn fixture(name: &str) -> ScanReport {
         parse_text(&fixture_text(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 

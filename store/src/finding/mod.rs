@@ -5,8 +5,8 @@
 //! mapping; each database binds a report's findings its own way.
 
 pub use falconer_model::finding::{
-    Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, Report,
-    ReportOutcome, ReportStored,
+    Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, ReportOutcome,
+    ReportStored, ScanReport,
 };
 
 use crate::error::StoreError;
@@ -20,7 +20,7 @@ pub(crate) mod sqlite;
 /// A report as the writer hands it to a database: `slots[i]` is the index, among the batch's
 /// unique events, of observation `i`'s event (or of the earlier event with its dedup key).
 pub(crate) struct ReportWrite<'a> {
-    pub report: &'a Report,
+    pub report: &'a ScanReport,
     pub slots: Vec<usize>,
 }
 
@@ -69,7 +69,7 @@ pub(crate) fn scope_lock(cluster: &str, source: &str, scope: &str) -> i64 {
 /// The open findings of a report to upsert: the last observation of each key wins, only for
 /// scopes the report may change. Returns (observation index, key) pairs sorted by key, so
 /// concurrent writers lock rows in the same order.
-pub(crate) fn open_findings(report: &Report, applied: &[bool]) -> Vec<(usize, Uuid)> {
+pub(crate) fn open_findings(report: &ScanReport, applied: &[bool]) -> Vec<(usize, Uuid)> {
     let mut latest = std::collections::HashMap::new();
     for (index, observation) in report.observations.iter().enumerate() {
         if let Some(key) = observation.finding
@@ -206,7 +206,7 @@ mod tests {
             raw: None,
         };
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        let report = Report {
+        let report = ScanReport {
             source: "trivy".into(),
             cluster: "c".into(),
             scopes: vec!["one".into(), "two".into()],
