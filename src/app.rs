@@ -8,7 +8,7 @@ use crate::config::{Config, Toggle};
 use actix_web::dev::ServerHandle;
 use falconer_analyst::Analyst;
 use falconer_delivery::Delivery;
-use falconer_delivery::declared::{Declarations, Desired};
+use falconer_delivery::declared::{Declarations, Desired, Environment, process_env};
 use falconer_hub::Hub;
 use falconer_hub::retention::Retention;
 use falconer_store::Store;
@@ -53,15 +53,21 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the cluster when the config asks for Settings, then [`Self::assemble`].
+    /// Connects to the cluster when the config asks for Settings, then [`Self::assemble`]
+    /// with the process's environment.
     pub async fn build(config: &Config, mode: Mode) -> Result<Application, Error> {
         let kube = kubernetes_client(config, mode).await?;
-        Self::assemble(config, kube).await
+        Self::assemble(config, &process_env, kube).await
     }
 
-    /// Builds and starts everything, taking consumers from Settings through `kube` when given
-    /// (else from `config.consumers`).
-    pub async fn assemble(config: &Config, kube: Option<Kube>) -> Result<Application, Error> {
+    /// Builds and starts everything: consumers from `config.consumers` (their secrets from
+    /// `env`, `FALCONER_SECRET_<SECRET>_<KEY>`) and, through `kube` when given, from Settings.
+    /// Consumers declared here exist before the server accepts its first request.
+    pub async fn assemble(
+        config: &Config,
+        env: &Environment,
+        kube: Option<Kube>,
+    ) -> Result<Application, Error> {
         let mut registry = Registry::default();
         let store = Store::open(&config.store, &mut registry).await?;
         tracing::info!(store = store.database(), cluster = %config.cluster, "Starting");
@@ -73,6 +79,7 @@ impl Application {
         );
         let consumers = Declarations::start(
             &config.consumers,
+            env,
             kube,
             Duration::from_secs(config.kubernetes.status_interval_secs),
             delivery.clone(),

@@ -375,6 +375,11 @@ async fn the_consumers_api_tests_reports_and_refuses_what_cannot_run(backend: Ba
     let app =
         TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), consumers_declared)
             .await;
+    // Consumers of Settings arrive once the hub runs, as from the Setting watcher.
+    wait_until("the three consumers are listed", || async {
+        consumers(&app).await.len() == 3
+    })
+    .await;
     let test = app
         .post("/api/v1/consumers/hook/test", "application/json", "")
         .await;

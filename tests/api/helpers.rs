@@ -7,11 +7,12 @@ use falconer::app::Application;
 use falconer::config::{Config, KubernetesConfig, Toggle};
 use falconer_analyst::AnalystConfig;
 use falconer_delivery::config::DeliveryConfig;
-use falconer_delivery::declared::{Desired, Origin, SecretValue};
+use falconer_delivery::declared::{Desired, Origin, SecretValue, secret_env_name};
 use falconer_hub::HubConfig;
 use falconer_model::crd::Consumer;
 use falconer_store::{DatabaseUrl, Store, StoreConfig};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,14 +319,34 @@ impl TestApp {
         TestApp::spawn_config(app_config(hub, store), consumers).await
     }
 
-    /// A hub assembled from `config`, with `consumers` declared besides `config.consumers`.
-    pub async fn spawn_config(config: Config, consumers: Vec<Desired>) -> TestApp {
+    /// A hub assembled from `config`, with `consumers` declared in its configuration file:
+    /// their secrets reach it as `FALCONER_SECRET_<SECRET>_<KEY>` environment variables do,
+    /// and they exist before the hub accepts its first request. A list that also holds
+    /// consumers of Settings is declared once the hub runs, as the Setting watcher would.
+    pub async fn spawn_config(mut config: Config, consumers: Vec<Desired>) -> TestApp {
+        let mut env = HashMap::new();
+        let mut later = Vec::new();
+        if consumers.iter().all(|d| d.origin == Origin::ConfigFile) {
+            for desired in consumers {
+                let secret = desired.consumer.secret_ref.as_ref().map(|s| s.name.clone());
+                if let Some(secret) = secret {
+                    for (key, value) in desired.secrets {
+                        env.insert(secret_env_name(&secret, &key), value.0);
+                    }
+                } else {
+                    assert!(desired.secrets.is_empty(), "secrets need a secretRef");
+                }
+                config.consumers.push(desired.consumer);
+            }
+        } else {
+            later = consumers;
+        }
         config.validate().expect("a valid test configuration");
-        let app = Application::assemble(&config, None)
+        let app = Application::assemble(&config, &move |name: &str| env.get(name).cloned(), None)
             .await
             .expect("start the hub");
-        if !consumers.is_empty() {
-            assert!(app.declare(consumers), "consumers come from the file");
+        if !later.is_empty() {
+            assert!(app.declare(later), "consumers come from the file");
         }
         TestApp {
             addr: app.addr,

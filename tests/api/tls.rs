@@ -85,7 +85,7 @@ async fn a_certificate_file_without_a_certificate_stops_start_up() {
 /// Why the application refused to start with `config`.
 async fn start_up_error(db: &TestDb, config: falconer_hub::HubConfig) -> String {
     let config = app_config(config, db.store_config());
-    falconer::app::Application::assemble(&config, None)
+    falconer::app::Application::assemble(&config, &|_: &str| None, None)
         .await
         .err()
         .expect("start-up refused")

@@ -20,19 +20,33 @@ pub fn secret_env_name(secret: &str, key: &str) -> String {
     format!("FALCONER_SECRET_{}_{}", clean(secret), clean(key))
 }
 
+/// Environment variables by name: the process's (`process_env`), or a map in tests.
+pub type Environment = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The process's environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// Reads the keys `keys` of secret `secret` from the environment (see `secret_env_name`).
 pub fn secrets_from_env(secret: &str, keys: &[&str]) -> Secrets {
+    secrets_from(&process_env, secret, keys)
+}
+
+/// Reads the keys `keys` of secret `secret` from `env` (see `secret_env_name`).
+pub fn secrets_from(env: &Environment, secret: &str, keys: &[&str]) -> Secrets {
     keys.iter()
         .filter_map(|key| {
-            std::env::var(secret_env_name(secret, key))
-                .ok()
-                .map(|value| ((*key).to_string(), SecretValue(value)))
+            env(&secret_env_name(secret, key)).map(|value| ((*key).to_string(), SecretValue(value)))
         })
         .collect()
 }
 
-/// Consumers of the configuration file, with their secrets read from the environment.
-pub fn from_config_file(consumers: &[falconer_model::crd::Consumer]) -> Vec<Desired> {
+/// Consumers of the configuration file, with their secrets read from `env`.
+pub fn from_config_file(
+    consumers: &[falconer_model::crd::Consumer],
+    env: &Environment,
+) -> Vec<Desired> {
     consumers
         .iter()
         .map(|consumer| {
@@ -40,7 +54,7 @@ pub fn from_config_file(consumers: &[falconer_model::crd::Consumer]) -> Vec<Desi
                 Some(secret) => {
                     let keys = consumer.readable_secret_keys();
                     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                    secrets_from_env(&secret.name, &keys)
+                    secrets_from(env, &secret.name, &keys)
                 }
                 None => Secrets::new(),
             };

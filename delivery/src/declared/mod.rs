@@ -7,7 +7,9 @@ pub mod file;
 pub mod settings;
 pub mod status;
 
-pub use file::{from_config_file, secret_env_name, secrets_from_env};
+pub use file::{
+    Environment, from_config_file, process_env, secret_env_name, secrets_from, secrets_from_env,
+};
 pub use settings::{Observed, watch_settings};
 pub use status::StatusWriter;
 
@@ -120,16 +122,17 @@ pub struct Declarations {
 }
 
 impl Declarations {
-    /// Starts declaring `config` (the file's consumers), and the Settings of `cluster` when
-    /// given. Must be called inside the Tokio runtime.
+    /// Starts declaring `config` (the file's consumers, their secrets from `env`), and the
+    /// Settings of `cluster` when given. Must be called inside the Tokio runtime.
     pub fn start(
         config: &[Consumer],
+        env: &Environment,
         cluster: Option<Cluster>,
         status_every: Duration,
         delivery: Delivery,
     ) -> Declarations {
         let Some(cluster) = cluster else {
-            let (file, desired) = watch::channel(from_config_file(config));
+            let (file, desired) = watch::channel(from_config_file(config, env));
             return Declarations {
                 desired,
                 observed: None,
