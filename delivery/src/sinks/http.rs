@@ -200,6 +200,72 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::event;
+
+    /// A target that refuses bodies of more than `limit` events with 413, records each
+    /// request's size, and answers per event otherwise.
+    struct Limited {
+        limit: usize,
+        batch: usize,
+        requests: Vec<usize>,
+    }
+
+    impl BatchPost for Limited {
+        async fn post(&mut self, events: &[Event]) -> Posted {
+            self.requests.push(events.len());
+            if events.len() > self.limit {
+                return Posted::TooLarge {
+                    bytes: events.len() * 1000,
+                    why: "POST /x: HTTP 413".into(),
+                };
+            }
+            Posted::Done(Outcome::Delivered)
+        }
+
+        fn batch(&self) -> usize {
+            self.batch
+        }
+
+        fn lower_batch(&mut self, size: usize) {
+            self.batch = size;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_413_sends_halves_in_order_and_lowers_the_batch_size() {
+        let events: Vec<Event> = (0..10).map(|i| event(&format!("r{i}"))).collect();
+        let mut target = Limited {
+            limit: 3,
+            batch: 10,
+            requests: Vec::new(),
+        };
+        let outcome = send_splitting(&mut target, &events).await;
+        assert_eq!(per_item(outcome, 10), vec![ItemResult::Delivered; 10]);
+        // 10 → 5 + 5 → (2 + 3) + (2 + 3)
+        assert_eq!(target.requests, [10, 5, 2, 3, 5, 2, 3]);
+        assert_eq!(target.batch, 2, "lowered to the size that went through");
+    }
+
+    #[tokio::test]
+    async fn an_event_too_large_alone_is_refused_and_the_rest_delivered() {
+        let events: Vec<Event> = (0..2).map(|i| event(&format!("r{i}"))).collect();
+        let mut target = Limited {
+            limit: 0,
+            batch: 2,
+            requests: Vec::new(),
+        };
+        let results = per_item(send_splitting(&mut target, &events).await, 2);
+        for result in results {
+            match result {
+                ItemResult::Refused(why) => assert!(
+                    why.contains("HTTP 413") && why.contains("this event alone (1000 bytes)"),
+                    "{why}"
+                ),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        assert_eq!(target.batch, 1);
+    }
 
     #[test]
     fn statuses_map_to_one_action_for_every_http_sink() {
