@@ -80,7 +80,9 @@ async fn run(admin_url: &str) -> Result<(), Box<dyn Error>> {
     admin
         .execute(format!("CREATE DATABASE {DATABASE}").as_str())
         .await?;
-    let url = with_database(admin_url, DATABASE);
+    let url = falconer_store::DatabaseUrl(admin_url.to_string())
+        .with_database(DATABASE)
+        .0;
     let measured = measure(&url).await;
     admin
         .execute(format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)").as_str())
@@ -129,17 +131,4 @@ async fn measure(url: &str) -> Result<(), Box<dyn Error>> {
     println!("median of 3: {:.3} s (target <= 2 s)", runs[1]);
     store.close().await;
     Ok(())
-}
-
-/// `url` with its database name replaced, its query kept.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{name}{query}", &base[..host_end])
 }

@@ -112,6 +112,21 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// The same server and options with another database name (`postgres://h/a?x` with
+    /// `b` is `postgres://h/b?x`): tests and benchmarks create a database of their own.
+    pub fn with_database(&self, name: &str) -> DatabaseUrl {
+        let url = self.0.as_str();
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (url, String::new()),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let host_end = base[scheme_end..]
+            .find('/')
+            .map_or(base.len(), |i| scheme_end + i);
+        DatabaseUrl(format!("{}/{name}{query}", &base[..host_end]))
+    }
+
     /// The URL with any password (in the authority or as `?password=`) replaced by `***`.
     pub fn masked(&self) -> String {
         let url = self.0.as_str();
@@ -157,6 +172,19 @@ impl Serialize for DatabaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_database_on_the_same_server_keeps_the_options() {
+        let url = DatabaseUrl("postgres://u:p@h:5432/postgres?sslmode=disable".into());
+        assert_eq!(
+            url.with_database("t1").0,
+            "postgres://u:p@h:5432/t1?sslmode=disable"
+        );
+        assert_eq!(
+            DatabaseUrl("postgres://h".into()).with_database("t2").0,
+            "postgres://h/t2"
+        );
+    }
 
     #[test]
     fn database_url_masks_the_password_but_keeps_user_and_host() {

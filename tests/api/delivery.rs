@@ -639,19 +639,24 @@ async fn postgres_one_replica_at_a_time_delivers_a_consumer_and_another_takes_ov
     second.stop().await;
 }
 
+/// A hub forwarding everything to `central` with a `falconer` consumer named `to-central`.
+async fn edge_forwarding_to(central: &TestApp, db: &TestDb) -> TestApp {
+    let spec = json!({"name": "to-central", "type": "falconer", "secretRef": {"name": "central"},
+                      "falconer": {"url": format!("http://{}", central.addr)}});
+    TestApp::spawn_with_consumers(
+        db,
+        hub_config(),
+        db.store_config(),
+        vec![consumer(spec, &[("token", "unused-on-an-open-hub")])],
+    )
+    .await
+}
+
 async fn an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster(backend: Backend) {
     let central_db = TestDb::new(backend).await;
     let central = TestApp::spawn(&central_db).await;
     let edge_db = TestDb::new(backend).await;
-    let spec = json!({"name": "to-central", "type": "falconer", "secretRef": {"name": "central"},
-                      "falconer": {"url": format!("http://{}", central.addr)}});
-    let edge = TestApp::spawn_with_consumers(
-        &edge_db,
-        hub_config(),
-        edge_db.store_config(),
-        vec![consumer(spec, &[("token", "unused-on-an-open-hub")])],
-    )
-    .await;
+    let edge = edge_forwarding_to(&central, &edge_db).await;
     wait_until("the consumer is active", || async {
         consumer_view(&edge, "to-central").await["state"] == "Active"
     })
@@ -712,15 +717,7 @@ async fn a_central_hub_answering_413_makes_the_edge_send_smaller_batches_and_dea
     small.ingest.max_body_bytes = 16 * 1024;
     let central = TestApp::spawn_with(&central_db, small, central_db.store_config()).await;
     let edge_db = TestDb::new(backend).await;
-    let spec = json!({"name": "to-central", "type": "falconer", "secretRef": {"name": "central"},
-                      "falconer": {"url": format!("http://{}", central.addr)}});
-    let edge = TestApp::spawn_with_consumers(
-        &edge_db,
-        hub_config(),
-        edge_db.store_config(),
-        vec![consumer(spec, &[("token", "unused-on-an-open-hub")])],
-    )
-    .await;
+    let edge = edge_forwarding_to(&central, &edge_db).await;
     let mut posted = post_alerts(&edge, "before", 0..40).await;
     let huge = alert("huge", "2026-05-04T10:00:00Z", &"x".repeat(40 * 1024));
     let reply = edge.ingest(huge.to_string()).await;

@@ -60,15 +60,7 @@ pub fn admin_url() -> String {
 
 /// `url` with its database name replaced.
 pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{name}{query}", &base[..host_end])
+    DatabaseUrl(url.to_string()).with_database(name).0
 }
 
 impl TestDb {
