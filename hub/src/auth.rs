@@ -1,46 +1,174 @@
-//! Bearer-token checks for the two API scopes.
+//! Who is calling and what they may do: bearer tokens (stored as SHA-256 hashes) mapped to
+//! named credentials with scopes (docs/security.md). The route table names each route's
+//! scope; `require` runs before every handler, so no route can ship unguarded.
 
-use crate::config::{AuthConfig, TokenHash};
+use crate::config::{AuthConfig, Scope, TokenHash};
 use crate::error::HubError;
+use crate::sources::Source;
 use actix_web::HttpRequest;
 use actix_web::http::header;
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::Arc;
 
+/// What a route asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub enum Access {
+    /// Probes, scrapers, the dashboard's static files and the published schemas.
+    Open,
+    /// Posting events: `ingest`, or `forward` for `source=falconer` (checked by the handler
+    /// once it knows the source).
     Ingest,
-    Query,
+    Read,
+    Operate,
+}
+
+/// The credential a request presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's name (never the token).
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// Clusters an `ingest` token may send for; empty: any.
+    pub clusters: Vec<String>,
+    /// Sources an `ingest` token may send; empty: any.
+    pub sources: Vec<Source>,
+}
+
+impl Principal {
+    /// The caller of an API without tokens: anything it may do there.
+    fn anyone() -> Principal {
+        Principal {
+            name: "anonymous".into(),
+            scopes: vec![Scope::Ingest, Scope::Forward, Scope::Read, Scope::Operate],
+            clusters: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// Whether this caller may post events of `source`: `falconer` needs `forward`, every
+    /// other source `ingest` (and a listed source when the token lists some).
+    pub fn may_send(&self, source: Source) -> Result<(), HubError> {
+        let refuse = |why: String| Err(HubError::Forbidden(format!("token `{}` {why}", self.name)));
+        if source == Source::Falconer {
+            return match self.has(Scope::Forward) {
+                true => Ok(()),
+                false => refuse(
+                    "may not forward events between hubs (source=falconer needs the forward scope)"
+                        .into(),
+                ),
+            };
+        }
+        if !self.has(Scope::Ingest) {
+            return refuse(format!(
+                "may not post {} events (it needs the ingest scope; forward is for source=falconer)",
+                source.as_str()
+            ));
+        }
+        if !self.sources.is_empty() && !self.sources.contains(&source) {
+            return refuse(format!(
+                "may not post {} events; it may post {}",
+                source.as_str(),
+                names(self.sources.iter().map(|s| s.as_str()))
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this caller may send events of `cluster` (ingest tokens bound to clusters).
+    pub fn may_send_for(&self, cluster: &str, source: Source) -> Result<(), HubError> {
+        if source == Source::Falconer || self.clusters.is_empty() {
+            return Ok(());
+        }
+        match self.clusters.iter().any(|c| c == cluster) {
+            true => Ok(()),
+            false => Err(HubError::Forbidden(format!(
+                "token `{}` may not send events of cluster `{cluster}`; it may send for {}",
+                self.name,
+                names(self.clusters.iter().map(String::as_str))
+            ))),
+        }
+    }
+
+    /// The cluster of events that name none, when the token is bound to exactly one.
+    pub fn only_cluster(&self) -> Option<&str> {
+        match self.clusters.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+}
+
+/// The caller of a request past the route guard (`startup::guard`).
+pub fn caller(request: &HttpRequest) -> Result<Arc<Principal>, HubError> {
+    use actix_web::HttpMessage;
+    request
+        .extensions()
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| HubError::Internal("the route guard did not run".into()))
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub struct Auth {
-    ingest: HashSet<TokenHash>,
-    query: HashSet<TokenHash>,
+    by_hash: HashMap<TokenHash, Arc<Principal>>,
+    ingest_open: bool,
+    query_open: bool,
 }
 
 impl Auth {
     pub fn new(config: &AuthConfig) -> Auth {
+        let by_hash = config
+            .entries()
+            .into_iter()
+            .map(|entry| {
+                let principal = Principal {
+                    name: entry.name,
+                    scopes: entry.scopes,
+                    clusters: entry.clusters,
+                    // Validated at start-up: every name is a source.
+                    sources: entry
+                        .sources
+                        .iter()
+                        .filter_map(|s| Source::named(s))
+                        .collect(),
+                };
+                (entry.sha256, Arc::new(principal))
+            })
+            .collect();
         Auth {
-            ingest: config.ingest_token_sha256.iter().copied().collect(),
-            query: config.query_token_sha256.iter().copied().collect(),
+            by_hash,
+            ingest_open: !config.grants_any(&[Scope::Ingest, Scope::Forward]),
+            query_open: !config.grants_any(&[Scope::Read, Scope::Operate]),
         }
     }
 
-    /// Lets the request through when its scope has no tokens or it presents one of them:
-    /// `Authorization: Bearer <token>`, or for ingest a `token` query parameter (Falco's
-    /// `http_output` cannot send headers). Missing or unknown token: 401; a token of the other
-    /// scope: 403.
-    pub fn check(
+    /// The caller of `request` when it may use a route needing `access`: no token needed on
+    /// an open API; else `Authorization: Bearer <token>`, or for ingest a `token` query
+    /// parameter (Falco's `http_output` cannot send headers). Missing or unknown token: 401;
+    /// a token without the scope: 403 naming the token and the scope.
+    pub fn require(
         &self,
         request: &HttpRequest,
-        query_token: Option<&str>,
-        scope: Scope,
-    ) -> Result<(), HubError> {
-        let (allowed, other) = match scope {
-            Scope::Ingest => (&self.ingest, &self.query),
-            Scope::Query => (&self.query, &self.ingest),
+        access: Access,
+    ) -> Result<Option<Arc<Principal>>, HubError> {
+        let (open, scopes): (bool, &[Scope]) = match access {
+            Access::Open => return Ok(None),
+            Access::Ingest => (self.ingest_open, &[Scope::Ingest, Scope::Forward]),
+            Access::Read => (self.query_open, &[Scope::Read]),
+            Access::Operate => (self.query_open, &[Scope::Operate]),
         };
-        if allowed.is_empty() {
-            return Ok(());
+        if open {
+            return Ok(Some(Arc::new(Principal::anyone())));
         }
         let header_token = request
             .headers()
@@ -51,19 +179,41 @@ impl Auth {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
-        let query_token = query_token.filter(|_| scope == Scope::Ingest);
-        let Some(token) = header_token.or(query_token) else {
+        let query_token = match access {
+            Access::Ingest => query_token(request.query_string()),
+            _ => None,
+        };
+        let Some(token) = header_token.or(query_token.as_deref()) else {
             return Err(HubError::Unauthorized("missing bearer token"));
         };
-        let hash = TokenHash::of(token);
-        if allowed.contains(&hash) {
-            Ok(())
-        } else if other.contains(&hash) {
-            Err(HubError::Forbidden(
-                "this token is not allowed to use this API",
-            ))
+        let Some(principal) = self.by_hash.get(&TokenHash::of(token)) else {
+            return Err(HubError::Unauthorized("invalid bearer token"));
+        };
+        if scopes.iter().any(|s| principal.has(*s)) {
+            Ok(Some(principal.clone()))
         } else {
-            Err(HubError::Unauthorized("invalid bearer token"))
+            Err(HubError::Forbidden(format!(
+                "token `{}` does not have the {} scope this request needs",
+                principal.name,
+                scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )))
         }
     }
+}
+
+/// The `token` parameter of a query string, percent-decoded (a malformed query has none:
+/// the handler refuses it by name once the caller is known).
+fn query_token(query: &str) -> Option<String> {
+    if !query.contains("token=") {
+        return None;
+    }
+    actix_web::web::Query::<Vec<(String, String)>>::from_query(query)
+        .ok()?
+        .into_inner()
+        .into_iter()
+        .find_map(|(key, value)| (key == "token").then_some(value))
 }

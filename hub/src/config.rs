@@ -100,15 +100,166 @@ impl Default for IngestConfig {
     }
 }
 
-/// Bearer tokens, stored as SHA-256 hashes (`printf %s "$TOKEN" | sha256sum`). An empty list
-/// leaves that API open, which is allowed only on a loopback address.
+/// Bearer tokens, stored as SHA-256 hashes (`printf %s "$TOKEN" | sha256sum`), each with the
+/// scopes it grants (docs/security.md). An API no token is configured for is open, which is
+/// allowed only on a loopback address: the ingest API (scopes `ingest`, `forward`) and the
+/// query API (`read`, `operate`) are open or guarded each as a whole.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Tokens allowed to post events.
+    /// Shorthand for token entries with scopes `[ingest]`.
     pub ingest_token_sha256: Vec<TokenHash>,
-    /// Tokens allowed to read the query API.
+    /// Shorthand for token entries with scopes `[read]`.
     pub query_token_sha256: Vec<TokenHash>,
+    /// Named tokens with their scopes and, for `ingest`, the clusters and sources they may
+    /// send for.
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// One credential: who holds it (`name`, in logs and errors; never the token), what it may
+/// do, and for what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who holds the token, e.g. `falco-edge-a`: a DNS label, unique.
+    pub name: String,
+    pub sha256: TokenHash,
+    pub scopes: Vec<Scope>,
+    /// With `ingest`: the only clusters its events may name; an event naming none gets the
+    /// only one listed. Empty: any.
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    /// With `ingest`: the only sources it may send (`falco`, `trivy`, …). Empty: any but
+    /// `falconer`, which needs `forward`.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// What a credential may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Post events of detectors and scanners (`POST /ingest`, `POST /`).
+    Ingest,
+    /// Post events forwarded by another hub (`?source=falconer`), keeping their cluster.
+    Forward,
+    /// Every GET of the query API and the dashboard's data.
+    Read,
+    /// Act: replay dead letters, send test events, recompute risk.
+    Operate,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Forward => "forward",
+            Scope::Read => "read",
+            Scope::Operate => "operate",
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Every token entry, the shorthands included (named after their key and position).
+    pub fn entries(&self) -> Vec<TokenEntry> {
+        let shorthand = |key: &str, hashes: &[TokenHash], scope: Scope| {
+            hashes
+                .iter()
+                .enumerate()
+                .map(|(i, hash)| TokenEntry {
+                    name: format!("{key}[{i}]"),
+                    sha256: *hash,
+                    scopes: vec![scope],
+                    clusters: Vec::new(),
+                    sources: Vec::new(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut entries = shorthand(
+            "ingest_token_sha256",
+            &self.ingest_token_sha256,
+            Scope::Ingest,
+        );
+        entries.extend(shorthand(
+            "query_token_sha256",
+            &self.query_token_sha256,
+            Scope::Read,
+        ));
+        entries.extend(self.tokens.iter().cloned());
+        entries
+    }
+
+    /// Whether any token grants one of `scopes`.
+    pub fn grants_any(&self, scopes: &[Scope]) -> bool {
+        self.entries()
+            .iter()
+            .any(|e| e.scopes.iter().any(|s| scopes.contains(s)))
+    }
+
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let shorthands = self.ingest_token_sha256.len() + self.query_token_sha256.len();
+        let mut names = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashMap::new();
+        for (i, entry) in self.entries().iter().enumerate() {
+            let key = match i.checked_sub(shorthands) {
+                None => format!("auth.{}", entry.name),
+                Some(i) => {
+                    let key = format!("auth.tokens[{i}]");
+                    if !falconer_model::names::is_dns_label(&entry.name) {
+                        return Err(format!(
+                            "{key}.name: `{}` must be a DNS label (lower-case letters, digits, `-`)",
+                            entry.name
+                        ));
+                    }
+                    key
+                }
+            };
+            if !names.insert(entry.name.clone()) {
+                return Err(format!("{key}.name: `{}` is used twice", entry.name));
+            }
+            if let Some(other) = hashes.insert(entry.sha256, entry.name.clone()) {
+                return Err(format!(
+                    "{key}.sha256: the same token as `{other}`; give each holder a token of its own"
+                ));
+            }
+            if entry.scopes.is_empty() {
+                return Err(format!(
+                    "{key}.scopes: name at least one of ingest, forward, read, operate"
+                ));
+            }
+            if !entry.scopes.contains(&Scope::Ingest)
+                && (!entry.clusters.is_empty() || !entry.sources.is_empty())
+            {
+                return Err(format!(
+                    "{key}: `clusters` and `sources` bound what an `ingest` token may send; \
+                     this token has no ingest scope"
+                ));
+            }
+            for cluster in &entry.clusters {
+                falconer_model::names::check_cluster_name(cluster)
+                    .map_err(|e| format!("{key}.clusters: `{cluster}` {e}"))?;
+            }
+            for source in &entry.sources {
+                match crate::sources::Source::named(source) {
+                    Some(crate::sources::Source::Falconer) => {
+                        return Err(format!(
+                            "{key}.sources: `falconer` is forwarding between hubs; grant the `forward` scope instead"
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Err(format!(
+                            "{key}.sources: `{source}` is not a source; one of {}",
+                            crate::sources::Source::names()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The SHA-256 of a bearer token, written as 64 hex digits.
@@ -188,6 +339,7 @@ impl HubConfig {
                 return Err(format!("{key}: must be greater than 0"));
             }
         }
+        self.auth.validate()?;
         let open = self.open_apis();
         if !open.is_empty() && !self.server.listen.ip().is_loopback() {
             return Err(format!(
@@ -199,18 +351,19 @@ impl HubConfig {
                     .map(|api| format!("auth.{api}_token_sha256"))
                     .collect::<Vec<_>>()
                     .join(" and ")
+                    + " (or auth.tokens)"
             ));
         }
         Ok(())
     }
 
-    /// The APIs anyone may call: those without tokens.
+    /// The APIs anyone may call: those no token is configured for.
     pub fn open_apis(&self) -> Vec<&'static str> {
         let mut open = Vec::new();
-        if self.auth.ingest_token_sha256.is_empty() {
+        if !self.auth.grants_any(&[Scope::Ingest, Scope::Forward]) {
             open.push("ingest");
         }
-        if self.auth.query_token_sha256.is_empty() {
+        if !self.auth.grants_any(&[Scope::Read, Scope::Operate]) {
             open.push("query");
         }
         open

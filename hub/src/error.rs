@@ -17,7 +17,7 @@ pub enum HubError {
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method {method} is not allowed here; allowed: {allowed}")]

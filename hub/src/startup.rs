@@ -73,9 +73,11 @@ impl Hub {
                     let method = request.method().clone();
                     let path = request.path().to_owned();
                     let started = Instant::now();
-                    let response = service.call(request);
+                    // Every route's access is checked here, before its handler: a route
+                    // cannot ship unguarded (routes::ROUTES names each one's access).
+                    let response = guard(&request).map(|()| service.call(request));
                     async move {
-                        let response = response.await?;
+                        let response = response?.await?;
                         let status = response.status().as_u16();
                         let ms = started.elapsed().as_secs_f64() * 1e3;
                         if status >= 500 {
@@ -103,4 +105,20 @@ impl Hub {
             server: server.run(),
         })
     }
+}
+
+/// Checks the caller against the access of the route asked for and hands the handler who it
+/// is (`auth::caller`); unknown routes go on to the 404/405 fallback.
+fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), actix_web::Error> {
+    use actix_web::HttpMessage;
+    let Some(access) = routes::access(request.method().as_str(), request.path()) else {
+        return Ok(());
+    };
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Err(HubError::Internal("no application state".into()).into());
+    };
+    if let Some(principal) = state.auth.require(request.request(), access)? {
+        request.extensions_mut().insert(principal);
+    }
+    Ok(())
 }

@@ -45,7 +45,7 @@ async fn metrics_count_received_accepted_rejected_and_commits(backend: Backend) 
 async fn every_route_of_the_table_is_served_and_others_are_404_or_405(backend: Backend) {
     let db = TestDb::new(backend).await;
     let app = TestApp::spawn(&db).await;
-    for (method, template) in ROUTES {
+    for (method, template, _) in ROUTES {
         let path = template.replace("{id}", &uuid::Uuid::now_v7().to_string());
         let method: reqwest::Method = method.parse().unwrap();
         let response = app

@@ -1,6 +1,5 @@
 //! `POST /ingest` and `POST /`: events in, committed, then acknowledged (DESIGN.md §3).
 
-use crate::auth::Scope;
 use crate::body;
 use crate::error::HubError;
 use crate::metrics::SourceLabel;
@@ -108,13 +107,14 @@ async fn accept(
         request.query_string(),
         &["source", "cluster", "token", "node"],
     )?;
-    state
-        .auth
-        .check(request, params.text("token")?, Scope::Ingest)?;
+    let caller = crate::auth::caller(request)?;
     let named = match forced_source {
         Some(source) => Some(source),
         None => source_of(request, &params)?,
     };
+    if let Some(source) = named {
+        caller.may_send(source)?;
+    }
     let cluster = match header(request, "x-falconer-cluster")? {
         Some(cluster) => Some(cluster),
         None => params.text("cluster")?,
@@ -122,6 +122,7 @@ async fn accept(
     if let Some(cluster) = cluster {
         falconer_model::names::check_cluster_name(cluster)
             .map_err(|reason| HubError::bad("cluster", reason))?;
+        caller.may_send_for(cluster, named.unwrap_or(Source::Falco))?;
     }
     let node = params.text("node")?;
     if let Some(node) = node {
@@ -164,6 +165,9 @@ async fn accept(
             None => Source::Falco,
         },
     };
+    if named.is_none() {
+        caller.may_send(source)?;
+    }
     if source == Source::KubeBench && node.is_none() {
         return Err(HubError::bad(
             "node",
@@ -194,7 +198,8 @@ async fn accept(
         .inc_by(items.len() as u64);
     let context = sources::Context {
         cluster,
-        default_cluster: &state.config.cluster,
+        // A token bound to one cluster names the cluster of events that name none.
+        default_cluster: caller.only_cluster().unwrap_or(&state.config.cluster),
         received_at: Utc::now().trunc_subsecs(6),
     };
     let options = Options {
@@ -258,6 +263,17 @@ async fn accept(
     }
     metrics.reject(label.source, "too_large", too_large);
     metrics.reject(label.source, "invalid", rejected.len() - too_large);
+    // What the events themselves claim is held to the token's clusters too; nothing of a
+    // request naming a cluster it may not send for is stored.
+    if !caller.clusters.is_empty() {
+        let claimed = events
+            .iter()
+            .map(|e| e.cluster.as_str())
+            .chain(reports.iter().map(|r| r.cluster.as_str()));
+        for cluster in claimed {
+            caller.may_send_for(cluster, source)?;
+        }
+    }
 
     if events.is_empty() && reports.is_empty() {
         return Ok(HttpResponse::BadRequest().json(Reply {

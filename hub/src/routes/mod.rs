@@ -1,6 +1,8 @@
-//! Every route, in one table: the same table registers the handlers, answers 404/405 for the
-//! rest, and is compared with the OpenAPI document by a test.
+//! Every route, in one table with the access it needs: the same table registers the
+//! handlers, guards them (`access`, checked before any handler runs), answers 404/405 for the
+//! rest, and is compared with the OpenAPI document and the route × scope test.
 
+use crate::auth::Access;
 use crate::error::HubError;
 pub mod consumers;
 pub mod ingest;
@@ -15,9 +17,10 @@ use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
 
 macro_rules! routes {
-    ($($path:literal => { $($method:ident : $handler:path),+ $(,)? }),* $(,)?) => {
-        /// (method, path template) of every route.
-        pub const ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+    ($($path:literal => { $($method:ident : $handler:path [$access:ident]),+ $(,)? }),* $(,)?) => {
+        /// (method, path template, access) of every route.
+        pub const ROUTES: &[(&str, &str, Access)] =
+            &[$($((stringify!($method), $path, Access::$access)),+),*];
 
         pub fn configure(config: &mut web::ServiceConfig) {
             $(
@@ -32,31 +35,31 @@ macro_rules! routes {
 }
 
 routes! {
-    "/ingest" => { POST: ingest::ingest },
-    "/" => { POST: ingest::falco_root, GET: ui::root },
-    "/api/v1/events" => { GET: query::events },
-    "/api/v1/events/{id}" => { GET: query::event },
-    "/api/v1/findings" => { GET: query::findings },
-    "/api/v1/clusters" => { GET: query::clusters },
-    "/api/v1/risk" => { GET: risk::summary },
-    "/api/v1/risk/namespaces" => { GET: risk::namespaces },
-    "/api/v1/risk/workloads" => { GET: risk::workloads },
-    "/api/v1/risk/recompute" => { POST: risk::recompute },
-    "/api/v1/risk/{kind}/{name}/history" => { GET: risk::history },
-    "/api/v1/stats/events" => { GET: stats::events },
-    "/api/v1/stats/findings" => { GET: stats::findings },
-    "/api/v1/consumers" => { GET: consumers::list },
-    "/api/v1/consumers/{name}/dead-letters" => { GET: consumers::dead_letters },
-    "/api/v1/consumers/{name}/dead-letters/replay" => { POST: consumers::replay },
-    "/api/v1/consumers/{name}/test" => { POST: consumers::test },
-    "/api/v1/schemas/agent-event.json" => { GET: ops::agent_event_schema },
-    "/api/v1/openapi.json" => { GET: ops::openapi },
-    "/healthz" => { GET: ops::healthz },
-    "/readyz" => { GET: ops::readyz },
-    "/metrics" => { GET: ops::metrics },
-    "/ui" => { GET: ui::redirect },
-    "/ui/" => { GET: ui::index },
-    "/ui/{file}" => { GET: ui::file },
+    "/ingest" => { POST: ingest::ingest [Ingest] },
+    "/" => { POST: ingest::falco_root [Ingest], GET: ui::root [Open] },
+    "/api/v1/events" => { GET: query::events [Read] },
+    "/api/v1/events/{id}" => { GET: query::event [Read] },
+    "/api/v1/findings" => { GET: query::findings [Read] },
+    "/api/v1/clusters" => { GET: query::clusters [Read] },
+    "/api/v1/risk" => { GET: risk::summary [Read] },
+    "/api/v1/risk/namespaces" => { GET: risk::namespaces [Read] },
+    "/api/v1/risk/workloads" => { GET: risk::workloads [Read] },
+    "/api/v1/risk/recompute" => { POST: risk::recompute [Operate] },
+    "/api/v1/risk/{kind}/{name}/history" => { GET: risk::history [Read] },
+    "/api/v1/stats/events" => { GET: stats::events [Read] },
+    "/api/v1/stats/findings" => { GET: stats::findings [Read] },
+    "/api/v1/consumers" => { GET: consumers::list [Read] },
+    "/api/v1/consumers/{name}/dead-letters" => { GET: consumers::dead_letters [Read] },
+    "/api/v1/consumers/{name}/dead-letters/replay" => { POST: consumers::replay [Operate] },
+    "/api/v1/consumers/{name}/test" => { POST: consumers::test [Operate] },
+    "/api/v1/schemas/agent-event.json" => { GET: ops::agent_event_schema [Open] },
+    "/api/v1/openapi.json" => { GET: ops::openapi [Open] },
+    "/healthz" => { GET: ops::healthz [Open] },
+    "/readyz" => { GET: ops::readyz [Open] },
+    "/metrics" => { GET: ops::metrics [Open] },
+    "/ui" => { GET: ui::redirect [Open] },
+    "/ui/" => { GET: ui::index [Open] },
+    "/ui/{file}" => { GET: ui::file [Open] },
 }
 
 /// 405 with `Allow` when the path exists with other methods, else 404; both as JSON.
@@ -64,8 +67,8 @@ pub async fn fallback(request: HttpRequest) -> Result<&'static str, HubError> {
     let path = request.path();
     let allowed: Vec<&str> = ROUTES
         .iter()
-        .filter(|(_, template)| matches_template(template, path))
-        .map(|(method, _)| *method)
+        .filter(|(_, template, _)| matches_template(template, path))
+        .map(|(method, _, _)| *method)
         .collect();
     if allowed.is_empty() {
         return Err(HubError::NotFound(format!("no route for {path}")));
@@ -74,6 +77,15 @@ pub async fn fallback(request: HttpRequest) -> Result<&'static str, HubError> {
         method: request.method().to_string(),
         allowed: allowed.join(", "),
     })
+}
+
+/// What the route of `method` `path` needs of its caller; `None` when there is no such route
+/// (the fallback answers 404/405).
+pub fn access(method: &str, path: &str) -> Option<Access> {
+    ROUTES
+        .iter()
+        .find(|(m, template, _)| *m == method && matches_template(template, path))
+        .map(|(_, _, access)| *access)
 }
 
 /// Whether `path` fits `template`, where `{name}` stands for one non-empty segment.
