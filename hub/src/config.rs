@@ -374,6 +374,90 @@ impl HubConfig {
 mod tests {
     use super::*;
 
+    fn entry(name: &str, scopes: &[Scope]) -> TokenEntry {
+        TokenEntry {
+            name: name.into(),
+            sha256: TokenHash::of(name),
+            scopes: scopes.to_vec(),
+            clusters: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    fn refusal(tokens: Vec<TokenEntry>) -> String {
+        AuthConfig {
+            tokens,
+            ..AuthConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+    }
+
+    #[test]
+    fn token_entries_are_refused_by_key_when_they_cannot_be_enforced() {
+        let twice = refusal(vec![
+            entry("a", &[Scope::Read]),
+            entry("a", &[Scope::Ingest]),
+        ]);
+        assert!(
+            twice.contains("auth.tokens[1].name") && twice.contains("twice"),
+            "{twice}"
+        );
+        let shared = refusal(vec![
+            entry("a", &[Scope::Read]),
+            TokenEntry {
+                sha256: TokenHash::of("a"),
+                ..entry("b", &[Scope::Operate])
+            },
+        ]);
+        assert!(
+            shared.contains("auth.tokens[1].sha256") && shared.contains("`a`"),
+            "{shared}"
+        );
+        let none = refusal(vec![entry("a", &[])]);
+        assert!(none.contains("auth.tokens[0].scopes"), "{none}");
+        let bound = refusal(vec![TokenEntry {
+            clusters: vec!["edge".into()],
+            ..entry("a", &[Scope::Read])
+        }]);
+        assert!(bound.contains("no ingest scope"), "{bound}");
+        let unknown = refusal(vec![TokenEntry {
+            sources: vec!["snort".into()],
+            ..entry("a", &[Scope::Ingest])
+        }]);
+        assert!(
+            unknown.contains("auth.tokens[0].sources") && unknown.contains("snort"),
+            "{unknown}"
+        );
+        let forward = refusal(vec![TokenEntry {
+            sources: vec!["falconer".into()],
+            ..entry("a", &[Scope::Ingest])
+        }]);
+        assert!(forward.contains("forward"), "{forward}");
+        let name = refusal(vec![entry("Falco Edge", &[Scope::Ingest])]);
+        assert!(
+            name.contains("auth.tokens[0].name") && name.contains("DNS label"),
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn shorthands_are_ingest_and_read_tokens_and_an_api_without_tokens_is_open() {
+        let config = AuthConfig {
+            ingest_token_sha256: vec![TokenHash::of("i")],
+            query_token_sha256: vec![TokenHash::of("q")],
+            tokens: Vec::new(),
+        };
+        let entries = config.entries();
+        assert_eq!(entries[0].name, "ingest_token_sha256[0]");
+        assert_eq!(entries[0].scopes, [Scope::Ingest]);
+        assert_eq!(entries[1].scopes, [Scope::Read]);
+        let mut hub = HubConfig::default();
+        hub.auth.tokens = vec![entry("operator", &[Scope::Operate])];
+        // Operate alone guards the whole query API; ingest stays open (loopback only).
+        assert_eq!(hub.open_apis(), ["ingest"]);
+    }
+
     #[test]
     fn token_hash_parses_hex_with_or_without_prefix_and_prints_it_back() {
         let hash = TokenHash::of("s3cret");

@@ -145,12 +145,17 @@ eventually 120 policy_observed || die "Policy default has no status for its gene
 kubectl get policies.falconer.io
 
 step "a central hub, and the edge forwarding to it (docs/multi-cluster.md)"
+FORWARD_TOKEN=$(openssl rand -hex 32)
+FORWARD_SHA256=$(printf %s "$FORWARD_TOKEN" | sha256sum | cut -d' ' -f1)
 cat >central-values.yaml <<YAML
 image:
   repository: $IMAGE_REPOSITORY
   tag: $IMAGE_TAG
   pullPolicy: Never
 cluster: central
+auth:
+  tokens:
+    - {name: edge-hubs, sha256: "$FORWARD_SHA256", scopes: [forward]}
 manager:
   enabled: false
 hub:
@@ -162,10 +167,9 @@ hub:
             kubernetes.io/metadata.name: falconer-system
 YAML
 helm upgrade --install central charts/falconer --namespace falconer-central --create-namespace --values central-values.yaml --wait --timeout 5m
-CENTRAL_TOKEN=$(kubectl -n falconer-central get secret falconer-ingest-token -o jsonpath='{.data.token}' | base64 -d)
 CENTRAL_QUERY_TOKEN=$(kubectl -n falconer-central get secret falconer-query-token -o jsonpath='{.data.token}' | base64 -d)
 kubectl -n falconer-system delete secret central-hub-token --ignore-not-found
-kubectl -n falconer-system create secret generic central-hub-token --from-literal=token="$CENTRAL_TOKEN"
+kubectl -n falconer-system create secret generic central-hub-token --from-literal=token="$FORWARD_TOKEN"
 cat >setting-central.yaml <<'YAML'
 apiVersion: falconer.io/v1alpha1
 kind: Setting
