@@ -45,6 +45,11 @@ impl Principal {
         }
     }
 
+    /// The caller of an open API (no token asked for).
+    pub fn is_anonymous(&self) -> bool {
+        self.name == "anonymous"
+    }
+
     fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }

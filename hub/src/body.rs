@@ -20,12 +20,14 @@ pub enum Format {
 /// What the body is, from `Content-Type` (absent means JSON).
 pub fn format_of(request: &HttpRequest) -> Result<Format, HubError> {
     let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
-        return Ok(Format::Json);
+        return Err(HubError::UnsupportedMediaType(
+            "Content-Type is missing; use application/json or application/x-ndjson".into(),
+        ));
     };
     let text = value.to_str().unwrap_or("").to_ascii_lowercase();
     let essence = text.split(';').next().unwrap_or("").trim();
     match essence {
-        "application/json" | "" => Ok(Format::Json),
+        "application/json" => Ok(Format::Json),
         "application/x-ndjson"
         | "application/ndjson"
         | "application/jsonlines"

@@ -8,6 +8,7 @@ use crate::metrics::HubMetrics;
 use crate::routes;
 use crate::state::AppState;
 use actix_web::dev::{Server, Service};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{App, HttpServer, web};
 use falconer_analyst::Analyst;
 use falconer_delivery::Delivery;
@@ -75,9 +76,28 @@ impl Hub {
                     let started = Instant::now();
                     // Every route's access is checked here, before its handler: a route
                     // cannot ship unguarded (routes::ROUTES names each one's access).
-                    let response = guard(&request).map(|()| service.call(request));
+                    let response = match guard(&request) {
+                        Ok(()) => Ok(service.call(request)),
+                        Err(refused) => Err(request.error_response(refused)),
+                    };
                     async move {
-                        let response = response?.await?;
+                        let mut response = match response {
+                            Ok(call) => call.await?.map_into_left_body(),
+                            Err(refused) => refused.map_into_right_body(),
+                        };
+                        // No answer of the hub is for a shared cache, or to be sniffed as
+                        // another type than it says.
+                        let headers = response.headers_mut();
+                        if !headers.contains_key(header::CACHE_CONTROL) {
+                            headers.insert(
+                                header::CACHE_CONTROL,
+                                HeaderValue::from_static("no-store"),
+                            );
+                        }
+                        headers.insert(
+                            header::X_CONTENT_TYPE_OPTIONS,
+                            HeaderValue::from_static("nosniff"),
+                        );
                         let status = response.status().as_u16();
                         let ms = started.elapsed().as_secs_f64() * 1e3;
                         if status >= 500 {
@@ -108,17 +128,97 @@ impl Hub {
 }
 
 /// Checks the caller against the access of the route asked for and hands the handler who it
-/// is (`auth::caller`); unknown routes go on to the 404/405 fallback.
-fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), actix_web::Error> {
+/// is (`auth::caller`); unknown routes go on to the 404/405 fallback. On an open API (no
+/// tokens, loopback only) a request must come to a loopback host name and not from another
+/// site, so a web page the operator visits cannot post or act through the browser. Every
+/// POST carries a JSON body type (415 otherwise), which a page cannot send cross-site
+/// without the browser asking first.
+fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), HubError> {
     use actix_web::HttpMessage;
     let Some(access) = routes::access(request.method().as_str(), request.path()) else {
         return Ok(());
     };
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
-        return Err(HubError::Internal("no application state".into()).into());
+        return Err(HubError::Internal("no application state".into()));
     };
-    if let Some(principal) = state.auth.require(request.request(), access)? {
+    let principal = state.auth.require(request.request(), access)?;
+    if principal.as_ref().is_some_and(|p| p.is_anonymous()) {
+        same_site_loopback(request.request())?;
+    }
+    if request.method() == actix_web::http::Method::POST {
+        crate::body::format_of(request.request())?;
+    }
+    if let Some(principal) = principal {
         request.extensions_mut().insert(principal);
     }
     Ok(())
+}
+
+/// Refuses a request to an open API that a browser sent on behalf of another site, or that
+/// reached the hub under a name that is not a loopback address (DNS rebinding).
+fn same_site_loopback(request: &actix_web::HttpRequest) -> Result<(), HubError> {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text("host").unwrap_or("");
+    if !is_loopback_host(host) {
+        return Err(HubError::Forbidden(format!(
+            "this hub runs without tokens and answers only requests to a loopback address, \
+             not to `{host}`; configure auth.tokens to serve other names"
+        )));
+    }
+    if text("sec-fetch-site") == Some("cross-site") {
+        return Err(HubError::Forbidden(
+            "a request another web site made through the browser; this hub runs without tokens"
+                .into(),
+        ));
+    }
+    if let Some(origin) = text("origin") {
+        let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if authority != host {
+            return Err(HubError::Forbidden(format!(
+                "a request from the web page of `{origin}`; this hub runs without tokens"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_localhost_and_loopback_addresses_with_or_without_a_port() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1:8080",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

@@ -255,4 +255,56 @@ on_both_stores!(
     tokens_guard_each_api_separately,
     every_route_answers_each_credential_as_its_scope_says,
     an_ingest_token_is_held_to_its_clusters_and_sources_and_forwarding_needs_forward,
+    an_open_hub_refuses_other_sites_other_host_names_and_posts_without_a_json_type,
 );
+
+async fn an_open_hub_refuses_other_sites_other_host_names_and_posts_without_a_json_type(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    let body = alert("csrf", "2026-05-04T10:00:00Z", "x").to_string();
+    let post = |path: &str, headers: &[(&'static str, &'static str)]| {
+        let mut request = app.client.post(app.url(path)).body(body.clone());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { Reply::read(request.send().await.unwrap()).await }
+    };
+    let json = ("content-type", "application/json");
+    for (headers, what) in [
+        (
+            vec![json, ("origin", "https://evil.example")],
+            "evil.example",
+        ),
+        (
+            vec![json, ("sec-fetch-site", "cross-site")],
+            "another web site",
+        ),
+        (vec![json, ("host", "evil.example:8080")], "loopback"),
+    ] {
+        let refused = post("/ingest", &headers).await;
+        assert_eq!(refused.status, 403, "{headers:?}: {}", refused.text);
+        assert!(refused.text.contains(what), "{}", refused.text);
+        let replay = post("/api/v1/consumers/x/dead-letters/replay", &headers).await;
+        assert_eq!(replay.status, 403, "{headers:?}: {}", replay.text);
+    }
+    // A form post (what a page may send cross-site without asking) or no type at all: 415.
+    for headers in [vec![("content-type", "text/plain")], vec![]] {
+        let refused = post("/ingest", &headers).await;
+        assert_eq!(refused.status, 415, "{headers:?}: {}", refused.text);
+        let recompute = post("/api/v1/risk/recompute", &headers).await;
+        assert_eq!(recompute.status, 415, "{headers:?}: {}", recompute.text);
+    }
+    assert_eq!(db.count_events().await, 0);
+    // The hub's own page (same origin) and tools that send no Origin are served.
+    let own = format!("http://{}", app.addr);
+    let origin: &'static str = Box::leak(own.into_boxed_str());
+    let accepted = post("/ingest", &[json, ("origin", origin)]).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.text);
+    assert_eq!(accepted.header("cache-control"), Some("no-store"));
+    assert_eq!(accepted.header("x-content-type-options"), Some("nosniff"));
+    let listed = app.get("/api/v1/events").await;
+    assert_eq!(listed.header("cache-control"), Some("no-store"));
+    app.stop().await;
+}

@@ -667,6 +667,7 @@ async fn an_edge_hub_forwards_its_events_to_a_central_hub_keeping_their_cluster(
     let reply = edge
         .client
         .post(edge.url("/ingest"))
+        .header("content-type", "application/json")
         .header("x-falconer-cluster", "edge-1")
         .body(json!(body).to_string())
         .send()

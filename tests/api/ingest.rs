@@ -194,6 +194,7 @@ async fn a_malformed_body_is_a_400_naming_the_body(backend: Backend) {
     let bad_gzip = app
         .client
         .post(app.url("/ingest"))
+        .header("content-type", "application/json")
         .header("content-encoding", "gzip")
         .body("not gzip")
         .send()
@@ -228,6 +229,7 @@ async fn too_large_bodies_and_too_many_events_are_a_413(backend: Backend) {
     let bomb = app
         .client
         .post(app.url("/ingest"))
+        .header("content-type", "application/json")
         .header("content-encoding", "gzip")
         .body(gz.finish().unwrap())
         .send()

@@ -83,6 +83,7 @@ async fn every_filter_narrows_the_listing(backend: Backend) {
     let reply = app
         .client
         .post(app.url("/ingest"))
+        .header("content-type", "application/json")
         .header("x-falconer-cluster", "edge")
         .body(audit.to_string())
         .send()

@@ -62,6 +62,7 @@ async fn each_source_is_detected_from_its_shape_and_round_trips(backend: Backend
         let again = app
             .client
             .post(app.url("/ingest"))
+            .header("content-type", "application/json")
             .header("x-falconer-source", header_source)
             .body(text)
             .send()

@@ -47,7 +47,8 @@ export async function api(path, { method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' };
   const current = token();
   if (current) headers.Authorization = `Bearer ${current}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // Every POST says JSON, with or without a body: the hub refuses a POST that does not.
+  if (body !== undefined || method === 'POST') headers['Content-Type'] = 'application/json';
   let response;
   try {
     response = await fetch(path, {
