@@ -462,8 +462,30 @@ async fn an_unknown_source_or_parameter_is_a_400_naming_it(backend: Backend) {
     app.stop().await;
 }
 
+async fn an_item_nested_deeper_than_64_levels_is_rejected_by_index(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    let good = alert("deep", "2026-05-04T10:00:00Z", "fine");
+    let mut deep = alert("deep", "2026-05-04T10:00:01Z", "nested");
+    let nested: serde_json::Value =
+        serde_json::from_str(&format!("{}1{}", "[".repeat(70), "]".repeat(70))).unwrap();
+    deep["output_fields"]["evt.arg.data"] = nested;
+    let alone = app.ingest(deep.to_string()).await;
+    assert_eq!(alone.status, 400, "{}", alone.text);
+    let reply = app.ingest(json!([good, deep]).to_string()).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    let error = body["rejected"][0]["error"].as_str().unwrap();
+    assert!(error.contains("nested") && error.contains("64"), "{error}");
+    assert_eq!(db.count_events().await, 1);
+    app.stop().await;
+}
+
 on_both_stores!(
     a_falco_alert_is_acknowledged_with_its_id_after_commit,
+    an_item_nested_deeper_than_64_levels_is_rejected_by_index,
     alerts_from_falco_0_36_to_0_44_round_trip_with_their_raw_payload,
     the_raw_payload_is_kept_byte_for_byte,
     an_array_ndjson_and_gzip_bodies_are_accepted,

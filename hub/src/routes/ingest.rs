@@ -236,6 +236,11 @@ async fn accept(
                     limits.max_event_bytes
                 ));
             }
+            if let Some(depth) = too_deep(raw.get().as_bytes()) {
+                return Err(format!(
+                    "is nested more than {depth} levels deep; at most {MAX_DEPTH} are accepted"
+                ));
+            }
             sources::parse(source, raw, &context, &options)
         });
         match parsed {
@@ -363,4 +368,51 @@ fn header<'a>(request: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, H
                 .map(str::trim)
         })
         .transpose()
+}
+
+/// Deepest nesting of arrays and objects accepted in one item: far beyond any real alert or
+/// report, and far below what the database refuses (PostgreSQL fails a whole group commit
+/// for JSON nested some thousands deep).
+pub const MAX_DEPTH: usize = 64;
+
+/// `Some(MAX_DEPTH)` when `json` nests arrays and objects deeper than `MAX_DEPTH`.
+fn too_deep(json: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(MAX_DEPTH);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_counts_arrays_and_objects_but_not_brackets_in_strings() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(too_deep(deep(MAX_DEPTH).as_bytes()), None);
+        assert_eq!(too_deep(deep(MAX_DEPTH + 1).as_bytes()), Some(MAX_DEPTH));
+        let quoted = format!(r#"{{"output": "{}", "q": "\\\"{{"}}"#, "[".repeat(500));
+        assert_eq!(too_deep(quoted.as_bytes()), None);
+    }
 }
