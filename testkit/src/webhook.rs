@@ -24,6 +24,8 @@ pub struct State {
     pub ids: Mutex<Vec<String>>,
     /// Big runs keep only ids.
     pub ids_only: AtomicBool,
+    /// Answer `307 Temporary Redirect` to this URL while set.
+    pub redirect_to: Mutex<Option<String>>,
 }
 
 pub struct WebhookServer {
@@ -35,6 +37,11 @@ pub struct WebhookServer {
 async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
     if state.down.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().body("down for maintenance");
+    }
+    if let Some(location) = state.redirect_to.lock().unwrap().clone() {
+        return HttpResponse::TemporaryRedirect()
+            .insert_header(("location", location))
+            .body("moved");
     }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return HttpResponse::BadRequest().body("not JSON");

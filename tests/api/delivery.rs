@@ -523,8 +523,52 @@ async fn a_hundred_thousand_events_reach_three_consumers_once_in_order_despite_a
     search.stop().await;
 }
 
+async fn a_redirect_is_not_followed_and_no_error_shows_the_secret_part_of_a_url(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let elsewhere = WebhookServer::start();
+    let hook = WebhookServer::start();
+    *hook.state.redirect_to.lock().unwrap() = Some(elsewhere.url());
+    let url = format!(
+        "http://{}/services/T000/B000/XSECRETPATHX?key=XQUERYX",
+        hook.addr
+    );
+    let spec = json!({"name": "hook", "type": "webhook", "secretRef": {"name": "hooks"},
+                      "webhook": {"url": url, "secretHeaders": {"authorization": "auth"}}});
+    let app = TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![consumer(spec, &[("auth", "Bearer XTOKENX")])],
+    )
+    .await;
+    let ids = post_alerts(&app, "moved", 0..1).await;
+    wait_until("the consumer reports the redirect", || async {
+        consumer_view(&app, "hook").await["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("307"))
+    })
+    .await;
+    let view = consumer_view(&app, "hook").await;
+    assert_eq!(view["state"], "Degraded", "{view}");
+    let text = app.get("/api/v1/consumers").await.text;
+    for secret in ["XSECRETPATHX", "XQUERYX", "XTOKENX"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(text.contains(&format!("http://{}", hook.addr)), "{text}");
+    assert!(elsewhere.requests().is_empty(), "the redirect was followed");
+    // The URL fixed (here: the receiver stops redirecting), the event arrives, once.
+    *hook.state.redirect_to.lock().unwrap() = None;
+    wait_until("the event arrives", || async { hook.ids() == ids }).await;
+    assert_eq!(
+        hook.requests()[0].headers["authorization"],
+        "Bearer XTOKENX"
+    );
+    app.stop().await;
+}
+
 on_both_stores!(
     events_reach_a_file_consumer_once_each_in_commit_order_across_a_restart_from_the_first_request,
+    a_redirect_is_not_followed_and_no_error_shows_the_secret_part_of_a_url,
     a_new_consumer_starts_now_and_replay_from_delivers_the_past,
     a_webhook_outage_degrades_the_consumer_and_loses_nothing,
     a_refused_event_goes_to_dead_letters_and_is_replayed_after_the_fix,

@@ -94,12 +94,20 @@ impl BatchPost for Falconer {
         let response = match response {
             Ok(response) => response,
             Err(e) => {
-                return Posted::Done(Outcome::Retry(format!("POST {}: {}", self.url, chain(&e))));
+                return Posted::Done(Outcome::Retry(format!(
+                    "POST {}: {}",
+                    http::redact(&self.url),
+                    chain(&e.without_url())
+                )));
             }
         };
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let why = format!("POST {}: HTTP {status}: {}", self.url, http::snippet(&text));
+        let why = format!(
+            "POST {}: HTTP {status}: {}",
+            http::redact(&self.url),
+            http::snippet(&text)
+        );
         let action = http::action(status.as_u16());
         // 202 and 400 carry the other hub's verdict per event (DESIGN.md §3).
         if matches!(status.as_u16(), 202 | 400) {

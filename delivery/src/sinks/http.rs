@@ -34,6 +34,9 @@ pub enum Action {
 pub fn action(status: u16) -> Action {
     match status {
         200..=299 => Action::Deliver,
+        // Redirects are not followed (a redirect must not carry credentials or a signed body
+        // elsewhere): the operator fixes the URL, nothing is lost meanwhile.
+        300..=399 => Action::Retry,
         413 => Action::Split,
         // Timeouts, early data, rate limits and server trouble pass; 401/403/404 wait for
         // the operator to fix the credentials, permissions or URL.
@@ -119,6 +122,17 @@ pub fn send_splitting<'a, S: BatchPost>(
     })
 }
 
+/// `scheme://host:port` of a URL, for every error, status, log line and dead-letter reason:
+/// a path (Slack-style webhook URLs are credentials), a query or `user:password@` never
+/// leaves the consumer's config.
+pub fn redact(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+        (Some(host), None) => format!("{}://{host}", url.scheme()),
+        _ => format!("{}://", url.scheme()),
+    }
+}
+
 /// The first 300 characters of an answer, for error messages.
 pub fn snippet(text: &str) -> String {
     text.chars().take(300).collect()
@@ -155,7 +169,8 @@ pub fn client(
     let mut builder = reqwest::Client::builder()
         .timeout(TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("falconer/", env!("CARGO_PKG_VERSION")));
+        .user_agent(concat!("falconer/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = secrets.get("ca.crt") {
         for cert in reqwest::Certificate::from_pem_bundle(ca.0.as_bytes())
             .map_err(|e| config(format!("secret key ca.crt: {e}")))?
@@ -231,6 +246,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn urls_in_errors_keep_only_scheme_host_and_port() {
+        let url = |text: &str| reqwest::Url::parse(text).unwrap();
+        assert_eq!(
+            redact(&url(
+                "https://user:pw@hooks.example/services/T0/B0/SECRET?token=x"
+            )),
+            "https://hooks.example:443"
+        );
+        assert_eq!(
+            redact(&url("http://10.0.0.1:9000/x")),
+            "http://10.0.0.1:9000"
+        );
+    }
+
     #[tokio::test]
     async fn a_413_sends_halves_in_order_and_lowers_the_batch_size() {
         let events: Vec<Event> = (0..10).map(|i| event(&format!("r{i}"))).collect();
@@ -271,6 +301,8 @@ mod tests {
     fn statuses_map_to_one_action_for_every_http_sink() {
         for (status, expected) in [
             (200, Action::Deliver),
+            (301, Action::Retry),
+            (307, Action::Retry),
             (201, Action::Deliver),
             (202, Action::Deliver),
             (204, Action::Deliver),

@@ -93,7 +93,11 @@ impl Webhook {
             );
         }
         match request.body(body).send().await {
-            Err(e) => Answer::Retry(format!("POST {}: {}", self.url, chain(&e))),
+            Err(e) => Answer::Retry(format!(
+                "POST {}: {}",
+                http::redact(&self.url),
+                chain(&e.without_url())
+            )),
             Ok(response) => answer(response).await,
         }
     }
@@ -180,7 +184,7 @@ async fn answer(response: reqwest::Response) -> Answer {
     if action == Action::Deliver {
         return Answer::Delivered;
     }
-    let url = response.url().clone();
+    let url = http::redact(response.url());
     let text = response.text().await.unwrap_or_default();
     let why = format!("POST {url}: HTTP {status}: {}", http::snippet(&text));
     match action {
