@@ -75,7 +75,11 @@ impl Application {
             store.clone(),
             config.delivery.clone(),
             &mut registry,
-            kube.as_ref().map(|k| k.client.clone()),
+            kube.as_ref().map(|k| falconer_delivery::Home {
+                client: k.client.clone(),
+                cluster: config.cluster.clone(),
+                namespace: k.namespace.clone(),
+            }),
         );
         let consumers = Declarations::start(
             &config.consumers,

@@ -37,8 +37,17 @@ struct Inner {
     /// Consumers the Setting watcher left out before they reached the engine (name
     /// conflicts, missing Secrets), as `Stopped` reports.
     left_out: Mutex<Vec<(Origin, ConsumerReport)>>,
-    /// The hub's Kubernetes client when it runs in a cluster.
-    kube: Option<kube::Client>,
+    /// The cluster the hub runs in, when it does.
+    home: Option<Home>,
+}
+
+/// The cluster the hub runs in, for sinks that act on it (Phoenix): a client, the cluster's
+/// name (the hub's `cluster`) and the hub's own namespace.
+#[derive(Clone)]
+pub struct Home {
+    pub client: kube::Client,
+    pub cluster: String,
+    pub namespace: String,
 }
 
 struct Running {
@@ -71,12 +80,12 @@ impl Delivery {
         Delivery::with_kube(store, config, registry, None)
     }
 
-    /// An engine whose sinks may use the hub's cluster (Phoenix).
+    /// An engine whose sinks may act on the hub's cluster (Phoenix).
     pub fn with_kube(
         store: Store,
         config: DeliveryConfig,
         registry: &mut Registry,
-        kube: Option<kube::Client>,
+        home: Option<Home>,
     ) -> Delivery {
         Delivery {
             inner: Arc::new(Inner {
@@ -87,7 +96,7 @@ impl Delivery {
                 running: Mutex::new(BTreeMap::new()),
                 failed: Mutex::new(BTreeMap::new()),
                 left_out: Mutex::new(Vec::new()),
-                kube,
+                home,
             }),
         }
     }
@@ -181,7 +190,7 @@ impl Delivery {
     }
 
     fn launch(&self, d: &Desired) -> Result<Running, DeliveryError> {
-        Ok(self.start(d, AnySink::build(d, self.inner.kube.as_ref())?))
+        Ok(self.start(d, AnySink::build(d, self.inner.home.as_ref())?))
     }
 
     fn start<S: Sink>(&self, d: &Desired, sink: S) -> Running {
@@ -397,7 +406,7 @@ impl Delivery {
                 .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
                 .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))?
         };
-        Ok(AnySink::build(&desired, self.inner.kube.as_ref())?
+        Ok(AnySink::build(&desired, self.inner.home.as_ref())?
             .send(&[synthetic_event()])
             .await)
     }

@@ -16,5 +16,5 @@ pub mod sink;
 pub mod sinks;
 pub mod worker;
 
-pub use engine::{ConsumerView, Delivery};
+pub use engine::{ConsumerView, Delivery, Home};
 pub use sink::{ItemResult, Outcome, Sink};

@@ -683,6 +683,20 @@ pub struct PhoenixConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = AGE_PATTERN))]
     pub ttl: Option<String>,
+    /// Namespaces Phoenix is never asked to act in. Absent: `kube-system` and the hub's own
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub deny_namespaces: Option<Vec<String>>,
+    /// Most SecurityEvents created within any minute (default 30). Past it the circuit opens
+    /// for 5 minutes: events go to the dead letters with the reason (replay them to act).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_per_minute: Option<u32>,
+    /// Act only on events of these sources, e.g. `[falco]`. Empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub require_sources: Vec<String>,
 }
 
 /// Webhook sink settings.

@@ -28,7 +28,8 @@ pub struct Declared<'a> {
     pub name: &'a str,
     pub consumer: &'a Consumer,
     pub secrets: &'a Secrets,
-    pub kube: Option<&'a kube::Client>,
+    /// The cluster the hub runs in, when it does.
+    pub home: Option<&'a crate::Home>,
 }
 
 impl<'a> Declared<'a> {
@@ -63,22 +64,24 @@ macro_rules! sinks {
     ($($variant:ident($sink:ty) = $kind:ident),* $(,)?) => {
         /// Every sink this hub has, chosen by the consumer's `type`: a closed set while all
         /// sinks live in this repository.
+        // One value per running consumer: the size of the largest sink costs nothing.
+        #[allow(clippy::large_enum_variant)]
         pub enum AnySink {
             $($variant($sink)),*
         }
 
         impl AnySink {
-            /// The sink a declared consumer asks for, or why it cannot run. `kube` is the
-            /// hub's Kubernetes client, when it runs in a cluster (Phoenix needs it).
+            /// The sink a declared consumer asks for, or why it cannot run. `home` is the
+            /// cluster the hub runs in, when it does (Phoenix acts on it).
             pub fn build(
                 desired: &Desired,
-                kube: Option<&kube::Client>,
+                home: Option<&crate::Home>,
             ) -> Result<AnySink, DeliveryError> {
                 let declared = Declared {
                     name: &desired.consumer.name,
                     consumer: &desired.consumer,
                     secrets: &desired.secrets,
-                    kube,
+                    home,
                 };
                 Ok(match desired.consumer.sink {
                     $(SinkType::$kind => AnySink::$variant(

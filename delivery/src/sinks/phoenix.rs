@@ -14,10 +14,17 @@
 //!   so a create the worker repeats (after a timeout, a restart) meets `409 AlreadyExists`,
 //!   which counts as delivered. The consumer is part of the name because two Phoenix
 //!   consumers may receive the same event with different `ruleSource`s.
+//! - **Scope**: only events of the hub's own cluster (never an edge's, forwarded), outside
+//!   `denyNamespaces` (default `kube-system` and the hub's namespace), and of
+//!   `requireSources` when given; others are skipped with the reason. A sender cannot steer
+//!   Phoenix at the control plane or at the hub, nor past the cap below.
+//! - **Rate cap** (`maxPerMinute`, default 30): past it the circuit opens for 5 minutes and
+//!   events go to the dead letters with the reason (replayable), so a burst of alerts, real
+//!   or forged, cannot restart every pod of the cluster.
 //! - **Dedup window** (`dedupWindow`): at most one object per (`rule.type`, target) within
-//!   the window, measured on the events' own times, so the outcome is the same whether events
-//!   arrive live or from a backlog after an outage. Kept in memory: a hub restart forgets it
-//!   (at worst one extra object per rule and pod).
+//!   the window, measured on the hub's receipt times (a sender cannot step past it by
+//!   changing the time its alerts claim). Kept in memory: a hub restart forgets it (at worst
+//!   one extra object per rule and pod).
 //! - **TTL** (`ttl`): a task lists this consumer's objects (by label, never anyone else's)
 //!   every `ttl / 10` (1 minute to 1 hour) and deletes those created longer than `ttl` ago.
 //!   A task rather than a step inside `send`, because old objects must go even when no new
@@ -55,6 +62,16 @@ pub const EVENT_ID_ANNOTATION: &str = "falconer.io/event-id";
 pub const NO_POD: &str = "no pod";
 /// Reason of events dropped by the dedup window.
 pub const DUPLICATE: &str = "duplicate within dedupWindow";
+/// Reason of events of another cluster (an edge's, forwarded): Phoenix acts here only.
+pub const OTHER_CLUSTER: &str = "an event of another cluster: Phoenix acts on the hub's own";
+/// Reason of events in a namespace of `denyNamespaces`.
+pub const DENIED_NAMESPACE: &str = "its namespace is on the deny list (denyNamespaces)";
+/// Reason of events of a source not in `requireSources`.
+pub const OTHER_SOURCE: &str = "its source is not in requireSources";
+/// Default of `maxPerMinute`.
+pub const MAX_PER_MINUTE: u32 = 30;
+/// How long the circuit stays open once `maxPerMinute` was reached.
+pub const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(300);
 
 /// Creates are one request per event; a batch bounds how long one `send` takes.
 const BATCH_SIZE: usize = 100;
@@ -230,7 +247,73 @@ fn parse_duration(text: &str, units: &str) -> Option<TimeDelta> {
     }
 }
 
-/// The last SecurityEvent created per (`rule.type`, target), by event time.
+/// The global cap on SecurityEvents per minute: a burst of alerts (or of forged ones) past it
+/// opens the circuit, and nothing more is created until it closes.
+#[derive(Debug)]
+struct Circuit {
+    max_per_minute: usize,
+    created: std::collections::VecDeque<std::time::Instant>,
+    open_until: Option<std::time::Instant>,
+}
+
+impl Circuit {
+    fn new(max_per_minute: u32) -> Circuit {
+        Circuit {
+            max_per_minute: max_per_minute.max(1) as usize,
+            created: std::collections::VecDeque::new(),
+            open_until: None,
+        }
+    }
+
+    /// Why no object may be created now, if so.
+    fn refuses(&mut self, consumer: &str, now: std::time::Instant) -> Option<String> {
+        if let Some(until) = self.open_until {
+            if now < until {
+                return Some(self.reason());
+            }
+            self.open_until = None;
+            tracing::info!(
+                consumer,
+                "Phoenix circuit closed: creating SecurityEvents again"
+            );
+        }
+        while self
+            .created
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            self.created.pop_front();
+        }
+        if self.created.len() >= self.max_per_minute {
+            self.open_until = Some(now + CIRCUIT_OPEN_FOR);
+            tracing::warn!(
+                consumer,
+                max_per_minute = self.max_per_minute,
+                "Phoenix circuit open: too many SecurityEvents within a minute; events go to the dead letters for 5 minutes"
+            );
+            return Some(self.reason());
+        }
+        None
+    }
+
+    fn record(&mut self, now: std::time::Instant) {
+        self.created.push_back(now);
+    }
+
+    fn is_open(&self) -> bool {
+        self.open_until.is_some()
+    }
+
+    fn reason(&self) -> String {
+        format!(
+            "circuit open: {} SecurityEvents were created within a minute (maxPerMinute); \
+             nothing is created for 5 minutes; replay this dead letter to act on it",
+            self.max_per_minute
+        )
+    }
+}
+
+/// The last SecurityEvent created per (`rule.type`, target), by receipt time.
 #[derive(Debug, Default)]
 struct Dedup {
     window: TimeDelta,
@@ -277,6 +360,20 @@ pub struct PhoenixSink {
     rule_source: Option<String>,
     dedup: Option<Dedup>,
     cleanup: Option<JoinHandle<()>>,
+    /// The hub's own cluster: the only one Phoenix acts on.
+    cluster: String,
+    deny_namespaces: Vec<String>,
+    require_sources: Vec<String>,
+    circuit: Circuit,
+}
+
+/// Where a Phoenix sink acts: the cluster the hub runs in.
+pub struct Scope<'a> {
+    pub client: Client,
+    /// The hub's cluster name: events of other clusters are skipped.
+    pub cluster: &'a str,
+    /// The hub's namespace, denied by default.
+    pub namespace: &'a str,
 }
 
 impl PhoenixSink {
@@ -286,8 +383,9 @@ impl PhoenixSink {
     pub fn build(
         consumer: &str,
         settings: &PhoenixConfig,
-        client: Client,
+        scope: Scope<'_>,
     ) -> Result<PhoenixSink, DeliveryError> {
+        let client = scope.client;
         let dedup = settings
             .dedup_window
             .as_deref()
@@ -326,7 +424,38 @@ impl PhoenixSink {
             rule_source: settings.rule_source.clone(),
             dedup,
             cleanup,
+            cluster: scope.cluster.to_owned(),
+            deny_namespaces: settings
+                .deny_namespaces
+                .clone()
+                .unwrap_or_else(|| vec!["kube-system".into(), scope.namespace.to_owned()]),
+            require_sources: settings.require_sources.clone(),
+            circuit: Circuit::new(settings.max_per_minute.unwrap_or(MAX_PER_MINUTE)),
         })
+    }
+
+    /// Why Phoenix must not act on `event` at all, if so: another cluster's event, a denied
+    /// namespace, a source not required.
+    fn out_of_scope(&self, event: &Event) -> Option<&'static str> {
+        if event.cluster != self.cluster {
+            return Some(OTHER_CLUSTER);
+        }
+        if event
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| self.deny_namespaces.contains(ns))
+        {
+            return Some(DENIED_NAMESPACE);
+        }
+        if !self.require_sources.is_empty() && !self.require_sources.contains(&event.source) {
+            return Some(OTHER_SOURCE);
+        }
+        None
+    }
+
+    /// Whether the rate cap stopped the creation of SecurityEvents for now.
+    pub fn circuit_open(&self) -> bool {
+        self.circuit.is_open()
     }
 
     async fn create(&self, object: &SecurityEvent) -> Result<(), Failure> {
@@ -343,7 +472,7 @@ impl PhoenixSink {
 
 impl FromConsumer for PhoenixSink {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
-        let client = declared.kube.ok_or_else(|| {
+        let home = declared.home.ok_or_else(|| {
             declared.config(
                 "type phoenix creates SecurityEvents in the hub's own cluster; this hub does \
                  not run in one"
@@ -351,7 +480,12 @@ impl FromConsumer for PhoenixSink {
             )
         })?;
         let settings = declared.consumer.phoenix.clone().unwrap_or_default();
-        PhoenixSink::build(declared.name, &settings, client.clone())
+        let scope = Scope {
+            client: home.client.clone(),
+            cluster: &home.cluster,
+            namespace: &home.namespace,
+        };
+        PhoenixSink::build(declared.name, &settings, scope)
             .map_err(|e| declared.config(e.to_string()))
     }
 }
@@ -372,6 +506,10 @@ impl Sink for PhoenixSink {
     async fn send(&mut self, events: &[Event]) -> Outcome {
         let mut results = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
+            if let Some(reason) = self.out_of_scope(event) {
+                results.push(ItemResult::Skipped(reason));
+                continue;
+            }
             let object = match security_event(&self.consumer, self.rule_source.as_deref(), event) {
                 Ok(object) => object,
                 Err(reason) => {
@@ -386,15 +524,21 @@ impl Sink for PhoenixSink {
             if self
                 .dedup
                 .as_ref()
-                .is_some_and(|dedup| dedup.is_duplicate(&key, event.time))
+                .is_some_and(|dedup| dedup.is_duplicate(&key, event.received_at))
             {
                 results.push(ItemResult::Skipped(DUPLICATE));
                 continue;
             }
+            let now = std::time::Instant::now();
+            if let Some(reason) = self.circuit.refuses(&self.consumer, now) {
+                results.push(ItemResult::Refused(reason));
+                continue;
+            }
             match self.create(&object).await {
                 Ok(()) => {
+                    self.circuit.record(now);
                     if let Some(dedup) = &mut self.dedup {
-                        dedup.record(key, event.time);
+                        dedup.record(key, event.received_at);
                     }
                     results.push(ItemResult::Delivered);
                 }
