@@ -483,9 +483,33 @@ async fn an_item_nested_deeper_than_64_levels_is_rejected_by_index(backend: Back
     app.stop().await;
 }
 
+async fn an_event_dated_more_than_five_minutes_ahead_is_rejected_naming_time(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    let at = |minutes: i64| {
+        (chrono::Utc::now() + chrono::TimeDelta::minutes(minutes))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let skewed = alert("future", &at(1), "a node clock a minute fast");
+    let forged = alert("future", &at(60), "an hour ahead");
+    let reply = app.ingest(json!([skewed, forged]).to_string()).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    let error = body["rejected"][0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("time:") && error.contains("ahead"),
+        "{error}"
+    );
+    assert_eq!(db.count_events().await, 1);
+    app.stop().await;
+}
+
 on_both_stores!(
     a_falco_alert_is_acknowledged_with_its_id_after_commit,
     an_item_nested_deeper_than_64_levels_is_rejected_by_index,
+    an_event_dated_more_than_five_minutes_ahead_is_rejected_naming_time,
     alerts_from_falco_0_36_to_0_44_round_trip_with_their_raw_payload,
     the_raw_payload_is_kept_byte_for_byte,
     an_array_ndjson_and_gzip_bodies_are_accepted,

@@ -244,7 +244,10 @@ async fn accept(
             sources::parse(source, raw, &context, &options)
         });
         match parsed {
-            Ok(Parsed::Event(event)) => events.push(*event),
+            Ok(Parsed::Event(event)) => match check_time(&event) {
+                Ok(()) => events.push(*event),
+                Err(error) => rejected.push(Rejection { index, error }),
+            },
             // Every observation is an event for the store's queue: bound them per request.
             Ok(Parsed::ScanReport(report))
                 if findings + report.observations.len() > limits.max_report_findings =>
@@ -368,6 +371,26 @@ fn header<'a>(request: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, H
                 .map(str::trim)
         })
         .transpose()
+}
+
+/// How far ahead of the hub's clock an event's time may be (clock skew between nodes).
+pub const MAX_AHEAD: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Refuses an event dated more than `MAX_AHEAD` ahead of the hub's clock: it would sort
+/// before every real event and stay on top of every listing. (An old time is accepted:
+/// retention counts from receipt, so an old claim neither escapes retention nor is cut by
+/// it, and an agent's backlog after an outage is old but real.)
+fn check_time(event: &falconer_store::Event) -> Result<(), String> {
+    let ahead = event.time - event.received_at;
+    if ahead > MAX_AHEAD {
+        return Err(format!(
+            "time: {} is {} minutes ahead of the hub's clock; at most {} are accepted",
+            event.time.to_rfc3339(),
+            ahead.num_minutes(),
+            MAX_AHEAD.num_minutes()
+        ));
+    }
+    Ok(())
 }
 
 /// Deepest nesting of arrays and objects accepted in one item: far beyond any real alert or
