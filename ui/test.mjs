@@ -111,7 +111,7 @@ async function startHub(name, config) {
 async function request(base, path, { method = 'GET', body, headers = {}, token } = {}) {
   const h = { ...headers };
   if (token) h.Authorization = `Bearer ${token}`;
-  if (body !== undefined && !h['Content-Type']) h['Content-Type'] = 'application/json';
+  if ((body !== undefined || method === 'POST') && !h['Content-Type']) h['Content-Type'] = 'application/json';
   const response = await fetch(base + path, { method, headers: h, body: typeof body === 'string' || body === undefined ? body : JSON.stringify(body) });
   const text = await response.text();
   let json = null;

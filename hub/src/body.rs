@@ -43,13 +43,83 @@ pub fn format_of(request: &HttpRequest) -> Result<Format, HubError> {
     }
 }
 
+/// The body bytes being received across all requests, bounded by
+/// `ingest.max_inflight_bytes`.
+pub struct InFlight {
+    bytes: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> InFlight {
+        InFlight {
+            bytes: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// The bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// What one request holds of `InFlight`; given back when dropped.
+struct Held<'a> {
+    inflight: &'a InFlight,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    fn add(&mut self, bytes: usize) -> Result<(), HubError> {
+        use std::sync::atomic::Ordering;
+        let before = self.inflight.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes += bytes;
+        if before + bytes > self.inflight.max {
+            return Err(HubError::Busy(format!(
+                "the hub is receiving {} bytes of other requests' bodies \
+                 (ingest.max_inflight_bytes); retry later",
+                before
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.inflight
+            .bytes
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes (the setting `key`) before and
-/// after decompression.
+/// after decompression, a body not received within `timeout` (408), and bytes past what
+/// `inflight` allows across requests (429). Gzip is inflated off the async workers.
 pub async fn read(
+    request: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+    key: &str,
+    timeout: std::time::Duration,
+    inflight: &InFlight,
+) -> Result<Bytes, HubError> {
+    match tokio::time::timeout(timeout, read_within(request, payload, limit, key, inflight)).await {
+        Ok(read) => read,
+        Err(_) => Err(HubError::RequestTimeout(format!(
+            "the body was not received within {} s (ingest.body_timeout_secs)",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+async fn read_within(
     request: &HttpRequest,
     mut payload: Payload,
     limit: usize,
     key: &str,
+    inflight: &InFlight,
 ) -> Result<Bytes, HubError> {
     let too_large = |what: &str| {
         HubError::PayloadTooLarge(format!(
@@ -78,22 +148,30 @@ pub async fn read(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large("the body"));
     }
+    let mut held = Held { inflight, bytes: 0 };
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| HubError::bad("body", format!("could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large("the body"));
         }
+        held.add(chunk.len())?;
         body.extend_from_slice(&chunk);
     }
     if !gzip {
         return Ok(body.freeze());
     }
-    let mut plain = Vec::with_capacity((body.len() * 4).min(limit));
-    flate2::read::MultiGzDecoder::new(&body[..])
-        .take(limit as u64 + 1)
-        .read_to_end(&mut plain)
-        .map_err(|e| HubError::bad("body", format!("is not valid gzip: {e}")))?;
+    let body = body.freeze();
+    let plain = tokio::task::spawn_blocking(move || {
+        let mut plain = Vec::with_capacity((body.len() * 4).min(limit));
+        flate2::read::MultiGzDecoder::new(&body[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut plain)
+            .map(|_| plain)
+    })
+    .await
+    .map_err(|e| HubError::Internal(format!("inflating gzip: {e}")))?
+    .map_err(|e| HubError::bad("body", format!("is not valid gzip: {e}")))?;
     if plain.len() > limit {
         return Err(too_large("the decompressed body"));
     }

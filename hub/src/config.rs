@@ -86,6 +86,12 @@ pub struct IngestConfig {
     /// Most results (vulnerabilities, checks, …) in one report, and in one request of
     /// reports; each is stored as an event, so at most `store.queue_max_events`.
     pub max_report_findings: usize,
+    /// Seconds a request may take to send its body (408 past it), so stalled uploads do not
+    /// hold connections and memory.
+    pub body_timeout_secs: u64,
+    /// Most body bytes being received across all requests at once; a request that would
+    /// exceed it is answered 429 (`Retry-After`) before more is read.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -96,6 +102,8 @@ impl Default for IngestConfig {
             max_event_bytes: 256 * 1024,
             max_report_bytes: 64 * 1024 * 1024,
             max_report_findings: 20_000,
+            body_timeout_secs: 30,
+            max_inflight_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -333,6 +341,11 @@ impl HubConfig {
                 "ingest.max_report_findings",
                 self.ingest.max_report_findings,
             ),
+            (
+                "ingest.body_timeout_secs",
+                self.ingest.body_timeout_secs as usize,
+            ),
+            ("ingest.max_inflight_bytes", self.ingest.max_inflight_bytes),
         ];
         for (key, value) in positive {
             if value == 0 {

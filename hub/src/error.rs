@@ -31,6 +31,10 @@ pub enum HubError {
     #[error("the hub is overloaded; retry later")]
     Overloaded,
     #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
@@ -73,7 +77,8 @@ impl ResponseError for HubError {
             HubError::Conflict(_) => StatusCode::CONFLICT,
             HubError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            HubError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            HubError::Overloaded | HubError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            HubError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             HubError::Internal(_) | HubError::Bind { .. } | HubError::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -99,7 +104,7 @@ impl ResponseError for HubError {
             _ => json!({"error": self.to_string()}),
         };
         match self {
-            HubError::Overloaded => {
+            HubError::Overloaded | HubError::Busy(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_OVERLOADED));
             }
             HubError::Unavailable(_) => {

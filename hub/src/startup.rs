@@ -58,6 +58,7 @@ impl Hub {
         let shutdown_timeout = config.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
             auth: Auth::new(&config.auth),
+            inflight: crate::body::InFlight::new(config.ingest.max_inflight_bytes),
             store,
             delivery,
             analyst,

@@ -19,4 +19,6 @@ pub struct AppState {
     pub auth: Auth,
     pub metrics: HubMetrics,
     pub registry: Arc<Registry>,
+    /// Body bytes being received across requests.
+    pub inflight: crate::body::InFlight,
 }

@@ -506,10 +506,68 @@ async fn an_event_dated_more_than_five_minutes_ahead_is_rejected_naming_time(bac
     app.stop().await;
 }
 
+/// Starts a POST /ingest declaring `length` body bytes and sends only `sent` of them.
+async fn stalled_upload(app: &TestApp, length: usize, sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b' '; sent]).await.unwrap();
+    stream.flush().await.unwrap();
+    stream
+}
+
+async fn stalled_bodies_get_a_408_and_bytes_in_flight_are_bounded_with_a_429(backend: Backend) {
+    use tokio::io::AsyncReadExt;
+    let db = TestDb::new(backend).await;
+    let mut config = hub_config();
+    config.ingest.body_timeout_secs = 2;
+    config.ingest.max_inflight_bytes = 256 * 1024;
+    let app = TestApp::spawn_with(&db, config, db.store_config()).await;
+    // Most of the in-flight budget, held by an upload that never finishes.
+    let mut stalled = stalled_upload(&app, 1024 * 1024, 200 * 1024).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let big: Vec<serde_json::Value> = (0..100)
+        .map(|i| {
+            alert(
+                "inflight",
+                "2026-05-04T10:00:00Z",
+                &format!("{i} {}", "x".repeat(900)),
+            )
+        })
+        .collect();
+    let refused = app.ingest(json!(big).to_string()).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        refused.text.contains("ingest.max_inflight_bytes"),
+        "{}",
+        refused.text
+    );
+    // The stalled upload is answered 408 and closed; what it held is given back.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stalled.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("ingest.body_timeout_secs"), "{answer}");
+    let accepted = app.ingest(json!(big).to_string()).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.text);
+    assert_eq!(db.count_events().await, 100);
+    app.stop().await;
+}
+
 on_both_stores!(
     a_falco_alert_is_acknowledged_with_its_id_after_commit,
     an_item_nested_deeper_than_64_levels_is_rejected_by_index,
     an_event_dated_more_than_five_minutes_ahead_is_rejected_naming_time,
+    stalled_bodies_get_a_408_and_bytes_in_flight_are_bounded_with_a_429,
     alerts_from_falco_0_36_to_0_44_round_trip_with_their_raw_payload,
     the_raw_payload_is_kept_byte_for_byte,
     an_array_ndjson_and_gzip_bodies_are_accepted,

@@ -142,18 +142,23 @@ async fn accept(
         true => (limits.max_report_bytes, "ingest.max_report_bytes"),
         false => (limits.max_body_bytes, "ingest.max_body_bytes"),
     };
-    let bytes = body::read(request, payload, body_limit, key)
-        .await
-        .map_err(|error| match error {
-            HubError::PayloadTooLarge(message) if !report_named => {
-                HubError::PayloadTooLarge(format!(
-                    "{message}; scanner reports may be up to {} bytes \
+    let bytes = body::read(
+        request,
+        payload,
+        body_limit,
+        key,
+        std::time::Duration::from_secs(limits.body_timeout_secs),
+        &state.inflight,
+    )
+    .await
+    .map_err(|error| match error {
+        HubError::PayloadTooLarge(message) if !report_named => HubError::PayloadTooLarge(format!(
+            "{message}; scanner reports may be up to {} bytes \
                      (ingest.max_report_bytes) with ?source=trivy or ?source=kube-bench",
-                    limits.max_report_bytes
-                ))
-            }
-            other => other,
-        })?;
+            limits.max_report_bytes
+        )),
+        other => other,
+    })?;
     let mut items = body::split(&bytes, format, limits.max_events_per_request)?;
     let source = match named {
         Some(source) => source,
