@@ -126,13 +126,14 @@ fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
 
 pub struct Auth {
     by_hash: HashMap<TokenHash, Arc<Principal>>,
+    by_name: HashMap<String, Arc<Principal>>,
     ingest_open: bool,
     query_open: bool,
 }
 
 impl Auth {
     pub fn new(config: &AuthConfig) -> Auth {
-        let by_hash = config
+        let by_hash: HashMap<TokenHash, Arc<Principal>> = config
             .entries()
             .into_iter()
             .map(|entry| {
@@ -150,8 +151,13 @@ impl Auth {
                 (entry.sha256, Arc::new(principal))
             })
             .collect();
+        let by_name = by_hash
+            .values()
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect();
         Auth {
             by_hash,
+            by_name,
             ingest_open: !config.grants_any(&[Scope::Ingest, Scope::Forward]),
             query_open: !config.grants_any(&[Scope::Read, Scope::Operate]),
         }
@@ -188,11 +194,16 @@ impl Auth {
             Access::Ingest => query_token(request.query_string()),
             _ => None,
         };
-        let Some(token) = header_token.or(query_token.as_deref()) else {
-            return Err(HubError::Unauthorized("missing bearer token"));
-        };
-        let Some(principal) = self.by_hash.get(&TokenHash::of(token)) else {
-            return Err(HubError::Unauthorized("invalid bearer token"));
+        let principal = match header_token.or(query_token.as_deref()) {
+            Some(token) => match self.by_hash.get(&TokenHash::of(token)) {
+                Some(principal) => principal,
+                None => return Err(HubError::Unauthorized("invalid bearer token")),
+            },
+            // Without a token, a verified client certificate may name an entry (ingest only).
+            None => match self.by_certificate(request, access) {
+                Some(principal) => principal,
+                None => return Err(HubError::Unauthorized("missing bearer token")),
+            },
         };
         if scopes.iter().any(|s| principal.has(*s)) {
             Ok(Some(principal.clone()))
@@ -207,6 +218,18 @@ impl Auth {
                     .join(" or ")
             )))
         }
+    }
+}
+
+impl Auth {
+    /// The entry a verified client certificate of this connection names (CN or DNS SAN),
+    /// for posting events.
+    fn by_certificate(&self, request: &HttpRequest, access: Access) -> Option<&Arc<Principal>> {
+        if access != Access::Ingest {
+            return None;
+        }
+        let names = request.conn_data::<crate::tls::ClientNames>()?;
+        names.0.iter().find_map(|name| self.by_name.get(name))
     }
 }
 

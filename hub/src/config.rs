@@ -57,6 +57,12 @@ pub struct TlsConfig {
     pub cert_file: std::path::PathBuf,
     /// The private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
     pub key_file: std::path::PathBuf,
+    /// CA bundle (PEM) of client certificates accepted as ingest credentials: a certificate
+    /// whose subject CN or a DNS SAN is the `name` of an `auth.tokens` entry has that entry's
+    /// scopes, without a token (Falco's `http_output.mtls`). Clients without a certificate
+    /// still use tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {

@@ -110,6 +110,7 @@ impl Hub {
                     }
                 })
         })
+        .on_connect(crate::tls::on_connect)
         .shutdown_timeout(shutdown_timeout);
         let https = tls.is_some();
         server = match tls {

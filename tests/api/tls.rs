@@ -13,6 +13,7 @@ fn tls() -> TlsConfig {
     TlsConfig {
         cert_file: fixture("cert.pem"),
         key_file: fixture("key.pem"),
+        client_ca_file: None,
     }
 }
 
@@ -80,6 +81,99 @@ async fn a_certificate_file_without_a_certificate_stops_start_up() {
     });
     let message = start_up_error(&db, config).await;
     assert!(message.contains("server.tls.cert_file"), "{message}");
+}
+
+/// A client of the hub's test certificate presenting the client certificate `name`.
+fn client_with(name: Option<&str>) -> reqwest::Client {
+    let ca = std::fs::read(fixture("cert.pem")).unwrap();
+    let mut builder =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()]);
+    if let Some(name) = name {
+        let mut pem = std::fs::read(fixture(&format!("{name}.pem"))).unwrap();
+        pem.extend(std::fs::read(fixture(&format!("{name}.key"))).unwrap());
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_naming_a_token_entry_posts_as_that_entry_without_a_token() {
+    use falconer_hub::config::{Scope, TokenEntry, TokenHash};
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = hub_config();
+    config.server.tls = Some(TlsConfig {
+        client_ca_file: Some(fixture("client-ca.pem")),
+        ..tls()
+    });
+    let entry = |name: &str, token: &str, scopes: &[Scope]| TokenEntry {
+        name: name.into(),
+        sha256: TokenHash::of(token),
+        scopes: scopes.to_vec(),
+        clusters: Vec::new(),
+        sources: Vec::new(),
+    };
+    config.auth.tokens = vec![
+        TokenEntry {
+            clusters: vec!["edge-a".into()],
+            ..entry(
+                "falco-edge-a",
+                "unused-by-the-certificate",
+                &[Scope::Ingest],
+            )
+        },
+        entry("scanner", "scanner-token", &[Scope::Ingest]),
+        entry("dashboard", "dashboard-token", &[Scope::Read]),
+    ];
+    let app = TestApp::spawn_with(&db, config, db.store_config()).await;
+    let base = format!("https://localhost:{}", app.addr.port());
+    let post = |client: reqwest::Client, token: Option<&'static str>| {
+        let mut request = client
+            .post(format!("{base}/ingest"))
+            .header("content-type", "application/json")
+            .body(alert("mTLS", "2026-05-04T10:00:00Z", "x").to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let accepted = post(client_with(Some("falco-edge-a")), None).await;
+    assert_eq!(accepted.status(), 202);
+    let reply: serde_json::Value = accepted.json().await.unwrap();
+    let id = reply["ids"][0].as_str().unwrap().to_string();
+    let event: serde_json::Value = client_with(None)
+        .get(format!("{base}/api/v1/events/{id}"))
+        .bearer_auth("dashboard-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        event["cluster"], "edge-a",
+        "the entry's cluster binding applies"
+    );
+
+    // A certificate of the CA naming no entry, or none at all: 401. Tokens still work.
+    assert_eq!(
+        post(client_with(Some("stranger")), None).await.status(),
+        401
+    );
+    assert_eq!(post(client_with(None), None).await.status(), 401);
+    assert_eq!(
+        post(client_with(None), Some("scanner-token"))
+            .await
+            .status(),
+        202
+    );
+    // A certificate is an ingest credential only.
+    let read = client_with(Some("falco-edge-a"))
+        .get(format!("{base}/api/v1/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 401);
+    app.stop().await;
 }
 
 /// Why the application refused to start with `config`.

@@ -22,8 +22,15 @@ pub async fn readyz(state: Data<AppState>) -> HttpResponse {
     let store = state.store.database();
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready", "store": store})),
-        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "unavailable", "store": store, "error": e.to_string()})),
+        // The store's error text (host names, users, SQL) is for the log, not for anyone
+        // who can reach the probe.
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Not ready: the store does not answer");
+            HttpResponse::ServiceUnavailable().json(json!({
+                "status": "unavailable", "store": store,
+                "error": "the store cannot be reached; see the hub's log"
+            }))
+        }
         Err(_) => HttpResponse::ServiceUnavailable().json(json!({
             "status": "unavailable", "store": store, "error": "the store did not answer within 2 s"
         })),
