@@ -488,6 +488,17 @@ async fn reconcile_setting_inner(setting: &Setting, ctx: &Context) -> Result<Act
     for need in setting_checks::secret_needs(setting, &ctx.namespace) {
         let found = match secrets.get_opt(&need.name).await {
             // Only key names are kept; values are dropped here.
+            Ok(Some(secret)) if !is_consumer_secret(&secret) => {
+                secret_problems.push(format!(
+                    "consumer {}: Secret {}/{} is not labelled {}=true; the hub reads only \
+                     Secrets labelled so",
+                    need.consumer,
+                    need.namespace,
+                    need.name,
+                    falconer_model::crd::CONSUMER_SECRET_LABEL
+                ));
+                continue;
+            }
             Ok(secret) => secret.map(|s| {
                 let mut keys: Vec<String> = s.data.unwrap_or_default().into_keys().collect();
                 keys.extend(s.string_data.unwrap_or_default().into_keys());
@@ -610,4 +621,14 @@ mod tests {
             Change::Unchanged
         );
     }
+}
+
+/// Whether the hub reads `secret` as a consumer's (`falconer.io/consumer-secret: "true"`).
+fn is_consumer_secret(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(falconer_model::crd::CONSUMER_SECRET_LABEL))
+        .is_some_and(|value| value == "true")
 }

@@ -531,7 +531,7 @@ fn opensearch_consumer() -> falconer_model::crd::Consumer {
 }
 
 #[tokio::test]
-async fn a_setting_whose_secret_has_the_keys_its_sink_reads_is_ready() {
+async fn a_secret_without_the_consumer_secret_label_is_refused_naming_the_label() {
     let s = setting("main", 0, Some("prod-eu"), vec![opensearch_consumer()]);
     let (client, server) = ApiServer::start();
     let ctx = context(client, vec![s.clone()]);
@@ -539,6 +539,38 @@ async fn a_setting_whose_secret_has_the_keys_its_sink_reads_is_ready() {
         expect(Method::GET, &format!("{NS}/secrets/os-creds")).reply(
             200,
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "os-creds"},
+                   "data": {"username": "YQ==", "password": "Yg=="}}),
+        ),
+        setting_status_patch(&s, |status| {
+            assert_eq!(condition(status, "Ready")["status"], "False");
+            let resolved = condition(status, "SecretsResolved");
+            assert_eq!(resolved["status"], "False");
+            let message = resolved["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("falconer.io/consumer-secret=true")
+                    && message.contains("os-creds"),
+                "{message}"
+            );
+        }),
+        expect(Method::POST, EVENTS).echo(201),
+    ]);
+    reconcile_setting(Arc::new(s), ctx)
+        .await
+        .expect("reconciles");
+    script.done().await;
+}
+
+#[tokio::test]
+async fn a_setting_whose_secret_has_the_keys_its_sink_reads_is_ready() {
+    let s = setting("main", 0, Some("prod-eu"), vec![opensearch_consumer()]);
+    let (client, server) = ApiServer::start();
+    let ctx = context(client, vec![s.clone()]);
+    let script = server.run(vec![
+        expect(Method::GET, &format!("{NS}/secrets/os-creds")).reply(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "os-creds",
+                                "labels": {"falconer.io/consumer-secret": "true"}},
                    "data": {"username": "YQ==", "password": "Yg=="}}),
         ),
         setting_status_patch(&s, |status| {

@@ -33,6 +33,9 @@ pub const DEFAULT_HUB_URL: &str = "http://falconer-hub.falconer-system.svc:8080"
 /// Secret (in the agents' namespace) holding the ingest token, and its key.
 pub const DEFAULT_TOKEN_SECRET: &str = "falconer-ingest-token";
 pub const DEFAULT_TOKEN_KEY: &str = "token";
+/// The label a Secret of the hub's namespace needs for the hub to read it as a consumer's
+/// `secretRef` (`"true"`): the hub watches only Secrets labelled so.
+pub const CONSUMER_SECRET_LABEL: &str = "falconer.io/consumer-secret";
 
 pub const DEFAULT_FALCO_IMAGE: &str = "docker.io/falcosecurity/falco:0.44.1";
 pub const DEFAULT_DRIVER_LOADER_IMAGE: &str = "docker.io/falcosecurity/falco-driver-loader:0.44.1";

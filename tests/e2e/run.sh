@@ -170,6 +170,7 @@ helm upgrade --install central charts/falconer --namespace falconer-central --cr
 CENTRAL_QUERY_TOKEN=$(kubectl -n falconer-central get secret falconer-query-token -o jsonpath='{.data.token}' | base64 -d)
 kubectl -n falconer-system delete secret central-hub-token --ignore-not-found
 kubectl -n falconer-system create secret generic central-hub-token --from-literal=token="$FORWARD_TOKEN"
+kubectl -n falconer-system label secret central-hub-token falconer.io/consumer-secret=true
 cat >setting-central.yaml <<'YAML'
 apiVersion: falconer.io/v1alpha1
 kind: Setting

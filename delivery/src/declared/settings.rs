@@ -24,7 +24,9 @@
 //!   So is a consumer whose Secret or a required key of it is missing. Leaving a consumer out
 //!   only stops its worker: the engine must keep its cursor, so it resumes when the problem
 //!   is fixed.
-//! - Secrets live in the hub's namespace and are watched (Helm release Secrets excepted), so a
+//! - Secrets live in the hub's namespace and only those labelled
+//!   `falconer.io/consumer-secret: "true"` are watched (never the database URL or the
+//!   tokens), so a
 //!   rotated credential reaches `desired` without a restart. Only the keys a sink reads are
 //!   copied: those it requires (`Consumer::required_secret_keys`: the sink's and a webhook's
 //!   `secretHeaders`) and, when present, `ca.crt`, `tls.crt`, `tls.key`. Config-file
@@ -55,8 +57,11 @@ pub const FIELD_MANAGER: &str = "falconer-hub";
 /// Keys every sink reads from its Secret when present.
 pub const OPTIONAL_SECRET_KEYS: [&str; 3] = ["ca.crt", "tls.crt", "tls.key"];
 
-/// Helm keeps whole releases in Secrets of this type: large, and never a consumer's.
-const NOT_HELM_RELEASES: &str = "type!=helm.sh/release.v1";
+/// The hub reads only Secrets labelled as consumers' (`falconer.io/consumer-secret=true`):
+/// not the database URL, the tokens, nor anything else in its namespace.
+fn consumer_secrets() -> String {
+    format!("{}=true", falconer_model::crd::CONSUMER_SECRET_LABEL)
+}
 
 /// The data of the Secrets in the hub's namespace: Secret name → key → value.
 pub type SecretData = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
@@ -149,7 +154,11 @@ pub fn resolve_secrets(
     };
     let secret = &secret_ref.name;
     let Some(data) = secrets.get(secret) else {
-        return Err(format!("Secret {namespace}/{secret} does not exist"));
+        return Err(format!(
+            "Secret {namespace}/{secret} does not exist or is not labelled {}: the hub reads \
+             only Secrets labelled so",
+            consumer_secrets()
+        ));
     };
     let required = consumer.required_secret_keys();
     let missing: Vec<&str> = required
@@ -429,7 +438,7 @@ async fn run(
     .map(Change::Settings);
     let secrets = watcher(
         Api::<Secret>::namespaced(client, &namespace),
-        watcher::Config::default().fields(NOT_HELM_RELEASES),
+        watcher::Config::default().labels(&consumer_secrets()),
     )
     .default_backoff()
     .map(Change::Secrets);

@@ -215,7 +215,10 @@ fn a_missing_secret_key_or_non_text_value_is_named_without_any_value() {
     let os = opensearch("os", "creds");
     assert_eq!(
         resolve_secrets(&os, &SecretData::new(), NAMESPACE),
-        Err("Secret falconer-system/creds does not exist".into())
+        Err(format!(
+            "Secret falconer-system/creds does not exist{}",
+            " or is not labelled falconer.io/consumer-secret=true: the hub reads only Secrets labelled so"
+        ))
     );
     let partial = SecretData::from([("creds".to_string(), data(&[("username", "u")]))]);
     assert_eq!(
@@ -308,7 +311,7 @@ fn the_view_runs_resolved_consumers_and_reports_conflicts_and_missing_secrets_as
                 in_setting("b"),
                 "archive",
                 ConsumerState::Stopped,
-                "Secret falconer-system/missing does not exist"
+                "Secret falconer-system/missing does not exist or is not labelled falconer.io/consumer-secret=true: the hub reads only Secrets labelled so"
             ),
         ]
     );
@@ -662,7 +665,7 @@ async fn the_watcher_publishes_settings_consumers_and_follows_secret_rotation_an
     let seen = routed.seen();
     assert!(
         seen.iter().any(|uri| uri.starts_with(SECRETS_PATH)
-            && uri.contains("fieldSelector=type%21%3Dhelm.sh%2Frelease.v1")),
+            && uri.contains("labelSelector=falconer.io%2Fconsumer-secret%3Dtrue")),
         "{seen:?}"
     );
     watch.task.abort();
