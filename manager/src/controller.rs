@@ -585,6 +585,16 @@ async fn patch_setting_status(
 #[path = "controller_tests.rs"]
 mod controller_tests;
 
+/// Whether the hub reads `secret` as a consumer's (`falconer.io/consumer-secret: "true"`).
+fn is_consumer_secret(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(falconer_model::crd::CONSUMER_SECRET_LABEL))
+        .is_some_and(|value| value == "true")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,14 +631,4 @@ mod tests {
             Change::Unchanged
         );
     }
-}
-
-/// Whether the hub reads `secret` as a consumer's (`falconer.io/consumer-secret: "true"`).
-fn is_consumer_secret(secret: &Secret) -> bool {
-    secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(falconer_model::crd::CONSUMER_SECRET_LABEL))
-        .is_some_and(|value| value == "true")
 }
