@@ -71,9 +71,14 @@ impl Application {
         let mut registry = Registry::default();
         let store = Store::open(&config.store, &mut registry).await?;
         tracing::info!(store = store.database(), cluster = %config.cluster, "Starting");
+        let mut delivery_config = config.delivery.clone();
+        delivery_config.file_dir.get_or_insert_with(|| {
+            std::path::absolute(&config.store.data_dir)
+                .unwrap_or_else(|_| config.store.data_dir.clone())
+        });
         let delivery = Delivery::with_kube(
             store.clone(),
-            config.delivery.clone(),
+            delivery_config,
             &mut registry,
             kube.as_ref().map(|k| falconer_delivery::Home {
                 client: k.client.clone(),

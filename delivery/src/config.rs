@@ -16,6 +16,10 @@ pub struct DeliveryConfig {
     pub backoff_max_ms: u64,
     /// How often lag is measured for metrics and status.
     pub status_interval_secs: u64,
+    /// The directory `file` consumers write under (their `file.path` must be inside it);
+    /// default `store.data_dir`. The database files in it are never written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for DeliveryConfig {
@@ -26,6 +30,7 @@ impl Default for DeliveryConfig {
             backoff_initial_ms: 500,
             backoff_max_ms: 60_000,
             status_interval_secs: 10,
+            file_dir: None,
         }
     }
 }
@@ -45,6 +50,14 @@ impl DeliveryConfig {
         }
         if self.read_batch > 10_000 {
             return Err("delivery.read_batch: must be at most 10000".into());
+        }
+        if let Some(dir) = &self.file_dir
+            && !dir.is_absolute()
+        {
+            return Err(format!(
+                "delivery.file_dir: `{}` must be an absolute path",
+                dir.display()
+            ));
         }
         if self.backoff_max_ms < self.backoff_initial_ms {
             return Err("delivery.backoff_max_ms: must not be below backoff_initial_ms".into());

@@ -263,7 +263,7 @@ pub fn hub_config() -> HubConfig {
 }
 
 /// The whole configuration of a test hub: `hub` and `store` as given, delivery polling and
-/// retrying quickly, no Settings, the analyst computing only when a test asks.
+/// retrying quickly, file consumers writing under the temporary directory, no Settings, the analyst computing only when a test asks.
 pub fn app_config(hub: HubConfig, store: StoreConfig) -> Config {
     Config {
         cluster: hub.cluster,
@@ -277,6 +277,8 @@ pub fn app_config(hub: HubConfig, store: StoreConfig) -> Config {
             backoff_initial_ms: 20,
             backoff_max_ms: 200,
             status_interval_secs: 1,
+            // File consumers of the tests write into temporary directories.
+            file_dir: Some(std::env::temp_dir()),
             ..DeliveryConfig::default()
         },
         kubernetes: KubernetesConfig {

@@ -8,7 +8,8 @@ use falconer_model::crd::FileConfig;
 use falconer_store::Event;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
 
 const BATCH: usize = 500;
 
@@ -21,7 +22,13 @@ pub struct FileLines {
 }
 
 impl FileLines {
-    pub fn build(consumer: &str, settings: &FileConfig) -> Result<FileLines, DeliveryError> {
+    /// A sink writing `settings.path`, which must lie inside `dir` (`delivery.file_dir`) and
+    /// not be one of the database's files.
+    pub fn build(
+        consumer: &str,
+        settings: &FileConfig,
+        dir: &Path,
+    ) -> Result<FileLines, DeliveryError> {
         let path = PathBuf::from(&settings.path);
         let error = |message: String| DeliveryError::Config {
             consumer: consumer.to_string(),
@@ -30,6 +37,26 @@ impl FileLines {
         if !path.is_absolute() {
             return Err(error(format!(
                 "file.path `{}` must be absolute",
+                settings.path
+            )));
+        }
+        let plain = path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !plain || !path.starts_with(dir) || path == dir {
+            return Err(error(format!(
+                "file.path `{}` must be a file inside {} (delivery.file_dir), without `.` or `..`",
+                settings.path,
+                dir.display()
+            )));
+        }
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("falconer.db"))
+        {
+            return Err(error(format!(
+                "file.path `{}` is the hub's database",
                 settings.path
             )));
         }
@@ -55,9 +82,11 @@ impl FileLines {
                 if let Some(dir) = self.path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
+                // A symbolic link in place of the file is refused, not followed.
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(&self.path)?;
                 self.size = file.metadata()?.len();
                 self.file.insert(file)
@@ -96,7 +125,7 @@ fn lines(events: &[Event]) -> Vec<u8> {
 impl FromConsumer for FileLines {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
         let settings = declared.section(declared.consumer.file.as_ref(), "file")?;
-        FileLines::build(declared.name, settings)
+        FileLines::build(declared.name, settings, declared.file_dir)
     }
 }
 
@@ -165,6 +194,7 @@ mod tests {
                 max_bytes,
                 keep,
             },
+            dir,
         )
         .unwrap()
     }
@@ -226,12 +256,39 @@ mod tests {
     }
 
     #[test]
-    fn a_relative_path_is_refused() {
-        let settings = FileConfig {
-            path: "relative.jsonl".into(),
-            max_bytes: 1 << 20,
-            keep: 1,
+    fn only_a_plain_path_inside_the_file_dir_and_not_the_database_is_accepted() {
+        let dir = Path::new("/var/lib/falconer");
+        let build = |path: &str| {
+            let settings = FileConfig {
+                path: path.into(),
+                max_bytes: 1 << 20,
+                keep: 1,
+            };
+            FileLines::build("files", &settings, dir).map(|_| ())
         };
-        assert!(FileLines::build("files", &settings).is_err());
+        assert!(build("/var/lib/falconer/events.jsonl").is_ok());
+        assert!(build("/var/lib/falconer/out/events.jsonl").is_ok());
+        for (path, why) in [
+            ("relative.jsonl", "absolute"),
+            ("/etc/cron.d/x", "delivery.file_dir"),
+            ("/var/lib/falconer/../../etc/passwd", "delivery.file_dir"),
+            ("/var/lib/falconer", "delivery.file_dir"),
+            ("/var/lib/falconer/falconer.db-wal", "database"),
+        ] {
+            let error = build(path).unwrap_err().to_string();
+            assert!(error.contains(why), "{path}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_symbolic_link_in_place_of_the_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "untouched").unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("out/events.jsonl")).unwrap();
+        let mut sink = sink(dir.path(), 1 << 20, 1);
+        assert!(matches!(sink.send(&[event("r")]).await, Outcome::Retry(_)));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
     }
 }

@@ -30,6 +30,8 @@ pub struct Declared<'a> {
     pub secrets: &'a Secrets,
     /// The cluster the hub runs in, when it does.
     pub home: Option<&'a crate::Home>,
+    /// Where `file` consumers may write (`delivery.file_dir`).
+    pub file_dir: &'a std::path::Path,
 }
 
 impl<'a> Declared<'a> {
@@ -76,12 +78,14 @@ macro_rules! sinks {
             pub fn build(
                 desired: &Desired,
                 home: Option<&crate::Home>,
+                file_dir: &std::path::Path,
             ) -> Result<AnySink, DeliveryError> {
                 let declared = Declared {
                     name: &desired.consumer.name,
                     consumer: &desired.consumer,
                     secrets: &desired.secrets,
                     home,
+                    file_dir,
                 };
                 Ok(match desired.consumer.sink {
                     $(SinkType::$kind => AnySink::$variant(
