@@ -180,25 +180,13 @@ pub fn secret_problems(need: &SecretNeed, found: Option<&[String]>) -> Option<St
 pub(crate) mod tests {
     use super::*;
     use falconer_model::crd::{
-        FalconerConfig, Filter, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec,
-        WebhookConfig,
+        FalconerConfig, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, WebhookConfig,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
     pub fn consumer(name: &str, sink: SinkType) -> Consumer {
-        Consumer {
-            name: name.into(),
-            sink,
-            opensearch: None,
-            phoenix: None,
-            webhook: None,
-            falconer: None,
-            file: None,
-            filter: Filter::default(),
-            secret_ref: None,
-            replay_from: None,
-        }
+        Consumer::new(name, sink)
     }
 
     pub fn setting(

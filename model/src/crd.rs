@@ -573,6 +573,23 @@ impl SinkType {
 }
 
 impl Consumer {
+    /// A consumer of `sink` with no section, filter or secret yet (tests and builders fill
+    /// in what they need).
+    pub fn new(name: &str, sink: SinkType) -> Consumer {
+        Consumer {
+            name: name.into(),
+            sink,
+            opensearch: None,
+            phoenix: None,
+            webhook: None,
+            falconer: None,
+            file: None,
+            filter: Filter::default(),
+            secret_ref: None,
+            replay_from: None,
+        }
+    }
+
     /// The keys of its Secret this consumer cannot work without: its sink's, and the
     /// webhook's `secretHeaders`; sorted, each once.
     pub fn required_secret_keys(&self) -> Vec<String> {

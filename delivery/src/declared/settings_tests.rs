@@ -1,7 +1,7 @@
 use super::*;
 use crate::declared::status::*;
 use falconer_model::crd::{
-    Filter, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, SinkType, WebhookConfig,
+    OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, SinkType, WebhookConfig,
 };
 use falconer_testkit::kube::{ApiServer, Route, expect, schema_errors, status, watch_lines};
 use http::Method;
@@ -14,18 +14,7 @@ use std::time::Duration;
 const NAMESPACE: &str = "falconer-system";
 
 fn consumer(name: &str, sink: SinkType) -> Consumer {
-    Consumer {
-        name: name.into(),
-        sink,
-        opensearch: None,
-        phoenix: None,
-        webhook: None,
-        falconer: None,
-        file: None,
-        filter: Filter::default(),
-        secret_ref: None,
-        replay_from: None,
-    }
+    Consumer::new(name, sink)
 }
 
 fn opensearch(name: &str, secret: &str) -> Consumer {
