@@ -108,7 +108,11 @@ impl Analyst {
         let summary = inner.store.risk_summary(None, top).await?;
         let metrics = &inner.metrics;
         metrics.cluster_score.clear();
-        for score in &summary.clusters {
+        // The highest `top_n` clusters only: cluster names come from senders, and a label per
+        // name would let them grow the metrics without bound.
+        let mut clusters: Vec<_> = summary.clusters.iter().collect();
+        clusters.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for score in clusters.into_iter().take(inner.config.top_n) {
             metrics
                 .cluster_score
                 .get_or_create(&ClusterLabel {

@@ -1,5 +1,5 @@
-//! The analyst's Prometheus metrics: every cluster's score and the top namespaces' (labels
-//! bounded by `analyst.top_n`), and how computations go.
+//! The analyst's Prometheus metrics: the top clusters' and namespaces' scores (labels bounded
+//! by `analyst.top_n`), and how computations go.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

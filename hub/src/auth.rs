@@ -245,3 +245,44 @@ fn query_token(query: &str) -> Option<String> {
         .into_iter()
         .find_map(|(key, value)| (key == "token").then_some(value))
 }
+
+/// The clusters each credential sent events for today, bounded by
+/// `ingest.max_clusters_per_token_per_day`.
+#[derive(Default)]
+pub struct ClusterLedger {
+    seen: std::sync::Mutex<HashMap<String, (chrono::NaiveDate, std::collections::HashSet<String>)>>,
+}
+
+impl ClusterLedger {
+    /// Records that `caller` sends for `clusters` today, or refuses the whole request when
+    /// that would take it past `max` distinct clusters.
+    pub fn admit<'a>(
+        &self,
+        caller: &Principal,
+        clusters: impl Iterator<Item = &'a str>,
+        max: usize,
+        today: chrono::NaiveDate,
+    ) -> Result<(), HubError> {
+        let mut seen = self
+            .seen
+            .lock()
+            .map_err(|_| HubError::Internal("the cluster ledger is poisoned".into()))?;
+        let (day, known) = seen.entry(caller.name.clone()).or_default();
+        if *day != today {
+            *day = today;
+            known.clear();
+        }
+        let new: std::collections::HashSet<&str> =
+            clusters.filter(|c| !known.contains(*c)).collect();
+        if known.len() + new.len() > max {
+            return Err(HubError::Forbidden(format!(
+                "token `{}` sent events for {} clusters today and may for at most {max} \
+                 (ingest.max_clusters_per_token_per_day); bind it with `clusters` or raise the limit",
+                caller.name,
+                known.len() + new.len()
+            )));
+        }
+        known.extend(new.into_iter().map(str::to_owned));
+        Ok(())
+    }
+}

@@ -98,6 +98,9 @@ pub struct IngestConfig {
     /// Most body bytes being received across all requests at once; a request that would
     /// exceed it is answered 429 (`Retry-After`) before more is read.
     pub max_inflight_bytes: usize,
+    /// Most distinct clusters one credential may send events for in a UTC day (403 past
+    /// it), so a leaked token cannot flood the cluster list; forwarding hubs are exempt.
+    pub max_clusters_per_token_per_day: usize,
 }
 
 impl Default for IngestConfig {
@@ -110,6 +113,7 @@ impl Default for IngestConfig {
             max_report_findings: 20_000,
             body_timeout_secs: 30,
             max_inflight_bytes: 256 * 1024 * 1024,
+            max_clusters_per_token_per_day: 50,
         }
     }
 }
@@ -352,6 +356,10 @@ impl HubConfig {
                 self.ingest.body_timeout_secs as usize,
             ),
             ("ingest.max_inflight_bytes", self.ingest.max_inflight_bytes),
+            (
+                "ingest.max_clusters_per_token_per_day",
+                self.ingest.max_clusters_per_token_per_day,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

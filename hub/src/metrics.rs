@@ -32,6 +32,8 @@ pub struct HubMetrics {
     pub accepted: Family<SourceLabel, Counter>,
     pub duplicates: Family<SourceLabel, Counter>,
     pub rejected: Family<RejectedLabel, Counter>,
+    /// Requests refused for naming more clusters than a token may in a day.
+    pub cluster_refusals: Counter,
 }
 
 impl HubMetrics {
@@ -43,6 +45,7 @@ impl HubMetrics {
             accepted: Family::default(),
             duplicates: Family::default(),
             rejected: Family::default(),
+            cluster_refusals: Counter::default(),
         };
         registry.register(
             "falconer_ingest_requests",
@@ -73,6 +76,12 @@ impl HubMetrics {
             "falconer_ingest_events_rejected",
             "Events not stored, by reason",
             m.rejected.clone(),
+        );
+        registry.register(
+            "falconer_ingest_cluster_refusals",
+            "Requests refused because their token named more clusters today than \
+             ingest.max_clusters_per_token_per_day",
+            m.cluster_refusals.clone(),
         );
         m
     }

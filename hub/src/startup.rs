@@ -59,6 +59,7 @@ impl Hub {
         let state = web::Data::new(AppState {
             auth: Auth::new(&config.auth),
             inflight: crate::body::InFlight::new(config.ingest.max_inflight_bytes),
+            clusters: crate::auth::ClusterLedger::default(),
             store,
             delivery,
             analyst,

@@ -21,4 +21,6 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Body bytes being received across requests.
     pub inflight: crate::body::InFlight,
+    /// Clusters each credential sent for today.
+    pub clusters: crate::auth::ClusterLedger,
 }

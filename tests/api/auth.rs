@@ -251,7 +251,46 @@ async fn tokens_guard_each_api_separately(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_token_naming_more_clusters_in_a_day_than_allowed_is_refused(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = hub_config();
+    config.ingest.max_clusters_per_token_per_day = 2;
+    config.auth.tokens = vec![token("shared", &[Scope::Ingest])];
+    let app = TestApp::spawn_with(&db, config, db.store_config()).await;
+    let post = |cluster: &str, n: usize| {
+        let request = app
+            .client
+            .post(app.url(&format!("/ingest?cluster={cluster}")))
+            .header("content-type", "application/json")
+            .bearer_auth("shared-secret")
+            .body(alert("many", "2026-05-04T10:00:00Z", &format!("{cluster} {n}")).to_string());
+        async move { Reply::read(request.send().await.unwrap()).await }
+    };
+    assert_eq!(post("a", 0).await.status, 202);
+    assert_eq!(post("b", 1).await.status, 202);
+    assert_eq!(
+        post("a", 2).await.status,
+        202,
+        "a cluster seen today counts once"
+    );
+    let refused = post("c", 3).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(
+        refused.text.contains("shared") && refused.text.contains("max_clusters_per_token_per_day"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(db.count_events().await, 3);
+    let metrics = app.get("/metrics").await.text;
+    assert!(
+        metrics.contains("falconer_ingest_cluster_refusals_total 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
 on_both_stores!(
+    a_token_naming_more_clusters_in_a_day_than_allowed_is_refused,
     tokens_guard_each_api_separately,
     every_route_answers_each_credential_as_its_scope_says,
     an_ingest_token_is_held_to_its_clusters_and_sources_and_forwarding_needs_forward,
