@@ -483,7 +483,7 @@ ${common}
 consumers:
   - name: archive
     type: file
-    file: {path: $DIR/archive.jsonl}
+    file: {path: $DIR/data/archive.jsonl}   # inside delivery.file_dir (the data directory)
   - name: offline-webhook
     type: webhook
     webhook: {url: "http://127.0.0.1:${dead}/hook"}
