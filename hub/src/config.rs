@@ -366,6 +366,15 @@ impl HubConfig {
                 return Err(format!("{key}: must be greater than 0"));
             }
         }
+        let largest = self.ingest.max_body_bytes.max(self.ingest.max_report_bytes);
+        if self.ingest.max_inflight_bytes < largest {
+            return Err(format!(
+                "ingest.max_inflight_bytes: {} is below the largest accepted body ({largest}, \
+                 ingest.max_body_bytes / ingest.max_report_bytes); such a request could never \
+                 be received",
+                self.ingest.max_inflight_bytes
+            ));
+        }
         self.auth.validate()?;
         let open = self.open_apis();
         if !open.is_empty() && !self.server.listen.ip().is_loopback() {
@@ -466,6 +475,16 @@ mod tests {
             name.contains("auth.tokens[0].name") && name.contains("DNS label"),
             "{name}"
         );
+    }
+
+    #[test]
+    fn the_in_flight_budget_must_hold_the_largest_accepted_body() {
+        let mut hub = HubConfig::default();
+        hub.ingest.max_inflight_bytes = hub.ingest.max_report_bytes - 1;
+        let error = hub.validate().unwrap_err();
+        assert!(error.starts_with("ingest.max_inflight_bytes"), "{error}");
+        hub.ingest.max_inflight_bytes = hub.ingest.max_report_bytes;
+        assert!(hub.validate().is_ok());
     }
 
     #[test]

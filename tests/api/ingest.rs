@@ -526,9 +526,12 @@ async fn stalled_bodies_get_a_408_and_bytes_in_flight_are_bounded_with_a_429(bac
     let mut config = hub_config();
     config.ingest.body_timeout_secs = 2;
     config.ingest.max_inflight_bytes = 256 * 1024;
+    // Start-up requires room in flight for the largest body accepted.
+    config.ingest.max_body_bytes = 256 * 1024;
+    config.ingest.max_report_bytes = 256 * 1024;
     let app = TestApp::spawn_with(&db, config, db.store_config()).await;
     // Most of the in-flight budget, held by an upload that never finishes.
-    let mut stalled = stalled_upload(&app, 1024 * 1024, 200 * 1024).await;
+    let mut stalled = stalled_upload(&app, 250 * 1024, 200 * 1024).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let big: Vec<serde_json::Value> = (0..100)
         .map(|i| {
