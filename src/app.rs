@@ -34,8 +34,9 @@ impl Mode {
     }
 }
 
-/// The cluster the hub runs in, when it takes its consumers from Settings.
-pub use falconer_delivery::declared::Cluster as Kube;
+/// The cluster the hub runs in, when it takes its consumers from Settings (and Phoenix acts
+/// on it).
+pub use falconer_delivery::Home as Kube;
 
 /// A running application: the HTTP server serves, delivery and retention run.
 pub struct Application {
@@ -76,20 +77,12 @@ impl Application {
             std::path::absolute(&config.store.data_dir)
                 .unwrap_or_else(|_| config.store.data_dir.clone())
         });
-        let delivery = Delivery::with_kube(
-            store.clone(),
-            delivery_config,
-            &mut registry,
-            kube.as_ref().map(|k| falconer_delivery::Home {
-                client: k.client.clone(),
-                cluster: config.cluster.clone(),
-                namespace: k.namespace.clone(),
-            }),
-        );
+        let delivery =
+            Delivery::with_kube(store.clone(), delivery_config, &mut registry, kube.clone());
         let consumers = Declarations::start(
             &config.consumers,
             env,
-            kube,
+            kube.as_ref(),
             Duration::from_secs(config.kubernetes.status_interval_secs),
             delivery.clone(),
         );
@@ -210,5 +203,9 @@ async fn kubernetes_client(config: &Config, mode: Mode) -> Result<Option<Kube>, 
             })?,
     };
     tracing::info!(%namespace, "Taking consumers from Setting objects");
-    Ok(Some(Kube { client, namespace }))
+    Ok(Some(Kube {
+        client,
+        cluster: config.cluster.clone(),
+        namespace,
+    }))
 }

@@ -101,16 +101,6 @@ impl Delivery {
         }
     }
 
-    /// Where `file` consumers may write: `delivery.file_dir` (the application sets it to the
-    /// data directory when not configured; nowhere when neither is known).
-    fn file_dir(&self) -> &std::path::Path {
-        self.inner
-            .config
-            .file_dir
-            .as_deref()
-            .unwrap_or(std::path::Path::new("/nonexistent/delivery.file_dir-unset"))
-    }
-
     /// Starts the consumers declared now, before it returns, so that a consumer starting
     /// "now" gets every event the hub accepts after this call; then follows `desired` in a
     /// task until its sender is dropped, and stops every worker. The task also measures lag
@@ -202,7 +192,11 @@ impl Delivery {
     fn launch(&self, d: &Desired) -> Result<Running, DeliveryError> {
         Ok(self.start(
             d,
-            AnySink::build(d, self.inner.home.as_ref(), self.file_dir())?,
+            AnySink::build(
+                d,
+                self.inner.home.as_ref(),
+                self.inner.config.file_dir.as_deref(),
+            )?,
         ))
     }
 
@@ -419,11 +413,13 @@ impl Delivery {
                 .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
                 .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))?
         };
-        Ok(
-            AnySink::build(&desired, self.inner.home.as_ref(), self.file_dir())?
-                .send(&[synthetic_event()])
-                .await,
-        )
+        Ok(AnySink::build(
+            &desired,
+            self.inner.home.as_ref(),
+            self.inner.config.file_dir.as_deref(),
+        )?
+        .send(&[synthetic_event()])
+        .await)
     }
 
     async fn measure_lag(&self) {

@@ -32,6 +32,8 @@ pub struct Principal {
     pub clusters: Vec<String>,
     /// Sources an `ingest` token may send; empty: any.
     pub sources: Vec<Source>,
+    /// The caller of an API without tokens (loopback only, no token asked for).
+    pub anonymous: bool,
 }
 
 impl Principal {
@@ -42,12 +44,8 @@ impl Principal {
             scopes: vec![Scope::Ingest, Scope::Forward, Scope::Read, Scope::Operate],
             clusters: Vec::new(),
             sources: Vec::new(),
+            anonymous: true,
         }
-    }
-
-    /// The caller of an open API (no token asked for).
-    pub fn is_anonymous(&self) -> bool {
-        self.name == "anonymous"
     }
 
     fn has(&self, scope: Scope) -> bool {
@@ -127,6 +125,8 @@ fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
 pub struct Auth {
     by_hash: HashMap<TokenHash, Arc<Principal>>,
     by_name: HashMap<String, Arc<Principal>>,
+    /// The caller of an open API, made once.
+    anyone: Arc<Principal>,
     ingest_open: bool,
     query_open: bool,
 }
@@ -147,6 +147,7 @@ impl Auth {
                         .iter()
                         .filter_map(|s| Source::named(s))
                         .collect(),
+                    anonymous: false,
                 };
                 (entry.sha256, Arc::new(principal))
             })
@@ -158,6 +159,7 @@ impl Auth {
         Auth {
             by_hash,
             by_name,
+            anyone: Arc::new(Principal::anyone()),
             ingest_open: !config.grants_any(&[Scope::Ingest, Scope::Forward]),
             query_open: !config.grants_any(&[Scope::Read, Scope::Operate]),
         }
@@ -179,7 +181,7 @@ impl Auth {
             Access::Operate => (self.query_open, &[Scope::Operate]),
         };
         if open {
-            return Ok(Some(Arc::new(Principal::anyone())));
+            return Ok(Some(self.anyone.clone()));
         }
         let header_token = request
             .headers()
@@ -219,9 +221,7 @@ impl Auth {
             )))
         }
     }
-}
 
-impl Auth {
     /// The entry a verified client certificate of this connection names (CN or DNS SAN),
     /// for posting events.
     fn by_certificate(&self, request: &HttpRequest, access: Access) -> Option<&Arc<Principal>> {

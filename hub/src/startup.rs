@@ -145,7 +145,7 @@ fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), HubError> {
         return Err(HubError::Internal("no application state".into()));
     };
     let principal = state.auth.require(request.request(), access)?;
-    if principal.as_ref().is_some_and(|p| p.is_anonymous()) {
+    if principal.as_ref().is_some_and(|p| p.anonymous) {
         same_site_loopback(request.request())?;
     }
     if request.method() == actix_web::http::Method::POST {

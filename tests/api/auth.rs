@@ -303,7 +303,7 @@ async fn an_open_hub_refuses_other_sites_other_host_names_and_posts_without_a_js
     let db = TestDb::new(backend).await;
     let app = TestApp::spawn(&db).await;
     let body = alert("csrf", "2026-05-04T10:00:00Z", "x").to_string();
-    let post = |path: &str, headers: &[(&'static str, &'static str)]| {
+    let post = |path: &str, headers: &[(&str, &str)]| {
         let mut request = app.client.post(app.url(path)).body(body.clone());
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -338,8 +338,7 @@ async fn an_open_hub_refuses_other_sites_other_host_names_and_posts_without_a_js
     assert_eq!(db.count_events().await, 0);
     // The hub's own page (same origin) and tools that send no Origin are served.
     let own = format!("http://{}", app.addr);
-    let origin: &'static str = Box::leak(own.into_boxed_str());
-    let accepted = post("/ingest", &[json, ("origin", origin)]).await;
+    let accepted = post("/ingest", &[json, ("origin", own.as_str())]).await;
     assert_eq!(accepted.status, 202, "{}", accepted.text);
     assert_eq!(accepted.header("cache-control"), Some("no-store"));
     assert_eq!(accepted.header("x-content-type-options"), Some("nosniff"));

@@ -101,13 +101,6 @@ pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Resul
     Ok(())
 }
 
-/// The cluster a hub takes its consumers from: a client and the namespace of the consumers'
-/// Secrets.
-pub struct Cluster {
-    pub client: kube::Client,
-    pub namespace: String,
-}
-
 /// Where the engine's consumers come from while the hub runs: the configuration file alone,
 /// or (in a cluster) Settings merged with it, with their delivery state written back into
 /// the Settings every `status_every`.
@@ -123,11 +116,11 @@ pub struct Declarations {
 
 impl Declarations {
     /// Starts declaring `config` (the file's consumers, their secrets from `env`), and the
-    /// Settings of `cluster` when given. Must be called inside the Tokio runtime.
+    /// Settings of `cluster` when given (consumers' Secrets in its namespace). Must be called inside the Tokio runtime.
     pub fn start(
         config: &[Consumer],
         env: &Environment,
-        cluster: Option<Cluster>,
+        cluster: Option<&crate::Home>,
         status_every: Duration,
         delivery: Delivery,
     ) -> Declarations {
@@ -142,7 +135,7 @@ impl Declarations {
         };
         let watch = watch_settings(cluster.client.clone(), &cluster.namespace, config.to_vec());
         let observed = watch.observed.clone();
-        let mut writer = StatusWriter::new(cluster.client);
+        let mut writer = StatusWriter::new(cluster.client.clone());
         let status = tokio::spawn(async move {
             let mut tick = tokio::time::interval(status_every);
             loop {

@@ -125,7 +125,11 @@ fn lines(events: &[Event]) -> Vec<u8> {
 impl FromConsumer for FileLines {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
         let settings = declared.section(declared.consumer.file.as_ref(), "file")?;
-        FileLines::build(declared.name, settings, declared.file_dir)
+        let dir = declared.file_dir.ok_or_else(|| {
+            declared
+                .config("type file writes only inside delivery.file_dir, which is not set".into())
+        })?;
+        FileLines::build(declared.name, settings, dir)
     }
 }
 

@@ -59,6 +59,11 @@ pub fn refuse_all(n: usize, why: &str) -> Outcome {
     Outcome::Each(vec![ItemResult::Refused(why.to_string()); n])
 }
 
+/// Why one event is refused after a 413 for a request of `bytes` carrying it alone.
+pub fn too_large_alone(why: &str, bytes: usize) -> String {
+    format!("{why}: this event alone ({bytes} bytes) is larger than the target accepts")
+}
+
 /// What one request of a batch came to.
 pub enum Posted {
     Done(Outcome),
@@ -94,12 +99,7 @@ pub fn send_splitting<'a, S: BatchPost>(
             Posted::TooLarge { bytes, why } => (bytes, why),
         };
         if events.len() <= 1 {
-            return refuse_all(
-                events.len(),
-                &format!(
-                    "{why}: this event alone ({bytes} bytes) is larger than the target accepts"
-                ),
-            );
+            return refuse_all(events.len(), &too_large_alone(&why, bytes));
         }
         let half = events.len() / 2;
         if half < sink.batch() {

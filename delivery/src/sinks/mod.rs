@@ -30,8 +30,9 @@ pub struct Declared<'a> {
     pub secrets: &'a Secrets,
     /// The cluster the hub runs in, when it does.
     pub home: Option<&'a crate::Home>,
-    /// Where `file` consumers may write (`delivery.file_dir`).
-    pub file_dir: &'a std::path::Path,
+    /// Where `file` consumers may write (`delivery.file_dir`; the application defaults it
+    /// to the data directory).
+    pub file_dir: Option<&'a std::path::Path>,
 }
 
 impl<'a> Declared<'a> {
@@ -78,7 +79,7 @@ macro_rules! sinks {
             pub fn build(
                 desired: &Desired,
                 home: Option<&crate::Home>,
-                file_dir: &std::path::Path,
+                file_dir: Option<&std::path::Path>,
             ) -> Result<AnySink, DeliveryError> {
                 let declared = Declared {
                     name: &desired.consumer.name,

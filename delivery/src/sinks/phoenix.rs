@@ -7,7 +7,7 @@
 //! ([`object_name`]), the reading of the API server's answers ([`classify`]), the optional
 //! dedup window and the optional TTL cleanup of the objects it created.
 //!
-//! Wiring: `PhoenixSink::build(consumer_name, &settings, client)` inside the Tokio runtime,
+//! Wiring: `PhoenixSink::build(consumer_name, &settings, &home)` inside the Tokio runtime,
 //! then hand the sink to the worker. Dropping the sink stops its cleanup task.
 //!
 //! - **Object names** are `falconer-<consumer>-<event id as 32 hex digits>`: deterministic,
@@ -33,6 +33,7 @@
 //!   message (dead letter); 404 (Phoenix's CRD not installed), 403 (RBAC), 401, 408, 429, 5xx
 //!   and connection errors → retry, naming the cause. Events wait in the store meanwhile.
 
+use crate::Home;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::{Declared, FromConsumer};
@@ -40,7 +41,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use falconer_model::crd::PhoenixConfig;
 use falconer_store::Event;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
-use kube::{Api, Client, CustomResource, ResourceExt};
+use kube::{Api, CustomResource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -367,15 +368,6 @@ pub struct PhoenixSink {
     circuit: Circuit,
 }
 
-/// Where a Phoenix sink acts: the cluster the hub runs in.
-pub struct Scope<'a> {
-    pub client: Client,
-    /// The hub's cluster name: events of other clusters are skipped.
-    pub cluster: &'a str,
-    /// The hub's namespace, denied by default.
-    pub namespace: &'a str,
-}
-
 impl PhoenixSink {
     /// Checks the settings and, when `ttl` is set, starts the cleanup task (so this must be
     /// called inside the Tokio runtime). Nothing is sent to the API server here: a missing
@@ -383,9 +375,9 @@ impl PhoenixSink {
     pub fn build(
         consumer: &str,
         settings: &PhoenixConfig,
-        scope: Scope<'_>,
+        home: &Home,
     ) -> Result<PhoenixSink, DeliveryError> {
-        let client = scope.client;
+        let client = home.client.clone();
         let dedup = settings
             .dedup_window
             .as_deref()
@@ -424,11 +416,11 @@ impl PhoenixSink {
             rule_source: settings.rule_source.clone(),
             dedup,
             cleanup,
-            cluster: scope.cluster.to_owned(),
+            cluster: home.cluster.clone(),
             deny_namespaces: settings
                 .deny_namespaces
                 .clone()
-                .unwrap_or_else(|| vec!["kube-system".into(), scope.namespace.to_owned()]),
+                .unwrap_or_else(|| vec!["kube-system".into(), home.namespace.clone()]),
             require_sources: settings.require_sources.clone(),
             circuit: Circuit::new(settings.max_per_minute.unwrap_or(MAX_PER_MINUTE)),
         })
@@ -480,12 +472,7 @@ impl FromConsumer for PhoenixSink {
             )
         })?;
         let settings = declared.consumer.phoenix.clone().unwrap_or_default();
-        let scope = Scope {
-            client: home.client.clone(),
-            cluster: &home.cluster,
-            namespace: &home.namespace,
-        };
-        PhoenixSink::build(declared.name, &settings, scope)
+        PhoenixSink::build(declared.name, &settings, home)
             .map_err(|e| declared.config(e.to_string()))
     }
 }

@@ -51,11 +51,11 @@ fn at(event: Event, seconds: i64) -> Event {
 }
 
 /// The hub's cluster is the fixtures' `prod-eu-1`.
-fn scope(client: kube::Client) -> Scope<'static> {
-    Scope {
+fn scope(client: kube::Client) -> crate::Home {
+    crate::Home {
         client,
-        cluster: "prod-eu-1",
-        namespace: "falconer-system",
+        cluster: "prod-eu-1".into(),
+        namespace: "falconer-system".into(),
     }
 }
 
@@ -234,7 +234,7 @@ async fn bad_durations_are_refused_when_the_sink_is_built() {
     let (client, _server) = ApiServer::start();
     let mut bad = settings();
     bad.dedup_window = Some("1d".into());
-    let error = PhoenixSink::build("phoenix", &bad, scope(client.clone()))
+    let error = PhoenixSink::build("phoenix", &bad, &scope(client.clone()))
         .err()
         .expect("refused");
     assert_eq!(
@@ -244,7 +244,7 @@ async fn bad_durations_are_refused_when_the_sink_is_built() {
     let mut bad = settings();
     bad.ttl = Some("10m".into());
     assert!(matches!(
-        PhoenixSink::build("phoenix", &bad, scope(client)),
+        PhoenixSink::build("phoenix", &bad, &scope(client)),
         Err(DeliveryError::InvalidDuration { field: "ttl", .. })
     ));
 }
@@ -259,7 +259,7 @@ fn a_sink_with_a_ttl_cannot_be_built_outside_the_runtime() {
     let mut with_ttl = settings();
     with_ttl.ttl = Some("24h".into());
     assert!(matches!(
-        PhoenixSink::build("phoenix", &with_ttl, scope(client)),
+        PhoenixSink::build("phoenix", &with_ttl, &scope(client)),
         Err(DeliveryError::NoRuntime)
     ));
 }
@@ -367,7 +367,7 @@ async fn send_creates_one_cluster_scoped_object_per_event_and_takes_409_as_deliv
                 status(409, "AlreadyExists", "securityevents \"x\" already exists"),
             ),
     ]);
-    let mut sink = PhoenixSink::build("phoenix", &settings(), scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &settings(), &scope(client)).expect("sink");
     let outcome = sink.send(&[falco_event(1), falco_event(2)]).await;
     assert_eq!(outcome, Outcome::Delivered);
     script.done().await;
@@ -389,7 +389,7 @@ async fn events_without_a_pod_are_skipped_without_a_request() {
             })
             .echo(201),
     ]);
-    let mut sink = PhoenixSink::build("phoenix", &settings(), scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &settings(), &scope(client)).expect("sink");
     let outcome = sink.send(&[host_alert, falco_event(2)]).await;
     assert_eq!(
         outcome,
@@ -409,7 +409,7 @@ async fn without_phoenixs_crd_the_whole_batch_is_retried_with_a_clear_message() 
             "the server could not find the requested resource",
         ),
     )]);
-    let mut sink = PhoenixSink::build("phoenix", &settings(), scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &settings(), &scope(client)).expect("sink");
     let outcome = sink.send(&[falco_event(1), falco_event(2)]).await;
     let Outcome::Retry(message) = outcome else {
         panic!("expected a retry, got {outcome:?}");
@@ -428,7 +428,7 @@ async fn an_invalid_object_is_refused_with_the_api_servers_message_and_the_batch
         ),
         expect(Method::POST, COLLECTION).echo(201),
     ]);
-    let mut sink = PhoenixSink::build("phoenix", &settings(), scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &settings(), &scope(client)).expect("sink");
     let outcome = sink.send(&[falco_event(1), falco_event(2)]).await;
     assert_eq!(
         outcome,
@@ -453,7 +453,7 @@ async fn after_a_retryable_failure_mid_batch_the_rest_is_retried_without_being_s
             status(503, "ServiceUnavailable", "etcd leader changed"),
         ),
     ]);
-    let mut sink = PhoenixSink::build("phoenix", &settings(), scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &settings(), &scope(client)).expect("sink");
     let outcome = sink
         .send(&[falco_event(1), falco_event(2), falco_event(3)])
         .await;
@@ -486,7 +486,7 @@ async fn the_dedup_window_creates_one_object_per_rule_and_pod_per_window_of_even
     ]);
     let mut with_window = settings();
     with_window.dedup_window = Some("1m".into());
-    let mut sink = PhoenixSink::build("phoenix", &with_window, scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &with_window, &scope(client)).expect("sink");
 
     let mut other_pod = at(falco_event(3), 10);
     other_pod.pod = Some("other".into());
@@ -529,7 +529,7 @@ async fn a_create_that_must_be_retried_does_not_count_for_the_dedup_window() {
     ]);
     let mut with_window = settings();
     with_window.dedup_window = Some("1h".into());
-    let mut sink = PhoenixSink::build("phoenix", &with_window, scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &with_window, &scope(client)).expect("sink");
     assert!(matches!(
         sink.send(&[falco_event(1)]).await,
         Outcome::Retry(_)
@@ -633,7 +633,7 @@ async fn a_sink_with_a_ttl_runs_a_first_cleanup_pass_when_it_starts() {
     ]);
     let mut with_ttl = settings();
     with_ttl.ttl = Some("24h".into());
-    let sink = PhoenixSink::build("phx", &with_ttl, scope(client)).expect("sink");
+    let sink = PhoenixSink::build("phx", &with_ttl, &scope(client)).expect("sink");
     script.done().await;
     drop(sink);
 }
@@ -669,7 +669,7 @@ async fn events_of_other_clusters_denied_namespaces_or_other_sources_create_noth
     ]);
     let mut required = settings();
     required.require_sources = vec!["falco".into()];
-    let mut sink = PhoenixSink::build("phoenix", &required, scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &required, &scope(client)).expect("sink");
     let mut edge = falco_event(1);
     edge.cluster = "edge-a".into();
     let mut control_plane = falco_event(2);
@@ -703,7 +703,7 @@ async fn past_max_per_minute_the_circuit_opens_and_events_go_to_the_dead_letters
     ]);
     let mut capped = settings();
     capped.max_per_minute = Some(2);
-    let mut sink = PhoenixSink::build("phoenix", &capped, scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &capped, &scope(client)).expect("sink");
     let mut burst: Vec<Event> = (1..=4).map(falco_event).collect();
     for (i, event) in burst.iter_mut().enumerate() {
         event.pod = Some(format!("web-{i}"));
@@ -728,7 +728,7 @@ async fn the_dedup_window_counts_receipt_times_so_a_forged_time_does_not_step_pa
     let script = server.run(vec![expect(Method::POST, COLLECTION).echo(201)]);
     let mut with_window = settings();
     with_window.dedup_window = Some("1m".into());
-    let mut sink = PhoenixSink::build("phoenix", &with_window, scope(client)).expect("sink");
+    let mut sink = PhoenixSink::build("phoenix", &with_window, &scope(client)).expect("sink");
     // Received a second apart, claiming to be a day apart.
     let mut forged = falco_event(2);
     forged.time += TimeDelta::days(1);

@@ -127,9 +127,9 @@ impl Sink for Webhook {
             match self.request(body, event.id.to_string()).await {
                 Answer::Delivered => results.push(ItemResult::Delivered),
                 Answer::Refused(why) => results.push(ItemResult::Refused(why)),
-                Answer::TooLarge(why) => results.push(ItemResult::Refused(format!(
-                    "{why}: this event alone ({bytes} bytes) is larger than the target accepts"
-                ))),
+                Answer::TooLarge(why) => {
+                    results.push(ItemResult::Refused(http::too_large_alone(&why, bytes)))
+                }
                 Answer::Retry(why) => {
                     if i == 0 {
                         return Outcome::Retry(why);

@@ -276,33 +276,33 @@ async fn accept(
     }
     metrics.reject(label.source, "too_large", too_large);
     metrics.reject(label.source, "invalid", rejected.len() - too_large);
-    // However many clusters an unbound token claims, they are counted per day; forwarding
-    // hubs carry their edges' clusters and are not.
-    if source != Source::Falconer && caller.clusters.is_empty() {
-        let claimed = events
-            .iter()
-            .map(|e| e.cluster.as_str())
-            .chain(reports.iter().map(|r| r.cluster.as_str()));
-        if let Err(refused) = state.clusters.admit(
-            &caller,
-            claimed,
-            limits.max_clusters_per_token_per_day,
-            Utc::now().date_naive(),
-        ) {
-            metrics.cluster_refusals.inc();
-            return Err(refused);
-        }
-    }
-    // What the events themselves claim is held to the token's clusters too; nothing of a
-    // request naming a cluster it may not send for is stored.
-    if !caller.clusters.is_empty() {
-        let claimed = events
-            .iter()
-            .map(|e| e.cluster.as_str())
-            .chain(reports.iter().map(|r| r.cluster.as_str()));
-        for cluster in claimed {
-            caller.may_send_for(cluster, source)?;
-        }
+    // The clusters the events claim: held to a bound token's list; for an unbound token
+    // counted per day (forwarding hubs carry their edges' clusters and are exempt). Nothing
+    // of a refused request is stored.
+    let mut claimed = events
+        .iter()
+        .map(|e| e.cluster.as_str())
+        .chain(reports.iter().map(|r| r.cluster.as_str()));
+    let allowed = if !caller.clusters.is_empty() {
+        claimed.try_for_each(|cluster| caller.may_send_for(cluster, source))
+    } else if source != Source::Falconer {
+        state
+            .clusters
+            .admit(
+                &caller,
+                claimed,
+                limits.max_clusters_per_token_per_day,
+                Utc::now().date_naive(),
+            )
+            .inspect_err(|_| {
+                metrics.cluster_refusals.inc();
+            })
+    } else {
+        Ok(())
+    };
+    if let Err(refused) = allowed {
+        metrics.reject(label.source, "forbidden", events.len() + findings);
+        return Err(refused);
     }
 
     if events.is_empty() && reports.is_empty() {
