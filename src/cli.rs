@@ -23,9 +23,10 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// YAML configuration file.
+    /// YAML configuration file; repeat it to layer files, a later one overriding an earlier
+    /// one key by key (the chart keeps the `auth` section in a Secret this way).
     #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Address to listen on (overrides server.listen).
     #[arg(long, global = true, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,

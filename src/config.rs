@@ -9,7 +9,7 @@ use falconer_model::crd::Consumer;
 use falconer_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -119,23 +119,25 @@ pub struct Overrides {
 const LIST_KEYS: &[&str] = &["auth.ingest_token_sha256", "auth.query_token_sha256"];
 
 impl Config {
-    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
-        Self::load_from(file, overrides, None)
+    /// The configuration from `files` (each overriding the ones before it), the environment
+    /// and `overrides`, in that order of precedence from lowest.
+    pub fn load(files: &[PathBuf], overrides: &Overrides) -> Result<Config, String> {
+        Self::load_from(files, overrides, None)
     }
 
     /// Like `load`, reading environment variables from `env` instead of the process (tests).
     pub fn load_from(
-        file: Option<&Path>,
+        files: &[PathBuf],
         overrides: &Overrides,
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Config, String> {
         let mut builder = config::Config::builder();
-        if let Some(file) = file {
+        for file in files {
             if !file.is_file() {
                 return Err(format!("--config {}: no such file", file.display()));
             }
             builder = builder.add_source(
-                config::File::from(file)
+                config::File::from(file.as_path())
                     .format(config::FileFormat::Yaml)
                     .required(true),
             );

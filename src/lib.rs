@@ -37,7 +37,7 @@ impl Error {
 }
 
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let load = || Config::load(cli.common.config.as_deref(), &cli.common.overrides());
+    let load = || Config::load(&cli.common.config, &cli.common.overrides());
     match cli
         .command
         .unwrap_or(Command::Standalone(ServeArgs::default()))

@@ -513,6 +513,11 @@ pub struct Consumer {
     /// For a new consumer, deliver stored events from this time on instead of from now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_from: Option<Time>,
+    /// Allow a plain `http://` URL to a host other than loopback although the consumer
+    /// sends credentials (a token, a secret header, basic auth, an API key, a URL from its
+    /// Secret) or signs its bodies. Off: such a consumer is refused, naming the URL field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 /// The kinds of sink the hub has.
@@ -572,7 +577,34 @@ impl SinkType {
     }
 }
 
+/// Keys every sink reads from its Secret when present: CA bundle, client certificate and key.
+pub const TLS_SECRET_KEYS: [&str; 3] = ["ca.crt", "tls.crt", "tls.key"];
+/// The Secret key that, when present, replaces an HTTP sink's whole URL.
+pub const URL_SECRET_KEY: &str = "url";
+
 impl Consumer {
+    /// The URL written in the consumer's section, for the sinks that have one (`""` when the
+    /// Secret's `url` key gives it); `None` for sinks without a URL.
+    pub fn configured_url(&self) -> Option<&str> {
+        match self.sink {
+            SinkType::Opensearch => self.opensearch.as_ref().map(|o| o.url.as_str()),
+            SinkType::Webhook => self.webhook.as_ref().map(|w| w.url.as_str()),
+            SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Whether the consumer sends a credential or a signature with each request (its URL
+    /// coming from the Secret counts: the URL is then the credential).
+    pub fn sends_credentials(&self) -> bool {
+        !self.sink.required_secret_keys(self).is_empty()
+            || self
+                .webhook
+                .as_ref()
+                .is_some_and(|w| !w.secret_headers.is_empty())
+            || self.configured_url().is_some_and(str::is_empty)
+    }
+
     /// A consumer of `sink` with no section, filter or secret yet (tests and builders fill
     /// in what they need).
     pub fn new(name: &str, sink: SinkType) -> Consumer {
@@ -587,6 +619,7 @@ impl Consumer {
             filter: Filter::default(),
             secret_ref: None,
             replay_from: None,
+            allow_insecure_http: false,
         }
     }
 
@@ -602,6 +635,9 @@ impl Consumer {
         if let Some(webhook) = &self.webhook {
             keys.extend(webhook.secret_headers.values().cloned());
         }
+        if self.configured_url().is_some_and(str::is_empty) {
+            keys.push(URL_SECRET_KEY.into());
+        }
         keys.sort();
         keys.dedup();
         keys
@@ -611,7 +647,10 @@ impl Consumer {
     /// TLS keys every sink reads when present (see [`SecretRef`]).
     pub fn readable_secret_keys(&self) -> Vec<String> {
         let mut keys = self.required_secret_keys();
-        keys.extend(["ca.crt", "tls.crt", "tls.key"].map(String::from));
+        keys.extend(TLS_SECRET_KEYS.map(String::from));
+        if self.configured_url().is_some() {
+            keys.push(URL_SECRET_KEY.into());
+        }
         keys.sort();
         keys.dedup();
         keys
@@ -662,8 +701,10 @@ pub enum OpenSearchAuth {
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenSearchConfig {
-    /// Base URL of the cluster, e.g. `https://opensearch.logging.svc:9200`.
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    /// Base URL of the cluster, e.g. `https://opensearch.logging.svc:9200`. Empty: the
+    /// `url` key of `secretRef`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
     pub url: String,
     /// Index name prefix; the event's date (`YYYY.MM.DD`) is appended.
     #[serde(default = "default_index")]
@@ -723,8 +764,10 @@ pub struct PhoenixConfig {
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Where to POST.
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    /// Where to POST. Empty: the `url` key of `secretRef` (for URLs that are themselves a
+    /// credential, like a chat webhook's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
     pub url: String,
     /// POST a JSON array of events instead of one event per request.
     #[serde(default)]
@@ -748,8 +791,9 @@ pub struct WebhookConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FalconerConfig {
     /// Base URL of the other hub (`/ingest` is appended); its ingest token is the `token`
-    /// key of `secretRef`.
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    /// key of `secretRef`. Empty: the `url` key of `secretRef`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
     pub url: String,
     /// TLS towards the other hub.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]

@@ -145,3 +145,55 @@ fn the_example_configuration_is_valid_and_shows_the_defaults() {
     let (_, defaults, _) = run(falconer().args(["standalone", "--print-config"]));
     assert_eq!(from_example, defaults);
 }
+
+#[test]
+fn a_second_config_file_overrides_the_first_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("falconer.yaml");
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(&base, "cluster: prod\nauth:\n  ingest_token_sha256: []\n").unwrap();
+    let hash = "a".repeat(64);
+    std::fs::write(
+        &auth,
+        format!("auth:\n  tokens:\n    - {{name: falco, sha256: \"{hash}\", scopes: [ingest]}}\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(falconer().args([
+        "--config",
+        base.to_str().unwrap(),
+        "--config",
+        auth.to_str().unwrap(),
+        "hub",
+        "--print-config",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(config["cluster"], "prod", "kept from the first file");
+    assert_eq!(config["auth"]["tokens"][0]["name"], "falco", "added by the second");
+}
+
+#[test]
+fn a_consumer_sending_credentials_over_plain_http_is_refused_at_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("falconer.yaml");
+    let consumer = "consumers:\n  - name: central\n    type: falconer\n    secretRef: {name: central}\n    falconer: {url: \"http://central.example:8443\"}\n";
+    std::fs::write(&file, consumer).unwrap();
+    let (code, _, err) = run(falconer().args([
+        "--config",
+        file.to_str().unwrap(),
+        "standalone",
+        "--print-config",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("consumers[0].falconer.url"), "{err}");
+    assert!(err.contains("allowInsecureHttp"), "{err}");
+
+    std::fs::write(&file, format!("{consumer}    allowInsecureHttp: true\n")).unwrap();
+    let (code, _, err) = run(falconer().args([
+        "--config",
+        file.to_str().unwrap(),
+        "standalone",
+        "--print-config",
+    ]));
+    assert_eq!(code, 0, "{err}");
+}

@@ -97,6 +97,12 @@ pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Resul
                 return Err(format!("{at}: a `{section}` section needs type {section}"));
             }
         }
+        if let Some(url) = c.configured_url().filter(|u| !u.is_empty()) {
+            let field = format!("{at}.{}.url", c.sink.as_str());
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| format!("{field}: not a URL ({e})"))?;
+            crate::sinks::http::check_endpoint(&parsed, c).map_err(|why| format!("{field}: {why}"))?;
+        }
     }
     Ok(())
 }

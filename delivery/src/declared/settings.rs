@@ -29,7 +29,8 @@
 //!   tokens), so a
 //!   rotated credential reaches `desired` without a restart. Only the keys a sink reads are
 //!   copied: those it requires (`Consumer::required_secret_keys`: the sink's and a webhook's
-//!   `secretHeaders`) and, when present, `ca.crt`, `tls.crt`, `tls.key`. Config-file
+//!   `secretHeaders`) and, when present, `ca.crt`, `tls.crt`, `tls.key` and (HTTP sinks) `url`
+//!   (`Consumer::readable_secret_keys`). Config-file
 //!   consumers read theirs from the environment (`declared::secrets_from_env`).
 //! - `StatusWriter` applies `status.consumers` with server-side apply under the field manager
 //!   `falconer-hub`: the manager applies `conditions` and `observedGeneration` under its own,
@@ -53,9 +54,6 @@ use tokio::task::JoinHandle;
 
 /// The hub's field manager for `status.consumers` (the manager's is `falconer-manager`).
 pub const FIELD_MANAGER: &str = "falconer-hub";
-
-/// Keys every sink reads from its Secret when present.
-pub const OPTIONAL_SECRET_KEYS: [&str; 3] = ["ca.crt", "tls.crt", "tls.key"];
 
 /// The hub reads only Secrets labelled as consumers' (`falconer.io/consumer-secret=true`):
 /// not the database URL, the tokens, nor anything else in its namespace.
@@ -172,10 +170,10 @@ pub fn resolve_secrets(
             missing.join(", ")
         ));
     }
-    let wanted = required
+    let readable = consumer.readable_secret_keys();
+    let wanted = readable
         .iter()
         .map(String::as_str)
-        .chain(OPTIONAL_SECRET_KEYS)
         .filter(|k| data.contains_key(*k));
     let mut resolved = Secrets::new();
     for key in wanted {
@@ -192,11 +190,8 @@ fn resolve_env_secrets(consumer: &Consumer) -> Result<Secrets, String> {
         return Ok(Secrets::new());
     };
     let required = consumer.required_secret_keys();
-    let keys: Vec<&str> = required
-        .iter()
-        .map(String::as_str)
-        .chain(OPTIONAL_SECRET_KEYS)
-        .collect();
+    let readable = consumer.readable_secret_keys();
+    let keys: Vec<&str> = readable.iter().map(String::as_str).collect();
     let found = secrets_from_env(&secret_ref.name, &keys);
     let missing: Vec<String> = required
         .iter()

@@ -36,18 +36,16 @@ struct Rejected {
 }
 
 impl Falconer {
+    /// A sink posting to `base` (the other hub's base URL; `/ingest` is appended).
     pub fn build(
         consumer: &str,
+        base: &reqwest::Url,
         settings: &FalconerConfig,
         secrets: &Secrets,
     ) -> Result<Falconer, DeliveryError> {
-        let config = |message: String| DeliveryError::Config {
-            consumer: consumer.to_string(),
-            message,
-        };
-        let base = settings.url.trim_end_matches('/');
-        let mut url = reqwest::Url::parse(&format!("{base}/ingest"))
-            .map_err(|e| config(format!("falconer.url `{}`: {e}", settings.url)))?;
+        let mut url = base.clone();
+        let path = format!("{}/ingest", base.path().trim_end_matches('/'));
+        url.set_path(&path);
         url.set_query(Some("source=falconer"));
         Ok(Falconer {
             client: http::client(consumer, &settings.tls, secrets)?,
@@ -61,7 +59,8 @@ impl Falconer {
 impl FromConsumer for Falconer {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
         let settings = declared.section(declared.consumer.falconer.as_ref(), "falconer")?;
-        Falconer::build(declared.name, settings, declared.secrets)
+        let base = http::endpoint(declared, "falconer.url", &settings.url)?;
+        Falconer::build(declared.name, &base, settings, declared.secrets)
     }
 }
 

@@ -5,7 +5,8 @@
 use crate::declared::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome};
-use falconer_model::crd::SinkTls;
+use crate::sinks::Declared;
+use falconer_model::crd::{Consumer, SinkTls};
 use falconer_store::Event;
 use std::future::Future;
 use std::pin::Pin;
@@ -133,6 +134,52 @@ pub fn redact(url: &reqwest::Url) -> String {
     }
 }
 
+/// The URL a sink sends to: the consumer's `field` (`configured`), or its Secret's `url` key
+/// when that is empty. A plain `http://` URL to a host other than loopback is refused when
+/// the consumer sends credentials or signs, unless it sets `allowInsecureHttp`. Errors name
+/// the field and never echo the URL: it may itself be the credential.
+pub fn endpoint(
+    declared: &Declared<'_>,
+    field: &str,
+    configured: &str,
+) -> Result<reqwest::Url, DeliveryError> {
+    let (text, origin) = if configured.is_empty() {
+        let key = falconer_model::crd::URL_SECRET_KEY;
+        let hint = format!("{field} (empty, so the URL comes from the Secret)");
+        (require(declared.name, declared.secrets, key, &hint)?, format!("the `{key}` key of secretRef"))
+    } else {
+        (configured.to_owned(), field.to_owned())
+    };
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| declared.config(format!("{origin}: not a URL ({e})")))?;
+    check_endpoint(&url, declared.consumer).map_err(|why| declared.config(format!("{origin}: {why}")))?;
+    Ok(url)
+}
+
+/// Why a sink may not send to `url`, if it may not.
+pub fn check_endpoint(url: &reqwest::Url, consumer: &Consumer) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if consumer.allow_insecure_http || !consumer.sends_credentials() => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(format!(
+            "{} is plain http:// although this consumer sends credentials or signs; use \
+             https:// or set allowInsecureHttp: true",
+            redact(url)
+        )),
+        other => Err(format!("scheme `{other}` is not http or https")),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The first 300 characters of an answer, for error messages.
 pub fn snippet(text: &str) -> String {
     text.chars().take(300).collect()
@@ -244,6 +291,83 @@ mod tests {
         fn lower_batch(&mut self, size: usize) {
             self.batch = size;
         }
+    }
+
+    fn consumer(value: serde_json::Value) -> Consumer {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn endpoint_of(consumer: &Consumer, secrets: &Secrets) -> Result<reqwest::Url, String> {
+        let declared = Declared {
+            name: &consumer.name,
+            consumer,
+            secrets,
+            home: None,
+            file_dir: None,
+        };
+        let url = consumer.configured_url().unwrap_or_default();
+        endpoint(&declared, "webhook.url", url).map_err(|e| e.to_string())
+    }
+
+    fn secrets(pairs: &[(&str, &str)]) -> Secrets {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), crate::declared::SecretValue(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn plain_http_is_refused_to_a_consumer_that_sends_credentials_unless_allowed() {
+        let signed = consumer(serde_json::json!({
+            "name": "hook", "type": "webhook", "secretRef": {"name": "s"},
+            "webhook": {"url": "http://siem.example:8080/in?k=v", "sign": true},
+        }));
+        let keys = secrets(&[("hmacKey", "k")]);
+        let error = endpoint_of(&signed, &keys).unwrap_err();
+        assert!(error.contains("webhook.url"), "{error}");
+        assert!(error.contains("allowInsecureHttp"), "{error}");
+        assert!(!error.contains("/in") && !error.contains("k=v"), "{error}");
+
+        let mut allowed = signed.clone();
+        allowed.allow_insecure_http = true;
+        assert!(endpoint_of(&allowed, &keys).is_ok());
+
+        let plain = consumer(serde_json::json!({
+            "name": "hook", "type": "webhook", "webhook": {"url": "http://siem.example:8080/in"},
+        }));
+        assert!(endpoint_of(&plain, &Secrets::new()).is_ok(), "no credentials, nothing to leak");
+
+        for local in ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/x"] {
+            let mut local_hook = signed.clone();
+            local_hook.webhook.as_mut().unwrap().url = local.into();
+            assert!(endpoint_of(&local_hook, &keys).is_ok(), "{local}");
+        }
+        let mut odd = plain.clone();
+        odd.webhook.as_mut().unwrap().url = "ftp://siem.example/x".into();
+        assert!(endpoint_of(&odd, &Secrets::new()).unwrap_err().contains("scheme `ftp`"));
+    }
+
+    #[test]
+    fn an_empty_url_comes_from_the_secret_and_never_appears_in_errors() {
+        let hook = consumer(serde_json::json!({
+            "name": "chat", "type": "webhook", "secretRef": {"name": "chat"}, "webhook": {},
+        }));
+        assert_eq!(hook.required_secret_keys(), ["url"]);
+        assert!(hook.sends_credentials(), "a URL from a Secret is a credential");
+
+        let secret = "https://hooks.example/services/T000/B000/XXXXSECRET";
+        let url = endpoint_of(&hook, &secrets(&[("url", secret)])).unwrap();
+        assert_eq!(url.as_str(), secret);
+
+        let missing = endpoint_of(&hook, &Secrets::new()).unwrap_err();
+        assert!(missing.contains("url") && missing.contains("webhook.url"), "{missing}");
+
+        let insecure = "http://hooks.example/services/T000/B000/XXXXSECRET";
+        let error = endpoint_of(&hook, &secrets(&[("url", insecure)])).unwrap_err();
+        assert!(error.contains("`url` key of secretRef"), "{error}");
+        assert!(!error.contains("XXXXSECRET"), "{error}");
+        let garbage = endpoint_of(&hook, &secrets(&[("url", "not a url XXXXSECRET")])).unwrap_err();
+        assert!(!garbage.contains("XXXXSECRET"), "{garbage}");
     }
 
     #[test]

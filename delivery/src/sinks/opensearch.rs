@@ -58,6 +58,7 @@ enum Target {
 impl OpenSearchSink {
     pub fn build(
         consumer: &str,
+        url: opensearch::http::Url,
         settings: &crd::OpenSearchConfig,
         secrets: &Secrets,
     ) -> Result<OpenSearchSink, DeliveryError> {
@@ -65,8 +66,6 @@ impl OpenSearchSink {
             consumer: consumer.to_string(),
             message,
         };
-        let url = opensearch::http::Url::parse(&settings.url)
-            .map_err(|e| config(format!("opensearch.url `{}`: {e}", settings.url)))?;
         let target = match &settings.data_stream {
             Some(stream) => {
                 check_index_name(stream)
@@ -224,7 +223,8 @@ impl OpenSearchSink {
 impl FromConsumer for OpenSearchSink {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
         let settings = declared.section(declared.consumer.opensearch.as_ref(), "opensearch")?;
-        OpenSearchSink::build(declared.name, settings, declared.secrets)
+        let url = http::endpoint(declared, "opensearch.url", &settings.url)?;
+        OpenSearchSink::build(declared.name, url, settings, declared.secrets)
     }
 }
 
@@ -565,7 +565,7 @@ mod tests {
     fn bulk_bodies_carry_the_event_id_the_daily_index_and_the_raw_payload() {
         let settings: crd::OpenSearchConfig =
             serde_json::from_value(json!({"url": "http://127.0.0.1:9"})).unwrap();
-        let mut sink = OpenSearchSink::build("search", &settings, &Secrets::new()).unwrap();
+        let mut sink = OpenSearchSink::build("search", settings.url.parse().unwrap(), &settings, &Secrets::new()).unwrap();
         let e = event("Terminal shell");
         let body = String::from_utf8(sink.body(std::slice::from_ref(&e))).unwrap();
         let lines: Vec<Value> = body
@@ -591,7 +591,7 @@ mod tests {
             json!({"url": "http://127.0.0.1:9", "dataStream": "falconer-stream"}),
         )
         .unwrap();
-        let mut sink = OpenSearchSink::build("s", &settings, &Secrets::new()).unwrap();
+        let mut sink = OpenSearchSink::build("s", settings.url.parse().unwrap(), &settings, &Secrets::new()).unwrap();
         let e = event("x");
         let body = String::from_utf8(sink.body(std::slice::from_ref(&e))).unwrap();
         let action: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
@@ -686,7 +686,7 @@ mod tests {
             "tls": {"insecureSkipVerify": env("OPENSEARCH_INSECURE").as_deref() == Some("1")},
         }))
         .unwrap();
-        let mut sink = OpenSearchSink::build("real", &settings, &secrets).unwrap();
+        let mut sink = OpenSearchSink::build("real", settings.url.parse().unwrap(), &settings, &secrets).unwrap();
         let events = [event("Real OpenSearch"), event("Real OpenSearch")];
         assert_eq!(sink.send(&events).await, Outcome::Delivered);
         // The same ids again: overwritten, not doubled.
@@ -697,13 +697,13 @@ mod tests {
     fn missing_credentials_and_bad_patterns_keep_the_consumer_from_starting() {
         let basic: crd::OpenSearchConfig =
             serde_json::from_value(json!({"url": "http://x:9200", "auth": "basic"})).unwrap();
-        let err = OpenSearchSink::build("s", &basic, &Secrets::new())
+        let err = OpenSearchSink::build("s", basic.url.parse().unwrap(), &basic, &Secrets::new())
             .err()
             .unwrap();
         assert!(err.to_string().contains("username"), "{err}");
         let bad: crd::OpenSearchConfig =
             serde_json::from_value(json!({"url": "http://x:9200", "index": "Events"})).unwrap();
-        let err = OpenSearchSink::build("s", &bad, &Secrets::new())
+        let err = OpenSearchSink::build("s", bad.url.parse().unwrap(), &bad, &Secrets::new())
             .err()
             .unwrap();
         assert!(err.to_string().contains("lower case"), "{err}");

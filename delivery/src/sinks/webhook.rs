@@ -37,6 +37,7 @@ enum Answer {
 impl Webhook {
     pub fn build(
         consumer: &str,
+        url: reqwest::Url,
         settings: &WebhookConfig,
         secrets: &Secrets,
     ) -> Result<Webhook, DeliveryError> {
@@ -44,8 +45,6 @@ impl Webhook {
             consumer: consumer.to_string(),
             message,
         };
-        let url = reqwest::Url::parse(&settings.url)
-            .map_err(|e| config(format!("webhook.url `{}`: {e}", settings.url)))?;
         let mut headers = HeaderMap::new();
         let mut add = |name: &str, value: &str, what: &str| {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -106,7 +105,8 @@ impl Webhook {
 impl FromConsumer for Webhook {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
         let settings = declared.section(declared.consumer.webhook.as_ref(), "webhook")?;
-        Webhook::build(declared.name, settings, declared.secrets)
+        let url = http::endpoint(declared, "webhook.url", &settings.url)?;
+        Webhook::build(declared.name, url, settings, declared.secrets)
     }
 }
 
