@@ -109,12 +109,7 @@ pub fn consumer_problems(consumer: &Consumer) -> Vec<String> {
             consumer.sink.as_str()
         ));
     }
-    let needs_secret = !consumer.sink.required_secret_keys(consumer).is_empty()
-        || consumer
-            .webhook
-            .as_ref()
-            .is_some_and(|w| !w.secret_headers.is_empty());
-    if needs_secret && consumer.secret_ref.is_none() {
+    if !consumer.required_secret_keys().is_empty() && consumer.secret_ref.is_none() {
         problems.push(format!(
             "a {} sink with these settings reads credentials, but `secretRef` is missing",
             consumer.sink.as_str()
