@@ -42,6 +42,8 @@ pub use falconer_delivery::Home as Kube;
 pub struct Application {
     /// The address the server is bound to (the real port when `server.listen` asked for 0).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `server.metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub store: Store,
     pub delivery: Delivery,
     /// Serves `POST /api/v1/risk/recompute`, and runs periodically when `analyst.enabled`.
@@ -123,6 +125,7 @@ impl Application {
         let handle = hub.server.handle();
         Ok(Application {
             addr: hub.addr,
+            metrics_addr: hub.metrics_addr,
             store,
             delivery,
             analyst,

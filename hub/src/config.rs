@@ -46,6 +46,10 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// HTTPS on the listener; plain HTTP without it.
     pub tls: Option<TlsConfig>,
+    /// Serve `/metrics` on this address (plain HTTP) and nowhere else, so a Service and an
+    /// Ingress can expose the API without the metrics. Unset: `/metrics` on `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The listener's certificate and key, PEM files read once at start (a new certificate needs
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             workers: 0,
             shutdown_timeout_secs: 30,
             tls: None,
+            metrics_listen: None,
         }
     }
 }

@@ -21,6 +21,8 @@ use std::time::Instant;
 /// A bound, not yet awaited server.
 pub struct Hub {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `server.metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub server: Server,
 }
 
@@ -54,6 +56,16 @@ impl Hub {
         };
         let listener = TcpListener::bind(listen).map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
+        let metrics_listener = match config.server.metrics_listen {
+            Some(at) => {
+                let bind = |source| HubError::Bind { addr: at, source };
+                let listener = TcpListener::bind(at).map_err(bind)?;
+                let bound = listener.local_addr().map_err(bind)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|(_, at)| *at);
         let workers = config.server.workers;
         let shutdown_timeout = config.server.shutdown_timeout_secs;
         let state = web::Data::new(AppState {
@@ -66,6 +78,7 @@ impl Hub {
             config,
             metrics,
             registry: Arc::new(registry),
+            metrics_addr,
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -119,12 +132,19 @@ impl Hub {
             None => server.listen(listener),
         }
         .map_err(bind)?;
+        if let Some((listener, at)) = metrics_listener {
+            server = server
+                .listen(listener)
+                .map_err(|source| HubError::Bind { addr: at, source })?;
+            tracing::info!(addr = %at, "Serving /metrics");
+        }
         if workers > 0 {
             server = server.workers(workers);
         }
         tracing::info!(%addr, https, "Listening");
         Ok(Hub {
             addr,
+            metrics_addr,
             server: server.run(),
         })
     }
@@ -144,6 +164,17 @@ fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), HubError> {
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
         return Err(HubError::Internal("no application state".into()));
     };
+    if let Some(metrics_addr) = state.metrics_addr {
+        // One listener for the API, another for the metrics; neither answers the other's.
+        let on_metrics = request.app_config().local_addr() == metrics_addr;
+        let is_metrics = request.path() == "/metrics";
+        if on_metrics != is_metrics {
+            return Err(HubError::NotFound(format!(
+                "no route for {} on this port (server.metrics_listen is {metrics_addr})",
+                request.path()
+            )));
+        }
+    }
     let principal = state.auth.require(request.request(), access)?;
     if principal.as_ref().is_some_and(|p| p.anonymous) {
         same_site_loopback(request.request())?;

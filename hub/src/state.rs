@@ -23,4 +23,6 @@ pub struct AppState {
     pub inflight: crate::body::InFlight,
     /// Clusters each credential sent for today.
     pub clusters: crate::auth::ClusterLedger,
+    /// The bound `server.metrics_listen`, when set: `/metrics` is served there only.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }

@@ -251,6 +251,13 @@ pub struct TestApp {
     app: Application,
 }
 
+impl TestApp {
+    /// The address of `server.metrics_listen`, when the test set it.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.app.metrics_addr
+    }
+}
+
 pub fn hub_config() -> HubConfig {
     let mut config = HubConfig {
         cluster: "home".into(),

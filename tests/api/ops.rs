@@ -87,3 +87,31 @@ on_both_stores!(
     metrics_count_received_accepted_rejected_and_commits,
     every_route_of_the_table_is_served_and_others_are_404_or_405,
 );
+
+#[tokio::test]
+async fn with_metrics_listen_the_metrics_are_served_there_only_and_the_api_not_at_all() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut hub = crate::helpers::hub_config();
+    hub.server.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let app = TestApp::spawn_with(&db, hub, db.store_config()).await;
+    let metrics = app.metrics_addr().expect("a metrics listener");
+    assert_ne!(metrics, app.addr);
+
+    let on_api = app.get("/metrics").await;
+    assert_eq!(on_api.status, 404, "{}", on_api.text);
+    assert!(on_api.text.contains("server.metrics_listen"), "{}", on_api.text);
+    assert_eq!(app.get("/healthz").await.status, 200);
+
+    let get = |path: &str| {
+        let url = format!("http://{metrics}{path}");
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let scraped = get("/metrics").await;
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("# TYPE falconer_ingest_request_duration_seconds histogram"));
+    for path in ["/api/v1/events", "/healthz", "/ui/"] {
+        assert_eq!(get(path).await.status(), 404, "{path} on the metrics port");
+    }
+    app.stop().await;
+}
