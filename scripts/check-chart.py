@@ -122,10 +122,12 @@ def check_render(name, path):
                 continue
             config = yaml.safe_load(cm["data"]["falconer.yaml"])
             if component(deployment) == "hub":
-                port = int(config["server"]["listen"].rsplit(":", 1)[1])
+                listens = [int(config["server"]["listen"].rsplit(":", 1)[1])]
+                if "metrics_listen" in config["server"]:
+                    listens.append(int(config["server"]["metrics_listen"].rsplit(":", 1)[1]))
                 ports = [p["containerPort"] for p in container["ports"]]
-                if ports != [port]:
-                    fail(name, f"{where}: listens on {port}, container ports {ports}")
+                if ports != listens:
+                    fail(name, f"{where}: listens on {listens}, container ports {ports}")
                 if deployment["spec"]["replicas"] > 1 and "FALCONER__STORE__DATABASE_URL" not in \
                         {e["name"] for e in container.get("env", [])}:
                     fail(name, f"{where}: several replicas on SQLite")

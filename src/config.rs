@@ -24,6 +24,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub delivery: DeliveryConfig,
     pub kubernetes: KubernetesConfig,
+    /// What Policies may ask of the cluster (`falconer manager`).
+    pub manager: falconer_manager::limits::Limits,
     /// Risk scores (docs/risk-model.md).
     pub analyst: AnalystConfig,
     /// Consumers declared here (same shape as a Setting's `spec.consumers`, camelCase keys);
@@ -44,6 +46,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             delivery: DeliveryConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            manager: Default::default(),
             analyst: AnalystConfig::default(),
             consumers: Vec::new(),
         }
@@ -199,6 +202,7 @@ impl Config {
             return Err("kubernetes.status_interval_secs: must be greater than 0".into());
         }
         falconer_delivery::declared::validate(&self.consumers, "consumers")?;
+        self.manager.validate()?;
         if self.ingest.max_report_findings > self.store.queue_max_events {
             return Err(format!(
                 "ingest.max_report_findings: {} exceeds store.queue_max_events ({}); such a \

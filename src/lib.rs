@@ -71,6 +71,7 @@ fn manager(load: impl Fn() -> Result<Config, String>, args: ManagerArgs) -> Resu
                 listen: config.server.listen,
                 default_cluster: config.cluster.clone(),
                 namespace,
+                limits: config.manager.clone(),
                 ..falconer_manager::Options::default()
             };
             runtime()?.block_on(falconer_manager::run(options))?;
@@ -82,7 +83,7 @@ fn manager(load: impl Fn() -> Result<Config, String>, args: ManagerArgs) -> Resu
             let resources = falconer_manager::render::read_files(&files)?;
             print!(
                 "{}",
-                falconer_manager::render::render(&resources, &config.cluster)?
+                falconer_manager::render::render(&resources, &config.cluster, &config.manager)?
             );
             Ok(())
         }

@@ -4,6 +4,7 @@
 //! requeues with a per-object exponential backoff.
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::objects::{self, Agent, Child, ChildKey, ChildKind, FIELD_MANAGER};
 use crate::setting_checks;
@@ -46,6 +47,8 @@ pub struct Context {
     pub default_cluster: String,
     /// The hub's (and manager's) namespace, where Setting Secrets live.
     pub namespace: String,
+    /// What a Policy may ask for (`manager:` in the configuration).
+    pub limits: Limits,
     /// Consecutive failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -66,8 +69,15 @@ impl Context {
             settings,
             default_cluster,
             namespace,
+            limits: Limits::default(),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context, refusing Policies outside `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Context {
+        self.limits = limits;
+        self
     }
 
     fn succeeded(&self, key: &str) {
@@ -280,9 +290,9 @@ async fn reconcile_policy_inner(policy: &Policy, ctx: &Context) -> Result<Action
     }
     let name = policy.name_any();
     let api: Api<Policy> = Api::all(ctx.client.clone());
-    if let Err(reason) = policy.validate() {
-        // Only objects that skipped the CRD's checks get here; retrying will not help, an
-        // edit will (and triggers a new pass).
+    if let Err(reason) = policy.validate().and_then(|()| ctx.limits.check(policy)) {
+        // Objects that skipped the CRD's checks, or ask for more than the manager allows;
+        // retrying will not help, an edit will (and triggers a new pass).
         patch_policy_status(
             &api,
             &name,

@@ -633,3 +633,41 @@ async fn a_missing_secret_and_a_reused_consumer_name_are_reported_in_the_conditi
         .expect("problems are status, not errors");
     script.done().await;
 }
+
+#[tokio::test]
+async fn a_policy_outside_the_managers_limits_is_refused_in_its_status_and_applies_nothing() {
+    let mut spec = PolicySpec::default();
+    spec.hub_url = "https://collector.attacker.example".into();
+    let p = policy(spec);
+    let (client, server) = ApiServer::start();
+    let limits = crate::limits::Limits {
+        hub_urls: vec![falconer_model::crd::DEFAULT_HUB_URL.into()],
+        ..Default::default()
+    };
+    let ctx = Arc::new(
+        Arc::into_inner(context(client, vec![]))
+            .expect("one owner")
+            .with_limits(limits),
+    );
+    // No object is read or applied: only the status and an event.
+    let script = server.run(vec![
+        status_patch(&p, |status| {
+            let ready = condition(status, "Ready");
+            assert_eq!(ready["status"], "False");
+            let message = ready["message"].as_str().unwrap_or_default();
+            assert!(message.contains("spec.hubUrl"), "{message}");
+            assert!(message.contains("collector.attacker.example"), "{message}");
+        }),
+        expect(Method::POST, EVENTS)
+            .check(|body| {
+                assert_eq!(body["reason"], "InvalidSpec");
+                assert_eq!(body["type"], "Warning");
+            })
+            .echo(201),
+    ]);
+    let action = reconcile_policy(Arc::new(p), ctx)
+        .await
+        .expect("reconciles");
+    assert_eq!(action, Action::await_change());
+    script.done().await;
+}

@@ -10,6 +10,7 @@ pub mod crdgen;
 pub mod error;
 pub mod images;
 pub mod lease;
+pub mod limits;
 pub mod metrics;
 pub mod objects;
 pub mod render;

@@ -5,6 +5,7 @@
 //! Secrets, which only a cluster has).
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::objects::{self, Child};
 use crate::setting_checks;
 use falconer_model::crd::{GROUP, Policy, Setting, VERSION};
@@ -90,7 +91,11 @@ fn crd_schema(kind: &str) -> Option<serde_json::Value> {
 
 /// The objects the manager would apply for `resources`, in apply order. `default_cluster`
 /// is used when no Setting names the cluster (as the manager does).
-pub fn plan_objects(resources: &Resources, default_cluster: &str) -> Result<Vec<Child>> {
+pub fn plan_objects(
+    resources: &Resources,
+    default_cluster: &str,
+    limits: &Limits,
+) -> Result<Vec<Child>> {
     for setting in &resources.settings {
         let problems = setting_checks::problems(setting, &resources.settings);
         if !problems.is_empty() {
@@ -105,11 +110,14 @@ pub fn plan_objects(resources: &Resources, default_cluster: &str) -> Result<Vec<
         .unwrap_or_else(|| default_cluster.to_owned());
     let mut out = Vec::new();
     for policy in &resources.policies {
-        policy.validate().map_err(|reason| Error::Invalid {
-            kind: "Policy",
-            name: policy.name_any(),
-            reason,
-        })?;
+        policy
+            .validate()
+            .and_then(|()| limits.check(policy))
+            .map_err(|reason| Error::Invalid {
+                kind: "Policy",
+                name: policy.name_any(),
+                reason,
+            })?;
         out.extend(
             objects::plan(policy, &cluster)
                 .apply
@@ -121,9 +129,9 @@ pub fn plan_objects(resources: &Resources, default_cluster: &str) -> Result<Vec<
 }
 
 /// `plan_objects` as a YAML stream.
-pub fn render(resources: &Resources, default_cluster: &str) -> Result<String> {
+pub fn render(resources: &Resources, default_cluster: &str, limits: &Limits) -> Result<String> {
     let mut out = String::new();
-    for child in plan_objects(resources, default_cluster)? {
+    for child in plan_objects(resources, default_cluster, limits)? {
         out.push_str("---\n");
         out.push_str(
             &serde_saphyr::to_string(&child.to_value()).map_err(|e| Error::Yaml(e.to_string()))?,
@@ -169,7 +177,7 @@ spec:
         let resources = parse(POLICY).expect("parses");
         assert_eq!(resources.policies.len(), 1);
         assert_eq!(resources.settings.len(), 1);
-        let text = render(&resources, "default").expect("renders");
+        let text = render(&resources, "default", &Limits::default()).expect("renders");
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("YAML");
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
         assert_eq!(
@@ -190,7 +198,7 @@ spec:
     #[test]
     fn without_a_setting_the_default_cluster_name_is_used() {
         let resources = parse(POLICY.split("---").next().unwrap_or_default()).expect("parses");
-        let text = render(&resources, "home").expect("renders");
+        let text = render(&resources, "home", &Limits::default()).expect("renders");
         assert!(text.contains("falconer.cluster: home"));
     }
 
@@ -213,7 +221,7 @@ spec:
             "apiVersion: falconer.io/v1alpha1\nkind: Policy\nmetadata: {name: p}\nspec: {kubeBench: {enabled: true, schedule: 'every day'}}\n",
         )
         .expect("parses");
-        let err = render(&resources, "c").expect_err("invalid");
+        let err = render(&resources, "c", &Limits::default()).expect_err("invalid");
         assert!(err.to_string().contains("spec.kubeBench.schedule"), "{err}");
     }
 
@@ -248,7 +256,8 @@ kind: Setting
 metadata: {name: b}
 spec: {consumers: [{name: out, type: stdout}]}
 "#;
-        let err = render(&parse(text).expect("parses"), "c").expect_err("conflict");
+        let err =
+            render(&parse(text).expect("parses"), "c", &Limits::default()).expect_err("conflict");
         assert!(
             err.to_string()
                 .contains("consumer out: the name is also used by Setting"),

@@ -5,6 +5,7 @@
 use crate::controller::{self, Context};
 use crate::error::{Error, Result};
 use crate::lease::{Elector, LeaseConfig};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::objects::MANAGED_BY;
 use crate::server;
@@ -39,6 +40,8 @@ pub struct Options {
     pub lease_name: String,
     /// This replica's identity in the Lease; `None`: `$POD_NAME`, else `$HOSTNAME`.
     pub identity: Option<String>,
+    /// What a Policy may ask for.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             namespace: None,
             lease_name: "falconer-manager".into(),
             identity: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -192,14 +196,17 @@ async fn controllers(
     let settings_api: Api<Setting> = Api::all(client.clone());
     let setting_controller = Controller::new(settings_api.clone(), all.clone());
     let settings = setting_controller.store();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        metrics,
-        settings.clone(),
-        options.default_cluster.clone(),
-        namespace,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            recorder,
+            metrics,
+            settings.clone(),
+            options.default_cluster.clone(),
+            namespace,
+        )
+        .with_limits(options.limits.clone()),
+    );
 
     // A Setting's validity depends on the other Settings: any change rechecks all of them.
     let every_setting = settings.clone();

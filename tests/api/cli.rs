@@ -169,7 +169,10 @@ fn a_second_config_file_overrides_the_first_key_by_key() {
     assert_eq!(code, 0, "{err}");
     let config: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(config["cluster"], "prod", "kept from the first file");
-    assert_eq!(config["auth"]["tokens"][0]["name"], "falco", "added by the second");
+    assert_eq!(
+        config["auth"]["tokens"][0]["name"], "falco",
+        "added by the second"
+    );
 }
 
 #[test]

@@ -99,7 +99,11 @@ async fn with_metrics_listen_the_metrics_are_served_there_only_and_the_api_not_a
 
     let on_api = app.get("/metrics").await;
     assert_eq!(on_api.status, 404, "{}", on_api.text);
-    assert!(on_api.text.contains("server.metrics_listen"), "{}", on_api.text);
+    assert!(
+        on_api.text.contains("server.metrics_listen"),
+        "{}",
+        on_api.text
+    );
     assert_eq!(app.get("/healthz").await.status, 200);
 
     let get = |path: &str| {
@@ -109,7 +113,13 @@ async fn with_metrics_listen_the_metrics_are_served_there_only_and_the_api_not_a
     };
     let scraped = get("/metrics").await;
     assert_eq!(scraped.status(), 200);
-    assert!(scraped.text().await.unwrap().contains("# TYPE falconer_ingest_request_duration_seconds histogram"));
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("# TYPE falconer_ingest_request_duration_seconds histogram")
+    );
     for path in ["/api/v1/events", "/healthz", "/ui/"] {
         assert_eq!(get(path).await.status(), 404, "{path} on the metrics port");
     }

@@ -99,9 +99,10 @@ pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Resul
         }
         if let Some(url) = c.configured_url().filter(|u| !u.is_empty()) {
             let field = format!("{at}.{}.url", c.sink.as_str());
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| format!("{field}: not a URL ({e})"))?;
-            crate::sinks::http::check_endpoint(&parsed, c).map_err(|why| format!("{field}: {why}"))?;
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| format!("{field}: not a URL ({e})"))?;
+            crate::sinks::http::check_endpoint(&parsed, c)
+                .map_err(|why| format!("{field}: {why}"))?;
         }
     }
     Ok(())

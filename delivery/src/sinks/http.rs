@@ -146,13 +146,17 @@ pub fn endpoint(
     let (text, origin) = if configured.is_empty() {
         let key = falconer_model::crd::URL_SECRET_KEY;
         let hint = format!("{field} (empty, so the URL comes from the Secret)");
-        (require(declared.name, declared.secrets, key, &hint)?, format!("the `{key}` key of secretRef"))
+        (
+            require(declared.name, declared.secrets, key, &hint)?,
+            format!("the `{key}` key of secretRef"),
+        )
     } else {
         (configured.to_owned(), field.to_owned())
     };
     let url = reqwest::Url::parse(text.trim())
         .map_err(|e| declared.config(format!("{origin}: not a URL ({e})")))?;
-    check_endpoint(&url, declared.consumer).map_err(|why| declared.config(format!("{origin}: {why}")))?;
+    check_endpoint(&url, declared.consumer)
+        .map_err(|why| declared.config(format!("{origin}: {why}")))?;
     Ok(url)
 }
 
@@ -335,16 +339,27 @@ mod tests {
         let plain = consumer(serde_json::json!({
             "name": "hook", "type": "webhook", "webhook": {"url": "http://siem.example:8080/in"},
         }));
-        assert!(endpoint_of(&plain, &Secrets::new()).is_ok(), "no credentials, nothing to leak");
+        assert!(
+            endpoint_of(&plain, &Secrets::new()).is_ok(),
+            "no credentials, nothing to leak"
+        );
 
-        for local in ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/x"] {
+        for local in [
+            "http://127.0.0.1:9/x",
+            "http://localhost:9/x",
+            "http://[::1]:9/x",
+        ] {
             let mut local_hook = signed.clone();
             local_hook.webhook.as_mut().unwrap().url = local.into();
             assert!(endpoint_of(&local_hook, &keys).is_ok(), "{local}");
         }
         let mut odd = plain.clone();
         odd.webhook.as_mut().unwrap().url = "ftp://siem.example/x".into();
-        assert!(endpoint_of(&odd, &Secrets::new()).unwrap_err().contains("scheme `ftp`"));
+        assert!(
+            endpoint_of(&odd, &Secrets::new())
+                .unwrap_err()
+                .contains("scheme `ftp`")
+        );
     }
 
     #[test]
@@ -353,14 +368,20 @@ mod tests {
             "name": "chat", "type": "webhook", "secretRef": {"name": "chat"}, "webhook": {},
         }));
         assert_eq!(hook.required_secret_keys(), ["url"]);
-        assert!(hook.sends_credentials(), "a URL from a Secret is a credential");
+        assert!(
+            hook.sends_credentials(),
+            "a URL from a Secret is a credential"
+        );
 
         let secret = "https://hooks.example/services/T000/B000/XXXXSECRET";
         let url = endpoint_of(&hook, &secrets(&[("url", secret)])).unwrap();
         assert_eq!(url.as_str(), secret);
 
         let missing = endpoint_of(&hook, &Secrets::new()).unwrap_err();
-        assert!(missing.contains("url") && missing.contains("webhook.url"), "{missing}");
+        assert!(
+            missing.contains("url") && missing.contains("webhook.url"),
+            "{missing}"
+        );
 
         let insecure = "http://hooks.example/services/T000/B000/XXXXSECRET";
         let error = endpoint_of(&hook, &secrets(&[("url", insecure)])).unwrap_err();

@@ -565,7 +565,13 @@ mod tests {
     fn bulk_bodies_carry_the_event_id_the_daily_index_and_the_raw_payload() {
         let settings: crd::OpenSearchConfig =
             serde_json::from_value(json!({"url": "http://127.0.0.1:9"})).unwrap();
-        let mut sink = OpenSearchSink::build("search", settings.url.parse().unwrap(), &settings, &Secrets::new()).unwrap();
+        let mut sink = OpenSearchSink::build(
+            "search",
+            settings.url.parse().unwrap(),
+            &settings,
+            &Secrets::new(),
+        )
+        .unwrap();
         let e = event("Terminal shell");
         let body = String::from_utf8(sink.body(std::slice::from_ref(&e))).unwrap();
         let lines: Vec<Value> = body
@@ -591,7 +597,13 @@ mod tests {
             json!({"url": "http://127.0.0.1:9", "dataStream": "falconer-stream"}),
         )
         .unwrap();
-        let mut sink = OpenSearchSink::build("s", settings.url.parse().unwrap(), &settings, &Secrets::new()).unwrap();
+        let mut sink = OpenSearchSink::build(
+            "s",
+            settings.url.parse().unwrap(),
+            &settings,
+            &Secrets::new(),
+        )
+        .unwrap();
         let e = event("x");
         let body = String::from_utf8(sink.body(std::slice::from_ref(&e))).unwrap();
         let action: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
@@ -686,7 +698,9 @@ mod tests {
             "tls": {"insecureSkipVerify": env("OPENSEARCH_INSECURE").as_deref() == Some("1")},
         }))
         .unwrap();
-        let mut sink = OpenSearchSink::build("real", settings.url.parse().unwrap(), &settings, &secrets).unwrap();
+        let mut sink =
+            OpenSearchSink::build("real", settings.url.parse().unwrap(), &settings, &secrets)
+                .unwrap();
         let events = [event("Real OpenSearch"), event("Real OpenSearch")];
         assert_eq!(sink.send(&events).await, Outcome::Delivered);
         // The same ids again: overwritten, not doubled.
