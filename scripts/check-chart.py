@@ -138,19 +138,34 @@ def check_render(name, path):
                 if analyst_off != separate:
                     fail(name, f"{where}: analyst in the hub ({not analyst_off}) and separate ({separate})")
 
-    # Generated tokens: URL-safe (Falco sends the ingest token in a URL), and their hashes
-    # are the ones configured.
+    # Generated tokens: URL-safe (Falco sends the ingest token in a URL), at least 128 bits,
+    # and their hashes are the ones the hub's auth Secret configures: an agent's bound to its
+    # source and this release's cluster. No token hash is in a ConfigMap.
+    auth = {}
+    for secret in by_kind.get("Secret", []):
+        if secret["metadata"]["name"].endswith("-auth") and "auth.yaml" in secret.get("data", {}):
+            auth = yaml.safe_load(base64.b64decode(secret["data"]["auth.yaml"]))["auth"]
+    for cm_name, cm in config_maps.items():
+        if "auth" in yaml.safe_load(cm["data"]["falconer.yaml"]):
+            fail(name, f"ConfigMap {cm_name}: holds the auth section (it belongs in the auth Secret)")
     for secret in by_kind.get("Secret", []):
         kind = secret["metadata"].get("annotations", {}).get("falconer.io/token")
         if not kind:
             continue
-        token = base64.b64decode(secret["data"]["token"])
-        if not re.fullmatch(rb"[A-Za-z0-9]{32,}", token):
-            fail(name, f"Secret {secret['metadata']['name']}: token not URL-safe or too short")
-        for cm_name, cm in config_maps.items():
-            config = yaml.safe_load(cm["data"]["falconer.yaml"])
-            if hashlib.sha256(token).hexdigest() not in config.get("auth", {}).get(f"{kind}_token_sha256", []):
-                fail(name, f"the {kind} token of Secret {secret['metadata']['name']} is not in ConfigMap {cm_name}")
+        for key, value in secret["data"].items():
+            token = base64.b64decode(value)
+            digest = hashlib.sha256(token).hexdigest()
+            sname = secret["metadata"]["name"]
+            if not re.fullmatch(rb"[A-Za-z0-9]{32,}", token):
+                fail(name, f"Secret {sname} key {key}: token not URL-safe or too short")
+            if kind == "query":
+                if digest not in auth.get("query_token_sha256", []):
+                    fail(name, f"the query token of Secret {sname} is not configured")
+                continue
+            entries = [t for t in auth.get("tokens", []) if t["sha256"] == digest]
+            if len(entries) != 1 or entries[0].get("sources") != [key] \
+                    or entries[0].get("scopes") != ["ingest"] or len(entries[0].get("clusters", [])) != 1:
+                fail(name, f"the {key} token of Secret {sname} is not one ingest entry bound to source {key} and one cluster: {entries}")
 
     # Services select a Deployment's pods and name one of its ports.
     services = by_kind.get("Service", [])

@@ -32,7 +32,6 @@ pub const DEFAULT_NAMESPACE: &str = "falconer-system";
 pub const DEFAULT_HUB_URL: &str = "http://falconer-hub.falconer-system.svc:8080";
 /// Secret (in the agents' namespace) holding the ingest token, and its key.
 pub const DEFAULT_TOKEN_SECRET: &str = "falconer-ingest-token";
-pub const DEFAULT_TOKEN_KEY: &str = "token";
 /// The label a Secret of the hub's namespace needs for the hub to read it as a consumer's
 /// `secretRef` (`"true"`): the hub watches only Secrets labelled so.
 pub const CONSUMER_SECRET_LABEL: &str = "falconer.io/consumer-secret";
@@ -100,10 +99,10 @@ pub struct PolicySpec {
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s?#$]+$"))]
     pub hub_url: String,
 
-    /// The Secret holding the hub's ingest token. Agents read it when they start; the token
+    /// The Secret holding the agents' hub tokens. Agents read it when they start; a token
     /// never appears in a ConfigMap, a pod spec or this resource.
     #[serde(default)]
-    pub hub_token: SecretKeyRef,
+    pub hub_token: HubToken,
 
     /// How agents verify the hub when `hubUrl` is `https://`.
     #[serde(default)]
@@ -134,7 +133,7 @@ impl Default for PolicySpec {
         PolicySpec {
             namespace: default_namespace(),
             hub_url: default_hub_url(),
-            hub_token: SecretKeyRef::default(),
+            hub_token: HubToken::default(),
             hub_tls: HubTls::default(),
             falco: FalcoSpec::default(),
             kube_bench: KubeBenchSpec::default(),
@@ -144,25 +143,34 @@ impl Default for PolicySpec {
     }
 }
 
-/// A key of a Secret in the agents' namespace.
+/// The Secret in the agents' namespace holding their hub credentials.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SecretKeyRef {
+pub struct HubToken {
     /// Name of the Secret.
     #[serde(default = "default_token_secret")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
-    /// Key within the Secret.
-    #[serde(default = "default_token_key")]
+    /// One key every agent reads. Absent: each agent reads the key named after it (`falco`,
+    /// `kube-bench`, `trivy`), so each has its own credential, bound on the hub to its
+    /// source and cluster (the chart generates the Secret so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub key: String,
+    pub key: Option<String>,
 }
 
-impl Default for SecretKeyRef {
+impl HubToken {
+    /// The key the agent `agent` (`falco`, `kube-bench`, `trivy`) reads.
+    pub fn key_for<'a>(&'a self, agent: &'a str) -> &'a str {
+        self.key.as_deref().unwrap_or(agent)
+    }
+}
+
+impl Default for HubToken {
     fn default() -> Self {
-        SecretKeyRef {
+        HubToken {
             secret_name: default_token_secret(),
-            key: default_token_key(),
+            key: None,
         }
     }
 }
@@ -1073,9 +1081,6 @@ fn default_hub_url() -> String {
 }
 fn default_token_secret() -> String {
     DEFAULT_TOKEN_SECRET.into()
-}
-fn default_token_key() -> String {
-    DEFAULT_TOKEN_KEY.into()
 }
 fn default_ca_key() -> String {
     "ca.crt".into()

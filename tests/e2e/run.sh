@@ -88,7 +88,7 @@ kubectl -n falconer-system rollout status deployment/falconer-manager --timeout 
 kubectl get crd policies.falconer.io settings.falconer.io
 
 step "tokens the chart generated"
-INGEST_TOKEN=$(kubectl -n falconer-system get secret falconer-ingest-token -o jsonpath='{.data.token}' | base64 -d)
+INGEST_TOKEN=$(kubectl -n falconer-system get secret falconer-ingest-token -o jsonpath='{.data.falco}' | base64 -d)
 QUERY_TOKEN=$(kubectl -n falconer-system get secret falconer-query-token -o jsonpath='{.data.token}' | base64 -d)
 [ "${#INGEST_TOKEN}" -ge 32 ] || die "no ingest token"
 [ "${#QUERY_TOKEN}" -ge 32 ] || die "no query token"
@@ -280,7 +280,7 @@ port_forward=""
 kubectl apply --server-side --force-conflicts -f charts/falconer/crds/
 helm upgrade falconer charts/falconer --namespace falconer-system --values falconer-values.yaml --wait --timeout 5m
 kubectl -n falconer-system rollout status deployment/falconer-hub --timeout 5m
-[ "$(kubectl -n falconer-system get secret falconer-ingest-token -o jsonpath='{.data.token}' | base64 -d)" = "$INGEST_TOKEN" ] \
+[ "$(kubectl -n falconer-system get secret falconer-ingest-token -o jsonpath='{.data.falco}' | base64 -d)" = "$INGEST_TOKEN" ] \
   || die "the upgrade changed the ingest token"
 kubectl -n falconer-system port-forward service/falconer-hub 8080:8080 &
 port_forward=$!

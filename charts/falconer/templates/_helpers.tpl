@@ -118,10 +118,14 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 {{- end }}
 
 {{/*
-How each API's tokens are configured, as YAML: {ingest: {mode, hashes, token, secret}, query: …}.
-mode is `hashes` (listed in values), `secret` (auth.existingSecret) or `generated` (a random
-token, kept in its Secret across upgrades). Computed once per render and cached, so the
-ConfigMap's hash and the Secret's token always match.
+How each API's tokens are configured, as YAML:
+  {ingest: {mode, hashes | secret | tokens}, query: {mode, hashes | secret | token}}.
+mode is `hashes` (listed in values), `secret` (auth.existingSecret) or `generated`: random
+tokens kept in their Secret across upgrades — for ingest one per agent (`tokens`: key →
+token, keys `falco`, `kube-bench`, `trivy`, each bound on the hub to its source and this
+cluster), for query one. A token found in an existing Secret shorter than 32 characters (less
+than 128 bits) fails the render. Computed once per render and cached, so the hashes and the
+Secrets always match.
 */}}
 {{- define "falconer.auth" -}}
 {{- if not (hasKey .Values.auth "_resolved") }}
@@ -134,12 +138,22 @@ ConfigMap's hash and the Secret's token always match.
 {{- else if $.Values.auth.existingSecret }}
 {{- $_ := set $resolved $kind (dict "mode" "secret" "secret" $.Values.auth.existingSecret) }}
 {{- else if $.Values.auth.generate.enabled }}
-{{- $token := randAlphaNum 48 }}
 {{- $existing := lookup "v1" "Secret" $.Release.Namespace $secretName }}
-{{- if and $existing $existing.data (hasKey $existing.data "token") }}
-{{- $token = index $existing.data "token" | b64dec }}
+{{- $data := dict }}
+{{- if and $existing $existing.data }}{{ $data = $existing.data }}{{ end }}
+{{- $keys := ternary (list "falco" "kube-bench" "trivy") (list "token") (eq $kind "ingest") }}
+{{- $tokens := dict }}
+{{- range $key := $keys }}
+{{- $token := randAlphaNum 48 }}
+{{- if hasKey $data $key }}
+{{- $token = index $data $key | b64dec }}
+{{- if lt (len $token) 32 }}
+{{- fail (printf "auth: Secret %s key %s holds a token of %d characters; tokens need at least 32 (128 bits): delete the key and upgrade to generate one" $secretName $key (len $token)) }}
 {{- end }}
-{{- $_ := set $resolved $kind (dict "mode" "generated" "hashes" (list (sha256sum $token)) "token" $token "secret" $secretName) }}
+{{- end }}
+{{- $_ := set $tokens $key $token }}
+{{- end }}
+{{- $_ := set $resolved $kind (dict "mode" "generated" "tokens" $tokens "secret" $secretName) }}
 {{- else }}
 {{- fail (printf "auth: no %s token: list auth.%sTokenSha256, set auth.existingSecret, or enable auth.generate" $kind $kind) }}
 {{- end }}
@@ -147,4 +161,31 @@ ConfigMap's hash and the Secret's token always match.
 {{- $_ := set .Values.auth "_resolved" $resolved }}
 {{- end }}
 {{- toYaml .Values.auth._resolved }}
+{{- end }}
+
+{{/*
+The hub's `auth` section, as YAML (`{auth: …}`): kept in a Secret, not the ConfigMap, and
+read as a second --config file.
+*/}}
+{{- define "falconer.authConfig" -}}
+{{- $auth := fromYaml (include "falconer.auth" .) }}
+{{- $section := dict }}
+{{- $tokens := list }}
+{{- if eq $auth.ingest.mode "hashes" }}
+{{- $_ := set $section "ingest_token_sha256" $auth.ingest.hashes }}
+{{- else if eq $auth.ingest.mode "generated" }}
+{{- range $agent, $token := $auth.ingest.tokens }}
+{{- $tokens = append $tokens (dict "name" (printf "agent-%s" $agent) "sha256" (sha256sum $token) "scopes" (list "ingest") "clusters" (list $.Values.cluster) "sources" (list $agent)) }}
+{{- end }}
+{{- end }}
+{{- if eq $auth.query.mode "hashes" }}
+{{- $_ := set $section "query_token_sha256" $auth.query.hashes }}
+{{- else if eq $auth.query.mode "generated" }}
+{{- $_ := set $section "query_token_sha256" (list (sha256sum $auth.query.tokens.token)) }}
+{{- end }}
+{{- $tokens = concat $tokens .Values.auth.tokens }}
+{{- if $tokens }}
+{{- $_ := set $section "tokens" $tokens }}
+{{- end }}
+{{- toYaml (dict "auth" $section) }}
 {{- end }}

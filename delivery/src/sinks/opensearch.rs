@@ -45,6 +45,10 @@ pub struct OpenSearchSink {
     template: Option<(String, Value)>,
     /// The index name of the last event's second: most events of a batch share it.
     cached: Option<(i64, String)>,
+    /// The base URL as it may appear in the client library's errors (with and without its
+    /// `user:password@`), and as errors name it (`scheme://host:port`): its path or user
+    /// part may be a credential.
+    url: (Vec<String>, String),
 }
 
 /// Where documents go.
@@ -87,6 +91,16 @@ impl OpenSearchSink {
             }
         };
 
+        let mut bare = url.clone();
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        let mut forms: Vec<String> = [url.as_str(), bare.as_str()]
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect();
+        // Longest first, so a prefix never leaves the rest of a longer form behind.
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        let shown = (forms, http::redact(&url));
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(TIMEOUT);
         let authorization = match settings.auth {
@@ -154,7 +168,17 @@ impl OpenSearchSink {
             batch: settings.batch_size.max(1) as usize,
             template,
             cached: None,
+            url: shown,
         })
+    }
+
+    /// `text` with the configured URL replaced by `scheme://host:port`.
+    fn scrub(&self, text: String) -> String {
+        let (forms, shown) = &self.url;
+        forms
+            .iter()
+            .filter(|f| !f.is_empty())
+            .fold(text, |text, form| text.replace(form.as_str(), shown))
     }
 
     /// Installs the index template; `Some(reason)` when it must be tried again.
@@ -169,7 +193,7 @@ impl OpenSearchSink {
             .send()
             .await;
         match sent {
-            Err(e) => Some(format!("{what}: {}", chain(&e))),
+            Err(e) => Some(self.scrub(format!("{what}: {}", chain(&e)))),
             Ok(response) if response.status_code().is_success() => {
                 tracing::info!(template = %name, "OpenSearch index template installed");
                 self.template = None;
@@ -261,16 +285,18 @@ impl BatchPost for OpenSearchSink {
             .await
         {
             Ok(response) => response,
-            Err(e) => return Posted::Done(Outcome::Retry(format!("POST /_bulk: {}", chain(&e)))),
+            Err(e) => {
+                let why = self.scrub(format!("POST /_bulk: {}", chain(&e)));
+                return Posted::Done(Outcome::Retry(why));
+            }
         };
         let status = response.status_code().as_u16();
         let text = match response.bytes().await {
             Ok(bytes) => bytes,
             Err(e) => {
-                return Posted::Done(Outcome::Retry(format!(
-                    "POST /_bulk: reading the answer: {}",
-                    chain(&e)
-                )));
+                return Posted::Done(Outcome::Retry(
+                    self.scrub(format!("POST /_bulk: reading the answer: {}", chain(&e))),
+                ));
             }
         };
         let why = || {
@@ -705,6 +731,24 @@ mod tests {
         assert_eq!(sink.send(&events).await, Outcome::Delivered);
         // The same ids again: overwritten, not doubled.
         assert_eq!(sink.send(&events).await, Outcome::Delivered);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_named_without_the_credentials_of_its_url() {
+        let settings: crd::OpenSearchConfig = serde_json::from_value(
+            json!({"url": "http://admin:hunter2@127.0.0.1:9/secret-path", "template": false}),
+        )
+        .unwrap();
+        let url = settings.url.parse().unwrap();
+        let mut sink = OpenSearchSink::build("s", url, &settings, &Secrets::new()).unwrap();
+        let Outcome::Retry(why) = sink.send(&[event("x")]).await else {
+            panic!("an unreachable cluster is retried");
+        };
+        assert!(why.contains("http://127.0.0.1:9"), "{why}");
+        assert!(
+            !why.contains("hunter2") && !why.contains("secret-path"),
+            "{why}"
+        );
     }
 
     #[test]

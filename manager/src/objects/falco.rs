@@ -329,7 +329,7 @@ fn daemon_set(policy: &Policy, config_digest: &str) -> Child {
             value_env("HOST_ROOT", "/host"),
             field_env("FALCO_HOSTNAME", "spec.nodeName"),
             field_env("FALCO_K8S_NODE_NAME", "spec.nodeName"),
-            super::token_env(policy),
+            super::token_env(policy, Agent::Falco.as_str()),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("health".into()),
@@ -444,7 +444,7 @@ mod tests {
     fn the_token_is_only_a_variable_reference_in_the_config_and_comes_from_the_secret() {
         let mut spec = PolicySpec::default();
         spec.hub_token.secret_name = "hub-token".into();
-        spec.hub_token.key = "ingest".into();
+        spec.hub_token.key = Some("ingest".into());
         let p = policy(spec);
         let cm_text = serde_json::to_string(&objects(&p, "c")[1]).expect("json");
         assert!(cm_text.contains("${FALCONER_INGEST_TOKEN}"));

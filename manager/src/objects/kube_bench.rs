@@ -255,7 +255,8 @@ mod tests {
                 .value_from
                 .and_then(|v| v.secret_key_ref)
                 .map(|s| (s.name, s.key)),
-            Some(("falconer-ingest-token".into(), "token".into()))
+            Some(("falconer-ingest-token".into(), "kube-bench".into())),
+            "each agent reads its own key when hubToken.key is absent"
         );
     }
 

@@ -276,14 +276,15 @@ pub fn service_account(policy: &Policy, agent: Agent, automount: bool) -> Child 
     })
 }
 
-/// The ingest token, from the Policy's Secret, as an environment variable.
-pub fn token_env(policy: &Policy) -> k8s_openapi::api::core::v1::EnvVar {
+/// The ingest token of `agent` (`falco`, `kube-bench`, `trivy`), from the Policy's Secret,
+/// as an environment variable.
+pub fn token_env(policy: &Policy, agent: &str) -> k8s_openapi::api::core::v1::EnvVar {
     k8s_openapi::api::core::v1::EnvVar {
         name: TOKEN_ENV.into(),
         value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: policy.spec.hub_token.secret_name.clone(),
-                key: policy.spec.hub_token.key.clone(),
+                key: policy.spec.hub_token.key_for(agent).to_owned(),
                 optional: Some(false),
             }),
             ..Default::default()

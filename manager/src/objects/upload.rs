@@ -97,7 +97,7 @@ pub fn container(
                 value: Some(ingest_url(policy, &query)),
                 ..Default::default()
             });
-            env.push(super::token_env(policy));
+            env.push(super::token_env(policy, source));
             env
         }),
         volume_mounts: Some(mounts),
