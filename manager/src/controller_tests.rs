@@ -636,9 +636,10 @@ async fn a_missing_secret_and_a_reused_consumer_name_are_reported_in_the_conditi
 
 #[tokio::test]
 async fn a_policy_outside_the_managers_limits_is_refused_in_its_status_and_applies_nothing() {
-    let mut spec = PolicySpec::default();
-    spec.hub_url = "https://collector.attacker.example".into();
-    let p = policy(spec);
+    let p = policy(PolicySpec {
+        hub_url: "https://collector.attacker.example".into(),
+        ..PolicySpec::default()
+    });
     let (client, server) = ApiServer::start();
     let limits = crate::limits::Limits {
         hub_urls: vec![falconer_model::crd::DEFAULT_HUB_URL.into()],
