@@ -37,10 +37,13 @@ RBAC = {
                 ("", "configmaps"),
                 ("apps", "daemonsets"),
                 ("batch", "cronjobs"),
-                ("rbac.authorization.k8s.io", "clusterroles"),
                 ("rbac.authorization.k8s.io", "clusterrolebindings"),
             ]
         },
+        # Only the chart's lister role, by name (below).
+        ("rbac.authorization.k8s.io", "clusterroles"): {"bind"},
+    },
+    ("ClusterRole", "trivy-image-lister"): {
         ("", "namespaces"): {"list"},
         ("", "pods"): {"list"},
     },
@@ -88,6 +91,10 @@ def check_render(name, path):
                         elif set(rule["verbs"]) != want:
                             fail(name, f"{kind} {role['metadata']['name']}: {group or 'core'}/{resource} "
                                        f"verbs {sorted(rule['verbs'])}, expected {sorted(want)}")
+                        if (group, resource) == ("rbac.authorization.k8s.io", "clusterroles") and \
+                                rule.get("resourceNames") != ["falconer:trivy-image-lister"]:
+                            fail(name, f"{kind} {role['metadata']['name']}: clusterroles without "
+                                       f"resourceNames [falconer:trivy-image-lister]")
 
     # Workloads: non-root, read-only root filesystem, probes, resources, /tmp.
     config_maps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}

@@ -13,7 +13,7 @@ use falconer_model::crd::{Policy, PolicyStatus, Setting, SettingStatus};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
@@ -193,13 +193,18 @@ async fn apply_child(client: &Client, child: &Child) -> Result<(Applied, Change)
             let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
             (Applied::Other, apply(api, name, &body).await?.1)
         }
-        Child::ClusterRole(_) => {
-            let api: Api<ClusterRole> = Api::all(client.clone());
-            (Applied::Other, apply(api, name, &body).await?.1)
-        }
         Child::ClusterRoleBinding(_) => {
             let api: Api<ClusterRoleBinding> = Api::all(client.clone());
-            (Applied::Other, apply(api, name, &body).await?.1)
+            match apply(api.clone(), name, &body).await {
+                // `roleRef` cannot change (bindings made by an older manager name another
+                // role): replace the binding.
+                Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
+                    tracing::info!(object = %key, "Replacing a binding whose roleRef changed");
+                    api.delete(name, &DeleteParams::background()).await?;
+                    (Applied::Other, apply(api, name, &body).await?.1)
+                }
+                other => (Applied::Other, other?.1),
+            }
         }
         Child::DaemonSet(_) => {
             let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
@@ -235,7 +240,6 @@ async fn delete_child(client: &Client, key: &ChildKey) -> Result<bool> {
         ChildKind::ConfigMap => delete(Api::<ConfigMap>::namespaced(c, ns), &key.name).await,
         ChildKind::DaemonSet => delete(Api::<DaemonSet>::namespaced(c, ns), &key.name).await,
         ChildKind::CronJob => delete(Api::<CronJob>::namespaced(c, ns), &key.name).await,
-        ChildKind::ClusterRole => delete(Api::<ClusterRole>::all(c), &key.name).await,
         ChildKind::ClusterRoleBinding => delete(Api::<ClusterRoleBinding>::all(c), &key.name).await,
     }
 }
@@ -245,7 +249,7 @@ fn reference(key: &ChildKey) -> ObjectReference {
         ChildKind::ServiceAccount | ChildKind::ConfigMap => "v1",
         ChildKind::DaemonSet => "apps/v1",
         ChildKind::CronJob => "batch/v1",
-        ChildKind::ClusterRole | ChildKind::ClusterRoleBinding => "rbac.authorization.k8s.io/v1",
+        ChildKind::ClusterRoleBinding => "rbac.authorization.k8s.io/v1",
     };
     ObjectReference {
         api_version: Some(api_version.into()),

@@ -136,7 +136,6 @@ fn scanners_absent() -> Vec<Step> {
         already_gone(NS, "serviceaccounts/prod-kube-bench"),
         already_gone(BATCH, "cronjobs/prod-trivy"),
         already_gone(RBAC, "clusterrolebindings/falconer:prod-trivy"),
-        already_gone(RBAC, "clusterroles/falconer:prod-trivy"),
         already_gone(NS, "serviceaccounts/prod-trivy"),
     ]
 }
@@ -301,6 +300,15 @@ async fn changing_the_minimum_priority_updates_the_configmap_and_rolls_the_daemo
 
 /// Falco disabled, kube-bench and Trivy enabled and already in place.
 fn scanners_in_place() -> Vec<Step> {
+    scanners_with_binding(unchanged(
+        RBAC,
+        "clusterrolebindings/falconer:prod-trivy",
+        None,
+    ))
+}
+
+/// As `scanners_in_place`, with `binding` for Trivy's ClusterRoleBinding.
+fn scanners_with_binding(binding: Vec<Step>) -> Vec<Step> {
     let mut steps = Vec::new();
     steps.extend(unchanged(NS, "serviceaccounts/prod-kube-bench", None));
     steps.push(expect(Method::GET, &format!("{BATCH}/cronjobs/prod-kube-bench")).reply(
@@ -313,12 +321,7 @@ fn scanners_in_place() -> Vec<Step> {
             .echo_with(200, |body| with_version(body, "7", Some(1))),
     );
     steps.extend(unchanged(NS, "serviceaccounts/prod-trivy", None));
-    steps.extend(unchanged(RBAC, "clusterroles/falconer:prod-trivy", None));
-    steps.extend(unchanged(
-        RBAC,
-        "clusterrolebindings/falconer:prod-trivy",
-        None,
-    ));
+    steps.extend(binding);
     steps.push(
         expect(Method::GET, &format!("{BATCH}/cronjobs/prod-trivy")).reply(
             200,
@@ -670,5 +673,46 @@ async fn a_policy_outside_the_managers_limits_is_refused_in_its_status_and_appli
         .await
         .expect("reconciles");
     assert_eq!(action, Action::await_change());
+    script.done().await;
+}
+
+#[tokio::test]
+async fn a_binding_an_older_manager_made_to_another_role_is_replaced() {
+    let mut p = all_enabled();
+    p.spec.falco.enabled = false;
+    let (client, server) = ApiServer::start();
+    let ctx = context(client, vec![]);
+    let url = format!("{RBAC}/clusterrolebindings/falconer:prod-trivy");
+    let binding = vec![
+        expect(Method::GET, &url).reply(
+            200,
+            json!({"metadata": {"name": "falconer:prod-trivy", "resourceVersion": "3"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                               "name": "falconer:prod-trivy"}}),
+        ),
+        expect(Method::PATCH, &url).reply(422, api_status(422, "Invalid", "cannot change roleRef")),
+        expect(Method::DELETE, &url).reply(
+            200,
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
+        ),
+        expect(Method::GET, &url).reply(404, api_status(404, "NotFound", "not found")),
+        expect(Method::PATCH, &url)
+            .check(|body| assert_eq!(body["roleRef"]["name"], "falconer:trivy-image-lister"))
+            .echo_with(201, |body| with_version(body, "4", None)),
+        expect(Method::POST, EVENTS)
+            .check(|body| assert_eq!(body["reason"], "Created"))
+            .echo(201),
+    ];
+    let mut steps = scanners_with_binding(binding);
+    steps.extend(deleted(APPS, "daemonsets/prod-falco"));
+    steps.extend(deleted(NS, "configmaps/prod-falco"));
+    steps.extend(deleted(NS, "serviceaccounts/prod-falco"));
+    steps.push(status_patch(&p, |status| {
+        assert_eq!(condition(status, "TrivyReady")["reason"], "Scheduled");
+    }));
+    let script = server.run(steps);
+    reconcile_policy(Arc::new(p), ctx)
+        .await
+        .expect("reconciles");
     script.done().await;
 }

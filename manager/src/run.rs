@@ -14,7 +14,7 @@ use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::ListParams;
 use kube::runtime::controller::{Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -240,7 +240,6 @@ async fn controllers(
             .owns(Api::<CronJob>::all(client.clone()), owned.clone())
             .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
             .owns(Api::<ServiceAccount>::all(client.clone()), owned.clone())
-            .owns(Api::<ClusterRole>::all(client.clone()), owned.clone())
             .owns(Api::<ClusterRoleBinding>::all(client.clone()), owned)
             // The cluster name comes from the Settings: a change re-renders every Policy.
             .watches(settings_api, all, move |_| {

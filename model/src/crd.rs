@@ -327,8 +327,8 @@ impl Default for KubeBenchSpec {
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrivySpec {
-    /// Run Trivy. Turning it off removes its CronJob, ServiceAccount, ClusterRole and
-    /// ClusterRoleBinding and nothing else.
+    /// Run Trivy. Turning it off removes its CronJob, ServiceAccount and ClusterRoleBinding
+    /// and nothing else.
     #[serde(default)]
     pub enabled: bool,
     /// When to run, in cron syntax, e.g. `0 4 * * *` or `@daily`.

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, SeccompProfile, SecretKeySelector, SecretVolumeSource,
     SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::Resource;
 use kube::api::ObjectMeta;
 use serde::Serialize;
@@ -95,7 +95,6 @@ impl fmt::Display for Agent {
 #[serde(untagged)]
 pub enum Child {
     ServiceAccount(ServiceAccount),
-    ClusterRole(ClusterRole),
     ClusterRoleBinding(ClusterRoleBinding),
     ConfigMap(ConfigMap),
     DaemonSet(DaemonSet),
@@ -106,7 +105,6 @@ pub enum Child {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ChildKind {
     ServiceAccount,
-    ClusterRole,
     ClusterRoleBinding,
     ConfigMap,
     DaemonSet,
@@ -117,7 +115,6 @@ impl ChildKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ChildKind::ServiceAccount => "ServiceAccount",
-            ChildKind::ClusterRole => "ClusterRole",
             ChildKind::ClusterRoleBinding => "ClusterRoleBinding",
             ChildKind::ConfigMap => "ConfigMap",
             ChildKind::DaemonSet => "DaemonSet",
@@ -147,7 +144,6 @@ impl Child {
     pub fn kind(&self) -> ChildKind {
         match self {
             Child::ServiceAccount(_) => ChildKind::ServiceAccount,
-            Child::ClusterRole(_) => ChildKind::ClusterRole,
             Child::ClusterRoleBinding(_) => ChildKind::ClusterRoleBinding,
             Child::ConfigMap(_) => ChildKind::ConfigMap,
             Child::DaemonSet(_) => ChildKind::DaemonSet,
@@ -158,7 +154,6 @@ impl Child {
     pub fn meta(&self) -> &ObjectMeta {
         match self {
             Child::ServiceAccount(o) => &o.metadata,
-            Child::ClusterRole(o) => &o.metadata,
             Child::ClusterRoleBinding(o) => &o.metadata,
             Child::ConfigMap(o) => &o.metadata,
             Child::DaemonSet(o) => &o.metadata,
@@ -187,7 +182,6 @@ impl Child {
         }
         match self {
             Child::ServiceAccount(o) => with_type(o),
-            Child::ClusterRole(o) => with_type(o),
             Child::ClusterRoleBinding(o) => with_type(o),
             Child::ConfigMap(o) => with_type(o),
             Child::DaemonSet(o) => with_type(o),
@@ -430,7 +424,6 @@ pub(crate) mod tests {
                 "ServiceAccount falconer-system/prod-kube-bench",
                 "CronJob falconer-system/prod-kube-bench",
                 "ServiceAccount falconer-system/prod-trivy",
-                "ClusterRole falconer:prod-trivy",
                 "ClusterRoleBinding falconer:prod-trivy",
                 "CronJob falconer-system/prod-trivy",
             ]

@@ -1,5 +1,5 @@
-//! Trivy's objects: a ServiceAccount allowed (by a ClusterRole and ClusterRoleBinding) to list
-//! namespaces and pods, and a CronJob whose pod runs three steps in order: `list-images`
+//! Trivy's objects: a ServiceAccount allowed to list namespaces and pods (a ClusterRoleBinding
+//! to the chart's ClusterRole `falconer:trivy-image-lister`), and a CronJob whose pod runs three steps in order: `list-images`
 //! (`falconer manager list-images`) writes the images running in the selected namespaces,
 //! `scan` runs `trivy image` on each, and `upload` posts each JSON report as `source=trivy`.
 
@@ -8,7 +8,7 @@ use super::{
 };
 use falconer_model::crd::Policy;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// The pod's scratch volume: image list, Trivy cache and reports.
@@ -16,8 +16,13 @@ pub const WORK_DIR: &str = "/work";
 pub const IMAGES_FILE: &str = "/work/images.txt";
 pub const REPORT_DIR: &str = "/work/reports";
 
-/// Name of the ClusterRole and ClusterRoleBinding: cluster-scoped, so the Policy name keeps
-/// two Policies apart.
+/// The ClusterRole (list namespaces and pods) every Trivy ServiceAccount is bound to. The chart
+/// creates it; the manager may bind it (`bind` with this one resource name) and nothing else,
+/// and cannot change or delete any ClusterRole.
+pub const LISTER_ROLE: &str = "falconer:trivy-image-lister";
+
+/// Name of the ClusterRoleBinding: cluster-scoped, so the Policy name keeps two Policies
+/// apart.
 pub fn rbac_name(policy: &Policy) -> String {
     format!("falconer:{}", object_name(policy, Agent::Trivy))
 }
@@ -25,23 +30,9 @@ pub fn rbac_name(policy: &Policy) -> String {
 pub fn objects(policy: &Policy, cluster: &str) -> Vec<Child> {
     vec![
         service_account(policy, Agent::Trivy, true),
-        cluster_role(policy),
         cluster_role_binding(policy),
         cron_job(policy, cluster),
     ]
-}
-
-fn cluster_role(policy: &Policy) -> Child {
-    Child::ClusterRole(ClusterRole {
-        metadata: metadata(policy, Agent::Trivy, rbac_name(policy), false),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["namespaces".into(), "pods".into()]),
-            verbs: vec!["list".into()],
-            ..Default::default()
-        }]),
-        aggregation_rule: None,
-    })
 }
 
 fn cluster_role_binding(policy: &Policy) -> Child {
@@ -50,7 +41,7 @@ fn cluster_role_binding(policy: &Policy) -> Child {
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".into(),
             kind: "ClusterRole".into(),
-            name: rbac_name(policy),
+            name: LISTER_ROLE.into(),
         },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
@@ -369,22 +360,14 @@ printf '{"ArtifactName":"%s","stdin":"%s"}' "$last" "$leaked" > "$2""#,
     }
 
     #[test]
-    fn the_service_account_may_list_namespaces_and_pods_and_nothing_more() {
+    fn the_service_account_is_bound_to_the_charts_lister_role_and_nothing_more() {
         let p = policy(enabled());
         let objects = objects(&p, "c");
-        let role = objects
-            .iter()
-            .find_map(|c| match c {
-                Child::ClusterRole(r) => Some(r.clone()),
-                _ => None,
-            })
-            .expect("role");
-        let rules = role.rules.unwrap_or_default();
-        assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].verbs, ["list"]);
+        let kinds: Vec<&str> = objects.iter().map(|c| c.kind().as_str()).collect();
         assert_eq!(
-            rules[0].resources.clone().unwrap_or_default(),
-            ["namespaces", "pods"]
+            kinds,
+            ["ServiceAccount", "ClusterRoleBinding", "CronJob"],
+            "no ClusterRole of its own: the manager cannot write ClusterRoles"
         );
         let binding = objects
             .iter()
@@ -393,7 +376,11 @@ printf '{"ArtifactName":"%s","stdin":"%s"}' "$last" "$leaked" > "$2""#,
                 _ => None,
             })
             .expect("binding");
-        assert_eq!(binding.role_ref.name, "falconer:prod-trivy");
+        assert_eq!(binding.role_ref.name, LISTER_ROLE);
+        assert_eq!(
+            binding.metadata.name.as_deref(),
+            Some("falconer:prod-trivy")
+        );
         let subject = &binding.subjects.unwrap_or_default()[0];
         assert_eq!(
             (subject.name.as_str(), subject.namespace.as_deref()),
