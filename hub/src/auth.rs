@@ -96,6 +96,17 @@ impl Principal {
         }
     }
 
+    /// Removes the hub's reserved tags an event claims, then marks it as posted by this
+    /// credential when the credential is bound to the event's cluster (what the Phoenix
+    /// sink's `requireBoundSender` asks for).
+    pub fn stamp(&self, event: &mut falconer_model::event::Event) {
+        use falconer_model::event::{BOUND_SENDER_TAG, RESERVED_TAG_PREFIX};
+        event.tags.retain(|t| !t.starts_with(RESERVED_TAG_PREFIX));
+        if self.scopes.contains(&Scope::Ingest) && self.clusters.contains(&event.cluster) {
+            event.tags.push(format!("{BOUND_SENDER_TAG}{}", self.name));
+        }
+    }
+
     /// The cluster of events that name none, when the token is bound to exactly one.
     pub fn only_cluster(&self) -> Option<&str> {
         match self.clusters.as_slice() {

@@ -766,6 +766,12 @@ pub struct PhoenixConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub require_sources: Vec<String>,
+    /// Act only on events posted with an `ingest` credential bound to this cluster
+    /// (`clusters: [<this cluster>]`; the chart's generated agent tokens are), which the hub
+    /// marks with the tag `falconer.io/bound-sender=<name>`: an event from an unbound token,
+    /// an open hub or another hub is skipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_bound_sender: bool,
 }
 
 /// Webhook sink settings.

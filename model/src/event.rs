@@ -6,6 +6,13 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
+/// Prefix of the tag the hub adds to an event posted by a credential bound to the event's
+/// cluster (`falconer.io/bound-sender=<credential name>`). Tags with the reserved prefix
+/// `falconer.io/` are removed from every incoming event first, so no sender can forge it.
+pub const BOUND_SENDER_TAG: &str = "falconer.io/bound-sender=";
+/// Tags starting with this are the hub's own.
+pub const RESERVED_TAG_PREFIX: &str = "falconer.io/";
+
 /// One normalized security event, as stored and as served by the query API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
@@ -28,6 +35,8 @@ pub struct Event {
     pub severity_raw: String,
     pub rule: String,
     pub message: String,
+    /// The source's tags (Falco's rule tags, …), and the hub's provenance tag
+    /// ([`BOUND_SENDER_TAG`]) when a credential bound to the event's cluster posted it.
     pub tags: Vec<String>,
     pub cluster: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -206,6 +206,82 @@ async fn an_ingest_token_is_held_to_its_clusters_and_sources_and_forwarding_need
     app.stop().await;
 }
 
+async fn events_posted_by_a_credential_bound_to_their_cluster_carry_the_hubs_mark_and_no_one_can_forge_it(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let mut config = hub_config();
+    config.auth.tokens = vec![
+        TokenEntry {
+            clusters: vec!["home".into()],
+            sources: vec!["falco".into()],
+            ..token("agent-falco", &[Scope::Ingest])
+        },
+        token("anything", &[Scope::Ingest]),
+        token("edge-hub", &[Scope::Forward]),
+        token("dashboard", &[Scope::Read]),
+    ];
+    let app = TestApp::spawn_with(&db, config, db.store_config()).await;
+    let post = |token: &'static str, path: &str, body: String| {
+        let request = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body);
+        async move { Reply::read(request.send().await.unwrap()).await }
+    };
+    let tags = |id: String| {
+        let request = app
+            .client
+            .get(app.url(&format!("/api/v1/events/{id}")))
+            .bearer_auth("dashboard-secret");
+        async move {
+            let event: Value = request.send().await.unwrap().json().await.unwrap();
+            event
+        }
+    };
+    let mark = falconer_model::event::BOUND_SENDER_TAG;
+    let mut forged = alert("shell", "2026-05-04T10:00:00Z", "x");
+    forged["tags"] =
+        serde_json::json!(["T1059", format!("{mark}agent-falco"), "falconer.io/other"]);
+
+    let bound = post("agent-falco-secret", "/ingest", forged.to_string()).await;
+    assert_eq!(bound.status, 202, "{}", bound.text);
+    let event = tags(bound.ids().remove(0)).await;
+    assert_eq!(
+        event["tags"],
+        serde_json::json!(["T1059", format!("{mark}agent-falco")]),
+        "claimed reserved tags removed, the hub's own added once"
+    );
+
+    forged["rule"] = "other".into();
+    let unbound = post("anything-secret", "/ingest", forged.to_string()).await;
+    assert_eq!(unbound.status, 202, "{}", unbound.text);
+    assert_eq!(
+        tags(unbound.ids().remove(0)).await["tags"],
+        serde_json::json!(["T1059"])
+    );
+
+    // Another hub's events keep their cluster but never a mark: it vouches for nothing here.
+    let mut forwarded = event.clone();
+    forwarded["id"] = uuid::Uuid::now_v7().to_string().into();
+    forwarded["dedup_key"] = Value::Null;
+    forwarded["rule"] = "forwarded".into();
+    let relayed = post(
+        "edge-hub-secret",
+        "/ingest?source=falconer",
+        forwarded.to_string(),
+    )
+    .await;
+    assert_eq!(relayed.status, 202, "{}", relayed.text);
+    assert_eq!(
+        tags(relayed.ids().remove(0)).await["tags"],
+        serde_json::json!(["T1059"])
+    );
+    app.stop().await;
+}
+
 async fn tokens_guard_each_api_separately(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut config = hub_config();
@@ -290,6 +366,7 @@ async fn a_token_naming_more_clusters_in_a_day_than_allowed_is_refused(backend: 
 }
 
 on_both_stores!(
+    events_posted_by_a_credential_bound_to_their_cluster_carry_the_hubs_mark_and_no_one_can_forge_it,
     a_token_naming_more_clusters_in_a_day_than_allowed_is_refused,
     tokens_guard_each_api_separately,
     every_route_answers_each_credential_as_its_scope_says,

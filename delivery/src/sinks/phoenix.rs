@@ -69,6 +69,9 @@ pub const OTHER_CLUSTER: &str = "an event of another cluster: Phoenix acts on th
 pub const DENIED_NAMESPACE: &str = "its namespace is on the deny list (denyNamespaces)";
 /// Reason of events of a source not in `requireSources`.
 pub const OTHER_SOURCE: &str = "its source is not in requireSources";
+/// Reason of events without the hub's bound-sender tag under `requireBoundSender`.
+pub const UNBOUND_SENDER: &str =
+    "not posted with a credential bound to this cluster (requireBoundSender)";
 /// Default of `maxPerMinute`.
 pub const MAX_PER_MINUTE: u32 = 30;
 /// How long the circuit stays open once `maxPerMinute` was reached.
@@ -365,6 +368,7 @@ pub struct PhoenixSink {
     cluster: String,
     deny_namespaces: Vec<String>,
     require_sources: Vec<String>,
+    require_bound_sender: bool,
     circuit: Circuit,
 }
 
@@ -422,6 +426,7 @@ impl PhoenixSink {
                 .clone()
                 .unwrap_or_else(|| vec!["kube-system".into(), home.namespace.clone()]),
             require_sources: settings.require_sources.clone(),
+            require_bound_sender: settings.require_bound_sender,
             circuit: Circuit::new(settings.max_per_minute.unwrap_or(MAX_PER_MINUTE)),
         })
     }
@@ -441,6 +446,10 @@ impl PhoenixSink {
         }
         if !self.require_sources.is_empty() && !self.require_sources.contains(&event.source) {
             return Some(OTHER_SOURCE);
+        }
+        let bound = |t: &String| t.starts_with(falconer_model::event::BOUND_SENDER_TAG);
+        if self.require_bound_sender && !event.tags.iter().any(bound) {
+            return Some(UNBOUND_SENDER);
         }
         None
     }

@@ -740,3 +740,32 @@ async fn the_dedup_window_counts_receipt_times_so_a_forged_time_does_not_step_pa
     );
     script.done().await;
 }
+
+#[tokio::test]
+async fn with_require_bound_sender_only_events_the_hub_marked_as_bound_create_anything() {
+    let (client, server) = ApiServer::start();
+    let marked = falco_event(2);
+    let name = object_name("phoenix", marked.id);
+    let script = server.run(vec![
+        expect(Method::POST, COLLECTION)
+            .check(move |b| assert_eq!(b["metadata"]["name"], name.as_str()))
+            .echo(201),
+    ]);
+    let mut required = settings();
+    required.require_bound_sender = true;
+    let mut sink = PhoenixSink::build("phoenix", &required, &scope(client)).expect("sink");
+    let mut marked = marked;
+    marked.tags.push(format!(
+        "{}agent-falco",
+        falconer_model::event::BOUND_SENDER_TAG
+    ));
+    let outcome = sink.send(&[falco_event(1), marked]).await;
+    assert_eq!(
+        outcome,
+        Outcome::Each(vec![
+            ItemResult::Skipped(UNBOUND_SENDER),
+            ItemResult::Delivered
+        ])
+    );
+    script.done().await;
+}

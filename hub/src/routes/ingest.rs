@@ -249,8 +249,11 @@ async fn accept(
             sources::parse(source, raw, &context, &options)
         });
         match parsed {
-            Ok(Parsed::Event(event)) => match check_time(&event) {
-                Ok(()) => events.push(*event),
+            Ok(Parsed::Event(mut event)) => match check_time(&event) {
+                Ok(()) => {
+                    caller.stamp(&mut event);
+                    events.push(*event)
+                }
                 Err(error) => rejected.push(Rejection { index, error }),
             },
             // Every observation is an event for the store's queue: bound them per request.
