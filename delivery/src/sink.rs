@@ -38,4 +38,10 @@ pub trait Sink: Send + 'static {
 
     /// Delivers `events` (never empty) in order.
     fn send(&mut self, events: &[Event]) -> impl Future<Output = Outcome> + Send;
+
+    /// How long the target asked to be left alone in its last answer (`Retry-After` of a
+    /// 429 or 503), taken once: the worker waits at least this before retrying.
+    fn retry_after(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -320,7 +320,9 @@ impl<S: Sink> Worker<S> {
                     self.metrics.retries.get_or_create(&label).inc();
                     progress.last_error = Some(Some(reason.clone()));
                     self.degrade(&reason);
-                    self.pause(backoff.next_delay()).await?;
+                    let asked = self.sink.retry_after();
+                    let delay = crate::sinks::http::retry_delay(backoff.next_delay(), asked);
+                    self.pause(delay).await?;
                 }
             }
         }
@@ -407,7 +409,9 @@ impl<S: Sink> Worker<S> {
         if retryable {
             self.metrics.retries.get_or_create(&self.label()).inc();
             let mut backoff = self.backoff();
-            self.pause(backoff.next_delay()).await?;
+            let asked = self.sink.retry_after();
+            let delay = crate::sinks::http::retry_delay(backoff.next_delay(), asked);
+            self.pause(delay).await?;
         }
         Ok(())
     }

@@ -26,6 +26,9 @@ pub struct State {
     pub ids_only: AtomicBool,
     /// Answer `307 Temporary Redirect` to this URL while set.
     pub redirect_to: Mutex<Option<String>>,
+    /// Answer this many requests with `429 Too Many Requests` and `Retry-After` (seconds),
+    /// as Slack and most chat and paging APIs do.
+    pub rate_limited: Mutex<Option<(u32, u64)>>,
 }
 
 pub struct WebhookServer {
@@ -37,6 +40,17 @@ pub struct WebhookServer {
 async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
     if state.down.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().body("down for maintenance");
+    }
+    {
+        let mut limited = state.rate_limited.lock().unwrap();
+        if let Some((left, seconds)) = limited.as_mut()
+            && *left > 0
+        {
+            *left -= 1;
+            return HttpResponse::TooManyRequests()
+                .insert_header(("retry-after", seconds.to_string()))
+                .body("rate_limited");
+        }
     }
     if let Some(location) = state.redirect_to.lock().unwrap().clone() {
         return HttpResponse::TemporaryRedirect()

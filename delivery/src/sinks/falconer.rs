@@ -20,6 +20,8 @@ pub struct Falconer {
     token: String,
     /// Events per request; halved after the other hub answers 413.
     batch: usize,
+    /// What the other hub's last 429/503 asked for (`Retry-After`).
+    asked: Option<std::time::Duration>,
 }
 
 /// The other hub's ingest reply (DESIGN.md §3).
@@ -52,6 +54,7 @@ impl Falconer {
             url,
             token: require(consumer, secrets, "token", "the other hub's ingest token")?,
             batch: BATCH,
+            asked: None,
         })
     }
 }
@@ -71,6 +74,10 @@ impl Sink for Falconer {
 
     async fn send(&mut self, events: &[Event]) -> Outcome {
         http::send_splitting(self, events).await
+    }
+
+    fn retry_after(&mut self) -> Option<std::time::Duration> {
+        self.asked.take()
     }
 }
 
@@ -101,6 +108,9 @@ impl BatchPost for Falconer {
             }
         };
         let status = response.status();
+        if let Some(wait) = http::retry_after(response.headers(), chrono::Utc::now()) {
+            self.asked = Some(wait);
+        }
         let text = response.text().await.unwrap_or_default();
         let why = format!(
             "POST {}: HTTP {status}: {}",

@@ -46,6 +46,38 @@ pub fn action(status: u16) -> Action {
     }
 }
 
+/// Longest `Retry-After` honoured: a target asking for more is retried after this (and
+/// again until it answers).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
+
+/// The wait a `Retry-After` header asks for: delay-seconds, or an HTTP date (RFC 9110
+/// §10.2.3) counted from `now`; at most [`MAX_RETRY_AFTER`]. `None` when absent or unreadable.
+pub fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+            (at.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The pause before a retry: the backoff's, or longer when the target asked for longer.
+pub fn retry_delay(backoff: Duration, asked: Option<Duration>) -> Duration {
+    asked.map_or(backoff, |asked| asked.max(backoff))
+}
+
 /// One result per event of `n` sent, from any outcome.
 pub fn per_item(outcome: Outcome, n: usize) -> Vec<ItemResult> {
     match outcome {
@@ -389,6 +421,44 @@ mod tests {
         assert!(!error.contains("XXXXSECRET"), "{error}");
         let garbage = endpoint_of(&hook, &secrets(&[("url", "not a url XXXXSECRET")])).unwrap_err();
         assert!(!garbage.contains("XXXXSECRET"), "{garbage}");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates_and_is_capped() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let of = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after(&headers, now)
+        };
+        assert_eq!(of("30"), Some(Duration::from_secs(30)));
+        assert_eq!(
+            of("Mon, 07 Dec 2026 10:02:00 GMT"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            of("Mon, 07 Dec 2026 09:00:00 GMT"),
+            Some(Duration::ZERO),
+            "past: now"
+        );
+        assert_eq!(of("86400"), Some(MAX_RETRY_AFTER));
+        assert_eq!(of("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+
+        let backoff = Duration::from_secs(2);
+        assert_eq!(retry_delay(backoff, None), backoff);
+        assert_eq!(
+            retry_delay(backoff, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            retry_delay(backoff, Some(Duration::from_secs(1))),
+            backoff,
+            "never sooner"
+        );
     }
 
     #[test]

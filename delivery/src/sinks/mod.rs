@@ -108,6 +108,12 @@ macro_rules! sinks {
                     $(AnySink::$variant(s) => s.send(events).await,)*
                 }
             }
+
+            fn retry_after(&mut self) -> Option<std::time::Duration> {
+                match self {
+                    $(AnySink::$variant(s) => s.retry_after(),)*
+                }
+            }
         }
     };
 }

@@ -24,6 +24,8 @@ pub struct Webhook {
     batch_size: usize,
     headers: HeaderMap,
     hmac_key: Option<Vec<u8>>,
+    /// What the last 429/503 asked for (`Retry-After`).
+    asked: Option<std::time::Duration>,
 }
 
 /// What one HTTP exchange says about the events it carried.
@@ -75,10 +77,11 @@ impl Webhook {
             batch_size: BATCH,
             headers,
             hmac_key,
+            asked: None,
         })
     }
 
-    async fn request(&self, body: Vec<u8>, idempotency_key: String) -> Answer {
+    async fn request(&mut self, body: Vec<u8>, idempotency_key: String) -> Answer {
         let mut request = self
             .client
             .post(self.url.clone())
@@ -97,7 +100,7 @@ impl Webhook {
                 http::redact(&self.url),
                 chain(&e.without_url())
             )),
-            Ok(response) => answer(response).await,
+            Ok(response) => answer(response, &mut self.asked).await,
         }
     }
 }
@@ -113,6 +116,10 @@ impl FromConsumer for Webhook {
 impl Sink for Webhook {
     fn batch_size(&self) -> usize {
         if self.batch { self.batch_size } else { BATCH }
+    }
+
+    fn retry_after(&mut self) -> Option<std::time::Duration> {
+        self.asked.take()
     }
 
     async fn send(&mut self, events: &[Event]) -> Outcome {
@@ -178,15 +185,20 @@ impl BatchPost for Webhook {
     }
 }
 
-async fn answer(response: reqwest::Response) -> Answer {
+async fn answer(response: reqwest::Response, asked: &mut Option<std::time::Duration>) -> Answer {
     let status = response.status();
     let action = http::action(status.as_u16());
     if action == Action::Deliver {
         return Answer::Delivered;
     }
+    let wait = http::retry_after(response.headers(), chrono::Utc::now());
+    *asked = wait.or(*asked);
     let url = http::redact(response.url());
     let text = response.text().await.unwrap_or_default();
-    let why = format!("POST {url}: HTTP {status}: {}", http::snippet(&text));
+    let mut why = format!("POST {url}: HTTP {status}: {}", http::snippet(&text));
+    if let Some(wait) = wait {
+        why.push_str(&format!(" (Retry-After: {} s)", wait.as_secs()));
+    }
     match action {
         Action::Deliver => Answer::Delivered,
         Action::Retry => Answer::Retry(why),
@@ -222,6 +234,34 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_429_is_retried_and_its_retry_after_handed_to_the_worker_once() {
+        let receiver = falconer_testkit::webhook::WebhookServer::start();
+        *receiver.state.rate_limited.lock().unwrap() = Some((1, 7));
+        let settings: WebhookConfig =
+            serde_json::from_value(serde_json::json!({"url": receiver.url()})).unwrap();
+        let url = settings.url.parse().unwrap();
+        let mut sink = Webhook::build("hook", url, &settings, &Secrets::new()).unwrap();
+        let event = crate::fixtures::event("Terminal shell");
+
+        let Outcome::Retry(why) = sink.send(std::slice::from_ref(&event)).await else {
+            panic!("a 429 is retried");
+        };
+        assert!(
+            why.contains("429") && why.contains("Retry-After: 7 s"),
+            "{why}"
+        );
+        assert_eq!(sink.retry_after(), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(sink.retry_after(), None, "taken once");
+
+        assert_eq!(
+            sink.send(std::slice::from_ref(&event)).await,
+            Outcome::Each(vec![ItemResult::Delivered])
+        );
+        assert_eq!(receiver.ids(), [event.id.to_string()]);
+        receiver.stop().await;
+    }
 
     #[test]
     fn hmac_matches_the_rfc_4231_test_vectors() {
