@@ -3,7 +3,7 @@
 //! sink needs them. Pure functions; the Setting controller feeds them the Settings it watches
 //! and the Secrets it found, and `manager render` feeds them files.
 
-use falconer_model::crd::{Consumer, Setting, SinkType, is_dns_label};
+use falconer_model::crd::{Consumer, Setting, is_dns_label};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
@@ -80,13 +80,7 @@ pub fn consumer_problems(consumer: &Consumer) -> Vec<String> {
     if !is_dns_label(&consumer.name) {
         problems.push(format!("name `{}` is not a DNS label", consumer.name));
     }
-    let sections = [
-        (SinkType::Opensearch, consumer.opensearch.is_some()),
-        (SinkType::Phoenix, consumer.phoenix.is_some()),
-        (SinkType::Webhook, consumer.webhook.is_some()),
-        (SinkType::Falconer, consumer.falconer.is_some()),
-        (SinkType::File, consumer.file.is_some()),
-    ];
+    let sections = consumer.sections();
     for (sink, present) in sections {
         if present && sink != consumer.sink {
             problems.push(format!(
@@ -96,10 +90,7 @@ pub fn consumer_problems(consumer: &Consumer) -> Vec<String> {
             ));
         }
     }
-    let needs_section = matches!(
-        consumer.sink,
-        SinkType::Opensearch | SinkType::Webhook | SinkType::Falconer | SinkType::File
-    );
+    let needs_section = consumer.needs_section();
     let has_section = sections
         .iter()
         .any(|(sink, present)| *present && *sink == consumer.sink);

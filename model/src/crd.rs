@@ -482,6 +482,8 @@ pub struct SettingSpec {
     validation = Rule::new("self.type != 'webhook' || has(self.webhook)").message("type webhook needs a `webhook` section"),
     validation = Rule::new("self.type != 'falconer' || has(self.falconer)").message("type falconer needs a `falconer` section"),
     validation = Rule::new("self.type != 'file' || has(self.file)").message("type file needs a `file` section"),
+    validation = Rule::new("self.type != 'slack' || has(self.slack)").message("type slack needs a `slack` section"),
+    validation = Rule::new("!has(self.slack) || self.type == 'slack'").message("a `slack` section needs type slack"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -511,6 +513,9 @@ pub struct Consumer {
     /// Settings of a `file` sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileConfig>,
+    /// Settings of a `slack` sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackConfig>,
     /// Which events this consumer receives. Empty: all of them.
     #[serde(default, skip_serializing_if = "Filter::is_empty")]
     pub filter: Filter,
@@ -544,6 +549,8 @@ pub enum SinkType {
     File,
     /// JSON lines on the hub's standard output.
     Stdout,
+    /// A Slack incoming webhook: one Block Kit message per event.
+    Slack,
 }
 
 impl SinkType {
@@ -554,6 +561,7 @@ impl SinkType {
         SinkType::Falconer,
         SinkType::File,
         SinkType::Stdout,
+        SinkType::Slack,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -565,6 +573,7 @@ impl SinkType {
             SinkType::Falconer => "falconer",
             SinkType::File => "file",
             SinkType::Stdout => "stdout",
+            SinkType::Slack => "slack",
         }
     }
 
@@ -597,15 +606,36 @@ impl Consumer {
         match self.sink {
             SinkType::Opensearch => self.opensearch.as_ref().map(|o| o.url.as_str()),
             SinkType::Webhook => self.webhook.as_ref().map(|w| w.url.as_str()),
+            SinkType::Slack => self.slack.as_ref().map(|s| s.url.as_str()),
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
             _ => None,
         }
     }
 
+    /// Every sink type that has a section, with whether this consumer has that section.
+    pub fn sections(&self) -> [(SinkType, bool); 6] {
+        [
+            (SinkType::Opensearch, self.opensearch.is_some()),
+            (SinkType::Phoenix, self.phoenix.is_some()),
+            (SinkType::Webhook, self.webhook.is_some()),
+            (SinkType::Falconer, self.falconer.is_some()),
+            (SinkType::File, self.file.is_some()),
+            (SinkType::Slack, self.slack.is_some()),
+        ]
+    }
+
+    /// Whether the consumer's type needs its section (all but `phoenix`, whose settings
+    /// are all optional, and `stdout`, which has none).
+    pub fn needs_section(&self) -> bool {
+        !matches!(self.sink, SinkType::Phoenix | SinkType::Stdout)
+    }
+
     /// Whether the consumer sends a credential or a signature with each request (its URL
     /// coming from the Secret counts: the URL is then the credential).
     pub fn sends_credentials(&self) -> bool {
-        !self.sink.required_secret_keys(self).is_empty()
+        // A chat webhook's URL is its credential, inline or not.
+        self.sink == SinkType::Slack
+            || !self.sink.required_secret_keys(self).is_empty()
             || self
                 .webhook
                 .as_ref()
@@ -624,6 +654,7 @@ impl Consumer {
             webhook: None,
             falconer: None,
             file: None,
+            slack: None,
             filter: Filter::default(),
             secret_ref: None,
             replay_from: None,
@@ -810,6 +841,21 @@ pub struct FalconerConfig {
     #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
     pub url: String,
     /// TLS towards the other hub.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Slack sink settings: an incoming webhook (Slack app → Incoming Webhooks), bound to one
+/// channel.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The webhook URL, `https://hooks.slack.com/services/…`, for trials. Empty: the `url`
+    /// key of `secretRef` — the URL is a credential, keep it in a Secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// TLS towards Slack (or a compatible server).
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
 }

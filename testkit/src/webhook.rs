@@ -29,6 +29,9 @@ pub struct State {
     /// Answer this many requests with `429 Too Many Requests` and `Retry-After` (seconds),
     /// as Slack and most chat and paging APIs do.
     pub rate_limited: Mutex<Option<(u32, u64)>>,
+    /// Answer every request with this status and body while set (e.g. Slack's
+    /// `400 invalid_payload`).
+    pub answer: Mutex<Option<(u16, String)>>,
 }
 
 pub struct WebhookServer {
@@ -51,6 +54,11 @@ async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<State>
                 .insert_header(("retry-after", seconds.to_string()))
                 .body("rate_limited");
         }
+    }
+    if let Some((status, text)) = state.answer.lock().unwrap().clone() {
+        let status = actix_web::http::StatusCode::from_u16(status)
+            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+        return HttpResponse::build(status).body(text);
     }
     if let Some(location) = state.redirect_to.lock().unwrap().clone() {
         return HttpResponse::TemporaryRedirect()

@@ -68,7 +68,6 @@ pub type ConsumerReport = ConsumerStatus;
 /// names, and each type with its own settings section and no other. The error names the
 /// entry.
 pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Result<(), String> {
-    use falconer_model::crd::SinkType;
     let mut seen = std::collections::HashSet::new();
     for (i, c) in consumers.iter().enumerate() {
         let at = format!("{key}[{i}]");
@@ -78,15 +77,9 @@ pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Resul
         if !seen.insert(c.name.as_str()) {
             return Err(format!("{at}.name: `{}` is used twice", c.name));
         }
-        let sections = [
-            (SinkType::Opensearch, c.opensearch.is_some(), "opensearch"),
-            (SinkType::Phoenix, c.phoenix.is_some(), "phoenix"),
-            (SinkType::Webhook, c.webhook.is_some(), "webhook"),
-            (SinkType::Falconer, c.falconer.is_some(), "falconer"),
-            (SinkType::File, c.file.is_some(), "file"),
-        ];
-        for (sink, present, section) in sections {
-            let needed = sink == c.sink && sink != SinkType::Phoenix;
+        for (sink, present) in c.sections() {
+            let section = sink.as_str();
+            let needed = sink == c.sink && c.needs_section();
             if needed && !present {
                 return Err(format!(
                     "{at}: type {} needs a `{section}` section",

@@ -6,6 +6,7 @@ pub mod file;
 pub mod http;
 pub mod opensearch;
 pub mod phoenix;
+pub mod slack;
 pub mod webhook;
 
 use falconer_store::Event;
@@ -125,4 +126,5 @@ sinks! {
     Falconer(falconer::Falconer) = Falconer,
     Phoenix(phoenix::PhoenixSink) = Phoenix,
     OpenSearch(opensearch::OpenSearchSink) = Opensearch,
+    Slack(slack::Slack) = Slack,
 }
