@@ -166,7 +166,8 @@ pub fn secret_problems(need: &SecretNeed, found: Option<&[String]>) -> Option<St
 pub(crate) mod tests {
     use super::*;
     use falconer_model::crd::{
-        FalconerConfig, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, WebhookConfig,
+        FalconerConfig, OpenSearchAuth, OpenSearchConfig, SecretRef, SettingSpec, SinkType,
+        WebhookConfig,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
