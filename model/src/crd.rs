@@ -484,6 +484,10 @@ pub struct SettingSpec {
     validation = Rule::new("self.type != 'file' || has(self.file)").message("type file needs a `file` section"),
     validation = Rule::new("self.type != 'slack' || has(self.slack)").message("type slack needs a `slack` section"),
     validation = Rule::new("!has(self.slack) || self.type == 'slack'").message("a `slack` section needs type slack"),
+    validation = Rule::new("self.type != 'discord' || has(self.discord)").message("type discord needs a `discord` section"),
+    validation = Rule::new("!has(self.discord) || self.type == 'discord'").message("a `discord` section needs type discord"),
+    validation = Rule::new("self.type != 'teams' || has(self.teams)").message("type teams needs a `teams` section"),
+    validation = Rule::new("!has(self.teams) || self.type == 'teams'").message("a `teams` section needs type teams"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -515,7 +519,13 @@ pub struct Consumer {
     pub file: Option<FileConfig>,
     /// Settings of a `slack` sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slack: Option<SlackConfig>,
+    pub slack: Option<ChatConfig>,
+    /// Settings of a `discord` sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord: Option<ChatConfig>,
+    /// Settings of a `teams` sink (a Teams Workflows webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams: Option<ChatConfig>,
     /// Which events this consumer receives. Empty: all of them.
     #[serde(default, skip_serializing_if = "Filter::is_empty")]
     pub filter: Filter,
@@ -551,6 +561,10 @@ pub enum SinkType {
     Stdout,
     /// A Slack incoming webhook: one Block Kit message per event.
     Slack,
+    /// A Discord webhook: one embed per event.
+    Discord,
+    /// A Microsoft Teams Workflows webhook: one Adaptive Card per event.
+    Teams,
 }
 
 impl SinkType {
@@ -562,6 +576,8 @@ impl SinkType {
         SinkType::File,
         SinkType::Stdout,
         SinkType::Slack,
+        SinkType::Discord,
+        SinkType::Teams,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -574,6 +590,8 @@ impl SinkType {
             SinkType::File => "file",
             SinkType::Stdout => "stdout",
             SinkType::Slack => "slack",
+            SinkType::Discord => "discord",
+            SinkType::Teams => "teams",
         }
     }
 
@@ -606,14 +624,26 @@ impl Consumer {
         match self.sink {
             SinkType::Opensearch => self.opensearch.as_ref().map(|o| o.url.as_str()),
             SinkType::Webhook => self.webhook.as_ref().map(|w| w.url.as_str()),
-            SinkType::Slack => self.slack.as_ref().map(|s| s.url.as_str()),
+            SinkType::Slack | SinkType::Discord | SinkType::Teams => {
+                self.chat().map(|c| c.url.as_str())
+            }
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
             _ => None,
         }
     }
 
+    /// The section of a chat sink (`slack`, `discord`, `teams`) of the consumer's type.
+    pub fn chat(&self) -> Option<&ChatConfig> {
+        match self.sink {
+            SinkType::Slack => self.slack.as_ref(),
+            SinkType::Discord => self.discord.as_ref(),
+            SinkType::Teams => self.teams.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 6] {
+    pub fn sections(&self) -> [(SinkType, bool); 8] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -621,6 +651,8 @@ impl Consumer {
             (SinkType::Falconer, self.falconer.is_some()),
             (SinkType::File, self.file.is_some()),
             (SinkType::Slack, self.slack.is_some()),
+            (SinkType::Discord, self.discord.is_some()),
+            (SinkType::Teams, self.teams.is_some()),
         ]
     }
 
@@ -634,7 +666,7 @@ impl Consumer {
     /// coming from the Secret counts: the URL is then the credential).
     pub fn sends_credentials(&self) -> bool {
         // A chat webhook's URL is its credential, inline or not.
-        self.sink == SinkType::Slack
+        self.chat().is_some()
             || !self.sink.required_secret_keys(self).is_empty()
             || self
                 .webhook
@@ -655,6 +687,8 @@ impl Consumer {
             falconer: None,
             file: None,
             slack: None,
+            discord: None,
+            teams: None,
             filter: Filter::default(),
             secret_ref: None,
             replay_from: None,
@@ -845,17 +879,16 @@ pub struct FalconerConfig {
     pub tls: SinkTls,
 }
 
-/// Slack sink settings: an incoming webhook (Slack app → Incoming Webhooks), bound to one
-/// channel.
+/// Settings of a chat sink (`slack`, `discord`, `teams`): a webhook bound to one channel.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SlackConfig {
-    /// The webhook URL, `https://hooks.slack.com/services/…`, for trials. Empty: the `url`
-    /// key of `secretRef` — the URL is a credential, keep it in a Secret.
+pub struct ChatConfig {
+    /// The webhook URL (e.g. `https://hooks.slack.com/services/…`), for trials. Empty: the
+    /// `url` key of `secretRef` — the URL is a credential, keep it in a Secret.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
     pub url: String,
-    /// TLS towards Slack (or a compatible server).
+    /// TLS towards the chat service.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
 }

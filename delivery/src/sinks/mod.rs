@@ -1,12 +1,15 @@
 //! One module per sink; the module name is the sink's `type` in a Setting and its metric
 //! label.
 
+pub mod chat;
+pub mod discord;
 pub mod falconer;
 pub mod file;
 pub mod http;
 pub mod opensearch;
 pub mod phoenix;
 pub mod slack;
+pub mod teams;
 pub mod webhook;
 
 use falconer_store::Event;
@@ -126,5 +129,7 @@ sinks! {
     Falconer(falconer::Falconer) = Falconer,
     Phoenix(phoenix::PhoenixSink) = Phoenix,
     OpenSearch(opensearch::OpenSearchSink) = Opensearch,
-    Slack(slack::Slack) = Slack,
+    Slack(chat::Chat<slack::Slack>) = Slack,
+    Discord(chat::Chat<discord::Discord>) = Discord,
+    Teams(chat::Chat<teams::Teams>) = Teams,
 }

@@ -1,0 +1,110 @@
+//! `discord`: one embed per event to a Discord channel webhook, coloured by severity, with
+//! mentions disabled (`allowed_mentions: {parse: []}`) so an alert's text can never ping
+//! `@everyone`. Discord answers `204` (delivered), `400` (refused: dead letters), `404`
+//! (unknown webhook: retried until the URL is fixed), `429` with `Retry-After`. Sending is
+//! the shared [`chat`](super::chat) sink's. Markdown in the alert's text is rendered as
+//! written.
+
+use crate::sinks::chat::{self, Format};
+use falconer_store::Event;
+use serde_json::{Value, json};
+
+/// Discord's embed limits: title 256, description 4096, field name 256 / value 1024, 25
+/// fields, 6000 characters in all; content 2000.
+const MAX_TITLE: usize = 250;
+const MAX_DESCRIPTION: usize = 3000;
+const MAX_VALUE: usize = 200;
+
+pub struct Discord;
+
+impl Format for Discord {
+    const SECTION: &'static str = "discord";
+
+    fn message(event: &Event) -> Value {
+        message(event)
+    }
+}
+
+/// The severity colour as Discord's decimal RGB.
+fn colour(event: &Event) -> u32 {
+    let hex = crate::sinks::slack::colour(event.severity).trim_start_matches('#');
+    u32::from_str_radix(hex, 16).unwrap_or(0x9e9e9e)
+}
+
+/// The message for one event (pure: golden-tested).
+pub fn message(event: &Event) -> Value {
+    let fields: Vec<Value> = chat::facts(event)
+        .into_iter()
+        .map(
+            |(name, value)| json!({"name": name, "value": chat::cut(&value, MAX_VALUE), "inline": true}),
+        )
+        .collect();
+    let mut footer = format!("event {}", event.id);
+    if !event.tags.is_empty() {
+        footer.push_str(" · ");
+        footer.push_str(&chat::cut(&event.tags.join(", "), MAX_VALUE));
+    }
+    json!({
+        "content": chat::cut(
+            &format!("[{}] {} — {}", event.severity.as_str(), event.rule, chat::place(event)),
+            MAX_TITLE
+        ),
+        "allowed_mentions": {"parse": []},
+        "embeds": [{
+            "title": chat::cut(&event.rule, MAX_TITLE),
+            "description": chat::cut(&event.message, MAX_DESCRIPTION),
+            "color": colour(event),
+            "fields": fields,
+            "timestamp": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "footer": {"text": footer},
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::chat::tests::golden_event;
+
+    #[test]
+    fn the_message_is_one_severity_coloured_embed_that_pings_no_one() {
+        let golden = json!({
+            "content": "[critical] Terminal shell in container — prod / shop / web-1",
+            "allowed_mentions": {"parse": []},
+            "embeds": [{
+                "title": "Terminal shell in container",
+                "description": "A shell was spawned in a container <bash> & more",
+                "color": 0xb71c1c,
+                "fields": [
+                    {"name": "Severity", "value": "Critical", "inline": true},
+                    {"name": "Source", "value": "falco", "inline": true},
+                    {"name": "Cluster", "value": "prod", "inline": true},
+                    {"name": "Namespace", "value": "shop", "inline": true},
+                    {"name": "Workload", "value": "Deployment web", "inline": true},
+                    {"name": "Pod", "value": "web-1", "inline": true},
+                    {"name": "Container", "value": "web", "inline": true},
+                ],
+                "timestamp": "2026-05-04T10:11:12Z",
+                "footer": {"text": "event 0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e · container, shell"},
+            }],
+        });
+        assert_eq!(message(&golden_event()), golden);
+    }
+
+    #[test]
+    fn an_embed_stays_within_discords_six_thousand_characters() {
+        let mut e = golden_event();
+        e.message = "x".repeat(10_000);
+        e.rule = "r".repeat(1_000);
+        e.image = Some("i".repeat(5_000));
+        let embed = &message(&e)["embeds"][0];
+        let mut total = embed["title"].as_str().unwrap().chars().count()
+            + embed["description"].as_str().unwrap().chars().count()
+            + embed["footer"]["text"].as_str().unwrap().chars().count();
+        for field in embed["fields"].as_array().unwrap() {
+            total += field["name"].as_str().unwrap().len()
+                + field["value"].as_str().unwrap().chars().count();
+        }
+        assert!(total <= 6000, "{total}");
+    }
+}
