@@ -75,6 +75,7 @@ impl Application {
         let store = Store::open(&config.store, &mut registry).await?;
         tracing::info!(store = store.database(), cluster = %config.cluster, "Starting");
         let mut delivery_config = config.delivery.clone();
+        delivery_config.dashboard_url = config.ui.external_url.clone();
         delivery_config.file_dir.get_or_insert_with(|| {
             std::path::absolute(&config.store.data_dir)
                 .unwrap_or_else(|_| config.store.data_dir.clone())

@@ -28,6 +28,8 @@ pub struct Config {
     pub manager: falconer_manager::limits::Limits,
     /// Risk scores (docs/risk-model.md).
     pub analyst: AnalystConfig,
+    /// The dashboard as users reach it.
+    pub ui: UiConfig,
     /// Consumers declared here (same shape as a Setting's `spec.consumers`, camelCase keys);
     /// their secrets come from `FALCONER_SECRET_<SECRET>_<KEY>` environment variables.
     pub consumers: Vec<Consumer>,
@@ -48,8 +50,37 @@ impl Default for Config {
             kubernetes: KubernetesConfig::default(),
             manager: Default::default(),
             analyst: AnalystConfig::default(),
+            ui: UiConfig::default(),
             consumers: Vec::new(),
         }
+    }
+}
+
+/// `ui:` — the dashboard as users reach it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Public base URL of the hub (e.g. `https://falconer.example.com`, the Ingress):
+    /// notification messages link to `<external_url>/ui/#/events/<id>`. Unset: no links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_url: Option<String>,
+}
+
+impl UiConfig {
+    fn validate(&self) -> Result<(), String> {
+        let Some(url) = &self.external_url else {
+            return Ok(());
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or_default();
+        if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "ui.external_url: `{url}` must be an http(s) URL without query or fragment"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -203,6 +234,7 @@ impl Config {
         }
         falconer_delivery::declared::validate(&self.consumers, "consumers")?;
         self.manager.validate()?;
+        self.ui.validate()?;
         if self.ingest.max_report_findings > self.store.queue_max_events {
             return Err(format!(
                 "ingest.max_report_findings: {} exceeds store.queue_max_events ({}); such a \

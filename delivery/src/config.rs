@@ -20,6 +20,10 @@ pub struct DeliveryConfig {
     /// default `store.data_dir`. The database files in it are never written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_dir: Option<std::path::PathBuf>,
+    /// The dashboard's public base URL (`ui.external_url`, set by the application): chat
+    /// messages link to the event there.
+    #[serde(skip)]
+    pub dashboard_url: Option<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -31,6 +35,7 @@ impl Default for DeliveryConfig {
             backoff_max_ms: 60_000,
             status_interval_secs: 10,
             file_dir: None,
+            dashboard_url: None,
         }
     }
 }

@@ -192,11 +192,7 @@ impl Delivery {
     fn launch(&self, d: &Desired) -> Result<Running, DeliveryError> {
         Ok(self.start(
             d,
-            AnySink::build(
-                d,
-                self.inner.home.as_ref(),
-                self.inner.config.file_dir.as_deref(),
-            )?,
+            AnySink::build(d, self.inner.home.as_ref(), &self.inner.config)?,
         ))
     }
 
@@ -413,13 +409,11 @@ impl Delivery {
                 .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
                 .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))?
         };
-        Ok(AnySink::build(
-            &desired,
-            self.inner.home.as_ref(),
-            self.inner.config.file_dir.as_deref(),
-        )?
-        .send(&[synthetic_event()])
-        .await)
+        Ok(
+            AnySink::build(&desired, self.inner.home.as_ref(), &self.inner.config)?
+                .send(&[synthetic_event()])
+                .await,
+        )
     }
 
     async fn measure_lag(&self) {

@@ -200,3 +200,17 @@ fn a_consumer_sending_credentials_over_plain_http_is_refused_at_start_naming_the
     ]));
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn a_dashboard_url_with_a_query_is_refused_at_start_naming_the_key() {
+    let (code, _, err) = run(falconer()
+        .args(["standalone", "--print-config"])
+        .env("FALCONER__UI__EXTERNAL_URL", "https://falconer.example?x=1"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ui.external_url"), "{err}");
+    let (code, out, err) = run(falconer()
+        .args(["standalone", "--print-config"])
+        .env("FALCONER__UI__EXTERNAL_URL", "https://falconer.example/"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("https://falconer.example/"), "{out}");
+}

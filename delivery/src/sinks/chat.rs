@@ -20,8 +20,18 @@ const BATCH: usize = 20;
 pub trait Format: Send + 'static {
     /// The consumer type and section name, e.g. `slack`.
     const SECTION: &'static str;
-    /// The message for one event (pure: golden-tested).
-    fn message(event: &Event) -> Value;
+    /// The message for one event, with a link to its dashboard page when the dashboard's
+    /// URL is configured (pure: golden-tested).
+    fn message(event: &Event, link: Option<&str>) -> Value;
+}
+
+/// The dashboard page of `event` under the dashboard's base URL (`ui.external_url`).
+pub fn event_link(dashboard: &str, event: &Event) -> String {
+    format!(
+        "{}/ui/#/events/{}",
+        dashboard.trim_end_matches('/'),
+        event.id
+    )
 }
 
 /// A chat sink of format `F`.
@@ -29,25 +39,29 @@ pub struct Chat<F: Format> {
     client: reqwest::Client,
     url: reqwest::Url,
     asked: Option<Duration>,
+    /// `ui.external_url`, for links to each event.
+    dashboard: Option<String>,
     format: PhantomData<F>,
 }
 
 impl<F: Format> Chat<F> {
-    pub fn new(client: reqwest::Client, url: reqwest::Url) -> Chat<F> {
+    pub fn new(client: reqwest::Client, url: reqwest::Url, dashboard: Option<String>) -> Chat<F> {
         Chat {
             client,
             url,
             asked: None,
+            dashboard,
             format: PhantomData,
         }
     }
 
     async fn post(&mut self, event: &Event) -> Result<(), (Action, String)> {
+        let link = self.dashboard.as_deref().map(|d| event_link(d, event));
         let sent = self
             .client
             .post(self.url.clone())
             .header("content-type", "application/json")
-            .body(F::message(event).to_string())
+            .body(F::message(event, link.as_deref()).to_string())
             .send()
             .await;
         let response = sent.map_err(|e| {
@@ -92,7 +106,7 @@ impl<F: Format> FromConsumer for Chat<F> {
         let field = format!("{}.url", F::SECTION);
         let url = http::endpoint(declared, &field, &settings.url)?;
         let client = http::client(declared.name, &settings.tls, declared.secrets)?;
-        Ok(Chat::new(client, url))
+        Ok(Chat::new(client, url, declared.dashboard.map(String::from)))
     }
 }
 
@@ -206,13 +220,17 @@ pub mod tests {
     struct Plain;
     impl Format for Plain {
         const SECTION: &'static str = "slack";
-        fn message(event: &Event) -> Value {
-            serde_json::json!({"text": event.rule})
+        fn message(event: &Event, link: Option<&str>) -> Value {
+            serde_json::json!({"text": event.rule, "link": link})
         }
     }
 
     fn sink(url: String) -> Chat<Plain> {
-        Chat::new(reqwest::Client::new(), url.parse().unwrap())
+        Chat::new(
+            reqwest::Client::new(),
+            url.parse().unwrap(),
+            Some("https://falconer.example/".into()),
+        )
     }
 
     #[tokio::test]
@@ -232,7 +250,8 @@ pub mod tests {
         );
         let received = receiver.requests();
         assert_eq!(received.len(), 1);
-        assert_eq!(received[0].body, Plain::message(&e));
+        let link = format!("https://falconer.example/ui/#/events/{}", e.id);
+        assert_eq!(received[0].body, Plain::message(&e, Some(&link)));
         receiver.stop().await;
     }
 

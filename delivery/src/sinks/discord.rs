@@ -20,8 +20,8 @@ pub struct Discord;
 impl Format for Discord {
     const SECTION: &'static str = "discord";
 
-    fn message(event: &Event) -> Value {
-        message(event)
+    fn message(event: &Event, link: Option<&str>) -> Value {
+        message(event, link)
     }
 }
 
@@ -31,8 +31,9 @@ fn colour(event: &Event) -> u32 {
     u32::from_str_radix(hex, 16).unwrap_or(0x9e9e9e)
 }
 
-/// The message for one event (pure: golden-tested).
-pub fn message(event: &Event) -> Value {
+/// The message for one event (pure: golden-tested); the title links to the event's
+/// dashboard page when `link` is given.
+pub fn message(event: &Event, link: Option<&str>) -> Value {
     let fields: Vec<Value> = chat::facts(event)
         .into_iter()
         .map(
@@ -44,7 +45,7 @@ pub fn message(event: &Event) -> Value {
         footer.push_str(" · ");
         footer.push_str(&chat::cut(&event.tags.join(", "), MAX_VALUE));
     }
-    json!({
+    let mut message = json!({
         "content": chat::cut(
             &format!("[{}] {} — {}", event.severity.as_str(), event.rule, chat::place(event)),
             MAX_TITLE
@@ -58,7 +59,11 @@ pub fn message(event: &Event) -> Value {
             "timestamp": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "footer": {"text": footer},
         }],
-    })
+    });
+    if let Some(link) = link {
+        message["embeds"][0]["url"] = link.into();
+    }
+    message
 }
 
 #[cfg(test)]
@@ -88,7 +93,15 @@ mod tests {
                 "footer": {"text": "event 0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e · container, shell"},
             }],
         });
-        assert_eq!(message(&golden_event()), golden);
+        assert_eq!(message(&golden_event(), None), golden);
+        let linked = message(
+            &golden_event(),
+            Some("https://falconer.example/ui/#/events/x"),
+        );
+        assert_eq!(
+            linked["embeds"][0]["url"],
+            "https://falconer.example/ui/#/events/x"
+        );
     }
 
     #[test]
@@ -97,7 +110,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.rule = "r".repeat(1_000);
         e.image = Some("i".repeat(5_000));
-        let embed = &message(&e)["embeds"][0];
+        let embed = &message(&e, None)["embeds"][0];
         let mut total = embed["title"].as_str().unwrap().chars().count()
             + embed["description"].as_str().unwrap().chars().count()
             + embed["footer"]["text"].as_str().unwrap().chars().count();

@@ -340,6 +340,7 @@ mod tests {
             secrets,
             home: None,
             file_dir: None,
+            dashboard: None,
         };
         let url = consumer.configured_url().unwrap_or_default();
         endpoint(&declared, "webhook.url", url).map_err(|e| e.to_string())

@@ -37,6 +37,8 @@ pub struct Declared<'a> {
     /// Where `file` consumers may write (`delivery.file_dir`; the application defaults it
     /// to the data directory).
     pub file_dir: Option<&'a std::path::Path>,
+    /// The dashboard's base URL (`ui.external_url`), for links to an event.
+    pub dashboard: Option<&'a str>,
 }
 
 impl<'a> Declared<'a> {
@@ -83,14 +85,15 @@ macro_rules! sinks {
             pub fn build(
                 desired: &Desired,
                 home: Option<&crate::Home>,
-                file_dir: Option<&std::path::Path>,
+                config: &crate::config::DeliveryConfig,
             ) -> Result<AnySink, DeliveryError> {
                 let declared = Declared {
                     name: &desired.consumer.name,
                     consumer: &desired.consumer,
                     secrets: &desired.secrets,
                     home,
-                    file_dir,
+                    file_dir: config.file_dir.as_deref(),
+                    dashboard: config.dashboard_url.as_deref(),
                 };
                 Ok(match desired.consumer.sink {
                     $(SinkType::$kind => AnySink::$variant(

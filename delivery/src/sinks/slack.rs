@@ -21,8 +21,8 @@ pub struct Slack;
 impl Format for Slack {
     const SECTION: &'static str = "slack";
 
-    fn message(event: &Event) -> Value {
-        message(event)
+    fn message(event: &Event, link: Option<&str>) -> Value {
+        message(event, link)
     }
 }
 
@@ -48,8 +48,9 @@ fn text(value: &str, max: usize) -> String {
     })
 }
 
-/// The message for one event (pure: golden-tested).
-pub fn message(event: &Event) -> Value {
+/// The message for one event (pure: golden-tested); the context line links to the event's
+/// dashboard page when `link` is given.
+pub fn message(event: &Event, link: Option<&str>) -> Value {
     let mut facts = chat::facts(event);
     // Slack shows at most 10 fields; the time has its own.
     facts.truncate(9);
@@ -63,7 +64,10 @@ pub fn message(event: &Event) -> Value {
         })
         .chain([json!({"type": "mrkdwn", "text": format!("*Time*\n{time}")})])
         .collect();
-    let mut context = format!("event `{}`", event.id);
+    let mut context = match link {
+        Some(link) => format!("<{link}|event `{}`>", event.id),
+        None => format!("event `{}`", event.id),
+    };
     if !event.tags.is_empty() {
         context.push_str(" · ");
         context.push_str(&text(&event.tags.join(", "), MAX_FIELD));
@@ -120,7 +124,15 @@ mod tests {
                 ],
             }],
         });
-        assert_eq!(message(&golden_event()), golden);
+        assert_eq!(message(&golden_event(), None), golden);
+        let linked = message(
+            &golden_event(),
+            Some("https://falconer.example/ui/#/events/x"),
+        );
+        assert_eq!(
+            linked["attachments"][0]["blocks"][2]["elements"][0]["text"],
+            "<https://falconer.example/ui/#/events/x|event `0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e`> · container, shell"
+        );
     }
 
     #[test]
@@ -129,7 +141,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.node = Some("node-1".into());
         e.image = Some("registry.example/web:1".into());
-        let m = message(&e);
+        let m = message(&e, None);
         let blocks = &m["attachments"][0]["blocks"];
         assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 3000);
         assert!(blocks[1]["fields"].as_array().unwrap().len() <= 10);

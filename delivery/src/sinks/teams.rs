@@ -19,8 +19,8 @@ pub struct Teams;
 impl Format for Teams {
     const SECTION: &'static str = "teams";
 
-    fn message(event: &Event) -> Value {
-        message(event)
+    fn message(event: &Event, link: Option<&str>) -> Value {
+        message(event, link)
     }
 }
 
@@ -33,8 +33,9 @@ fn colour(severity: Severity) -> &'static str {
     }
 }
 
-/// The message for one event (pure: golden-tested).
-pub fn message(event: &Event) -> Value {
+/// The message for one event (pure: golden-tested); an "Open in Falconer" action links to
+/// the event's dashboard page when `link` is given.
+pub fn message(event: &Event, link: Option<&str>) -> Value {
     let mut facts: Vec<Value> = chat::facts(event)
         .into_iter()
         .map(|(title, value)| json!({"title": title, "value": chat::cut(&value, MAX_VALUE)}))
@@ -44,7 +45,7 @@ pub fn message(event: &Event) -> Value {
         "value": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }));
     facts.push(json!({"title": "Event", "value": event.id.to_string()}));
-    json!({
+    let mut message = json!({
         "type": "message",
         "attachments": [{
             "contentType": "application/vnd.microsoft.card.adaptive",
@@ -64,7 +65,12 @@ pub fn message(event: &Event) -> Value {
                 ],
             },
         }],
-    })
+    });
+    if let Some(link) = link {
+        message["attachments"][0]["content"]["actions"] =
+            json!([{"type": "Action.OpenUrl", "title": "Open in Falconer", "url": link}]);
+    }
+    message
 }
 
 #[cfg(test)]
@@ -106,6 +112,15 @@ mod tests {
                 },
             }],
         });
-        assert_eq!(message(&golden_event()), golden);
+        assert_eq!(message(&golden_event(), None), golden);
+        let linked = message(
+            &golden_event(),
+            Some("https://falconer.example/ui/#/events/x"),
+        );
+        assert_eq!(
+            linked["attachments"][0]["content"]["actions"],
+            json!([{"type": "Action.OpenUrl", "title": "Open in Falconer",
+                    "url": "https://falconer.example/ui/#/events/x"}])
+        );
     }
 }
