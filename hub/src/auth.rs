@@ -98,11 +98,15 @@ impl Principal {
 
     /// Removes the hub's reserved tags an event claims, then marks it as posted by this
     /// credential when the credential is bound to the event's cluster (what the Phoenix
-    /// sink's `requireBoundSender` asks for).
-    pub fn stamp(&self, event: &mut falconer_model::event::Event) {
+    /// sink's `requireBoundSender` asks for). Forwarded events (`source`
+    /// `falconer`) are never marked: another hub vouches for nothing here.
+    pub fn stamp(&self, event: &mut falconer_model::event::Event, source: Source) {
         use falconer_model::event::{BOUND_SENDER_TAG, RESERVED_TAG_PREFIX};
         event.tags.retain(|t| !t.starts_with(RESERVED_TAG_PREFIX));
-        if self.scopes.contains(&Scope::Ingest) && self.clusters.contains(&event.cluster) {
+        if source != Source::Falconer
+            && self.has(Scope::Ingest)
+            && self.clusters.contains(&event.cluster)
+        {
             event.tags.push(format!("{BOUND_SENDER_TAG}{}", self.name));
         }
     }

@@ -198,7 +198,9 @@ async fn apply_child(client: &Client, child: &Child) -> Result<(Applied, Change)
             match apply(api.clone(), name, &body).await {
                 // `roleRef` cannot change (bindings made by an older manager name another
                 // role): replace the binding.
-                Err(Error::Kube(kube::Error::Api(status))) if status.code == 422 => {
+                Err(Error::Kube(kube::Error::Api(status)))
+                    if status.code == 422 && status.message.contains("roleRef") =>
+                {
                     tracing::info!(object = %key, "Replacing a binding whose roleRef changed");
                     api.delete(name, &DeleteParams::background()).await?;
                     (Applied::Other, apply(api, name, &body).await?.1)

@@ -20,11 +20,15 @@ const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 const POLICY_STATUS: &str = "/apis/falconer.io/v1alpha1/policies/prod/status";
 
 fn context(client: Client, settings: Vec<Setting>) -> Arc<Context> {
+    Arc::new(bare_context(client, settings))
+}
+
+fn bare_context(client: Client, settings: Vec<Setting>) -> Context {
     let (store, mut writer) = reflector::store::<Setting>();
     for s in settings {
         writer.apply_watcher_event(&watcher::Event::Apply(s));
     }
-    Arc::new(Context::new(
+    Context::new(
         client.clone(),
         Recorder::new(
             client,
@@ -37,7 +41,7 @@ fn context(client: Client, settings: Vec<Setting>) -> Arc<Context> {
         store,
         "home".into(),
         "falconer-system".into(),
-    ))
+    )
 }
 
 fn with_version(mut body: Value, version: &str, generation: Option<i64>) -> Value {
@@ -138,6 +142,18 @@ fn scanners_absent() -> Vec<Step> {
         already_gone(RBAC, "clusterrolebindings/falconer:prod-trivy"),
         already_gone(NS, "serviceaccounts/prod-trivy"),
     ]
+}
+
+/// Falco disabled: its DaemonSet, ConfigMap and ServiceAccount are deleted.
+fn falco_deleted() -> Vec<Step> {
+    [
+        deleted(APPS, "daemonsets/prod-falco"),
+        deleted(NS, "configmaps/prod-falco"),
+        deleted(NS, "serviceaccounts/prod-falco"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The status apply; `check` sees the status, the reply is the Policy with it.
@@ -366,9 +382,7 @@ async fn cnsi_test_plan_disabling_falco_removes_its_objects_and_leaves_the_scann
     let (client, server) = ApiServer::start();
     let ctx = context(client, vec![]);
     let mut steps = scanners_in_place();
-    steps.extend(deleted(APPS, "daemonsets/prod-falco"));
-    steps.extend(deleted(NS, "configmaps/prod-falco"));
-    steps.extend(deleted(NS, "serviceaccounts/prod-falco"));
+    steps.extend(falco_deleted());
     steps.push(status_patch(&p, |status| {
         let falco = condition(status, "FalcoReady");
         assert_eq!(
@@ -648,11 +662,7 @@ async fn a_policy_outside_the_managers_limits_is_refused_in_its_status_and_appli
         hub_urls: vec![falconer_model::crd::DEFAULT_HUB_URL.into()],
         ..Default::default()
     };
-    let ctx = Arc::new(
-        Arc::into_inner(context(client, vec![]))
-            .expect("one owner")
-            .with_limits(limits),
-    );
+    let ctx = Arc::new(bare_context(client, vec![]).with_limits(limits));
     // No object is read or applied: only the status and an event.
     let script = server.run(vec![
         status_patch(&p, |status| {
@@ -704,9 +714,7 @@ async fn a_binding_an_older_manager_made_to_another_role_is_replaced() {
             .echo(201),
     ];
     let mut steps = scanners_with_binding(binding);
-    steps.extend(deleted(APPS, "daemonsets/prod-falco"));
-    steps.extend(deleted(NS, "configmaps/prod-falco"));
-    steps.extend(deleted(NS, "serviceaccounts/prod-falco"));
+    steps.extend(falco_deleted());
     steps.push(status_patch(&p, |status| {
         assert_eq!(condition(status, "TrivyReady")["reason"], "Scheduled");
     }));

@@ -135,29 +135,18 @@ async fn an_ingest_token_is_held_to_its_clusters_and_sources_and_forwarding_need
         token("dashboard", &[Scope::Read]),
     ];
     let app = TestApp::spawn_with(&db, config, db.store_config()).await;
-    let post = |token: &'static str, path: &str, body: String| {
-        let request = app
-            .client
-            .post(app.url(path))
-            .header("content-type", "application/json")
-            .bearer_auth(token)
-            .body(body);
-        async move { Reply::read(request.send().await.unwrap()).await }
-    };
+    let post =
+        |token: &'static str, path: &'static str, body: String| app.post_as(token, path, body);
     let falco = alert("bound", "2026-05-04T10:00:00Z", "x").to_string();
 
     // No cluster named: the event gets the token's only cluster, not the hub's.
     let accepted = post("falco-edge-a-secret", "/ingest", falco.clone()).await;
     assert_eq!(accepted.status, 202, "{}", accepted.text);
     let id = accepted.ids().remove(0);
-    let read = app
-        .client
-        .get(app.url(&format!("/api/v1/events/{id}")))
-        .bearer_auth("dashboard-secret")
-        .send()
+    let event = app
+        .get_as("dashboard-secret", &format!("/api/v1/events/{id}"))
         .await
-        .unwrap();
-    let event: Value = read.json().await.unwrap();
+        .json();
     assert_eq!(event["cluster"], "edge-a");
 
     for (path, what) in [
@@ -218,28 +207,21 @@ async fn events_posted_by_a_credential_bound_to_their_cluster_carry_the_hubs_mar
             ..token("agent-falco", &[Scope::Ingest])
         },
         token("anything", &[Scope::Ingest]),
-        token("edge-hub", &[Scope::Forward]),
+        // Bound to this cluster, and may forward too: what it forwards is still unmarked.
+        TokenEntry {
+            clusters: vec!["home".into()],
+            ..token("edge-hub", &[Scope::Ingest, Scope::Forward])
+        },
         token("dashboard", &[Scope::Read]),
     ];
     let app = TestApp::spawn_with(&db, config, db.store_config()).await;
-    let post = |token: &'static str, path: &str, body: String| {
-        let request = app
-            .client
-            .post(app.url(path))
-            .header("content-type", "application/json")
-            .bearer_auth(token)
-            .body(body);
-        async move { Reply::read(request.send().await.unwrap()).await }
-    };
-    let tags = |id: String| {
-        let request = app
-            .client
-            .get(app.url(&format!("/api/v1/events/{id}")))
-            .bearer_auth("dashboard-secret");
-        async move {
-            let event: Value = request.send().await.unwrap().json().await.unwrap();
-            event
-        }
+    let post =
+        |token: &'static str, path: &'static str, body: String| app.post_as(token, path, body);
+    let hub = &app;
+    let tags = |id: String| async move {
+        hub.get_as("dashboard-secret", &format!("/api/v1/events/{id}"))
+            .await
+            .json()
     };
     let mark = falconer_model::event::BOUND_SENDER_TAG;
     let mut forged = alert("shell", "2026-05-04T10:00:00Z", "x");

@@ -393,6 +393,26 @@ impl TestApp {
         self.post("/ingest", "application/json", body).await
     }
 
+    /// POST of a JSON body with `Authorization: Bearer <token>`.
+    pub async fn post_as(&self, token: &str, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        Reply::read(response).await
+    }
+
+    /// GET with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, token: &str, path: &str) -> Reply {
+        let request = self.client.get(self.url(path)).bearer_auth(token);
+        Reply::read(request.send().await.expect("GET")).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         let response = self.client.get(self.url(path)).send().await.expect("GET");
         Reply::read(response).await

@@ -16,6 +16,19 @@ use std::time::Duration;
 /// message per second).
 const BATCH: usize = 20;
 
+/// The severity colour every chat message uses (RGB): red for critical and worse, dark
+/// orange for errors, orange for warnings, yellow for notices, grey below.
+pub fn severity_rgb(severity: falconer_model::event::Severity) -> u32 {
+    use falconer_model::event::Severity;
+    match severity {
+        Severity::Emergency | Severity::Alert | Severity::Critical => 0xb71c1c,
+        Severity::Error => 0xe65100,
+        Severity::Warning => 0xfb8c00,
+        Severity::Notice => 0xfdd835,
+        Severity::Informational | Severity::Debug => 0x9e9e9e,
+    }
+}
+
 /// A chat service's message format.
 pub trait Format: Send + 'static {
     /// The consumer type and section name, e.g. `slack`.
@@ -72,22 +85,10 @@ impl<F: Format> Chat<F> {
             );
             (Action::Retry, why)
         })?;
-        let status = response.status();
-        let action = http::action(status.as_u16());
-        if action == Action::Deliver {
+        if http::action(response.status().as_u16()) == Action::Deliver {
             return Ok(());
         }
-        let wait = http::retry_after(response.headers(), chrono::Utc::now());
-        self.asked = wait.or(self.asked);
-        let text = response.text().await.unwrap_or_default();
-        let mut why = format!(
-            "POST {}: HTTP {status}: {}",
-            http::redact(&self.url),
-            http::snippet(&text)
-        );
-        if let Some(wait) = wait {
-            why.push_str(&format!(" (Retry-After: {} s)", wait.as_secs()));
-        }
+        let (action, why) = http::failure(response, &mut self.asked).await;
         // One message is within the service's limits once trimmed: a 413 is a refusal.
         Err((
             if action == Action::Split {

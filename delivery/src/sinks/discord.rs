@@ -20,50 +20,39 @@ pub struct Discord;
 impl Format for Discord {
     const SECTION: &'static str = "discord";
 
+    /// The title links to the event's dashboard page when `link` is given.
     fn message(event: &Event, link: Option<&str>) -> Value {
-        message(event, link)
-    }
-}
-
-/// The severity colour as Discord's decimal RGB.
-fn colour(event: &Event) -> u32 {
-    let hex = crate::sinks::slack::colour(event.severity).trim_start_matches('#');
-    u32::from_str_radix(hex, 16).unwrap_or(0x9e9e9e)
-}
-
-/// The message for one event (pure: golden-tested); the title links to the event's
-/// dashboard page when `link` is given.
-pub fn message(event: &Event, link: Option<&str>) -> Value {
-    let fields: Vec<Value> = chat::facts(event)
+        let fields: Vec<Value> = chat::facts(event)
         .into_iter()
         .map(
             |(name, value)| json!({"name": name, "value": chat::cut(&value, MAX_VALUE), "inline": true}),
         )
         .collect();
-    let mut footer = format!("event {}", event.id);
-    if !event.tags.is_empty() {
-        footer.push_str(" · ");
-        footer.push_str(&chat::cut(&event.tags.join(", "), MAX_VALUE));
+        let mut footer = format!("event {}", event.id);
+        if !event.tags.is_empty() {
+            footer.push_str(" · ");
+            footer.push_str(&chat::cut(&event.tags.join(", "), MAX_VALUE));
+        }
+        let mut message = json!({
+            "content": chat::cut(
+                &format!("[{}] {} — {}", event.severity.as_str(), event.rule, chat::place(event)),
+                MAX_TITLE
+            ),
+            "allowed_mentions": {"parse": []},
+            "embeds": [{
+                "title": chat::cut(&event.rule, MAX_TITLE),
+                "description": chat::cut(&event.message, MAX_DESCRIPTION),
+                "color": chat::severity_rgb(event.severity),
+                "fields": fields,
+                "timestamp": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "footer": {"text": footer},
+            }],
+        });
+        if let Some(link) = link {
+            message["embeds"][0]["url"] = link.into();
+        }
+        message
     }
-    let mut message = json!({
-        "content": chat::cut(
-            &format!("[{}] {} — {}", event.severity.as_str(), event.rule, chat::place(event)),
-            MAX_TITLE
-        ),
-        "allowed_mentions": {"parse": []},
-        "embeds": [{
-            "title": chat::cut(&event.rule, MAX_TITLE),
-            "description": chat::cut(&event.message, MAX_DESCRIPTION),
-            "color": colour(event),
-            "fields": fields,
-            "timestamp": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "footer": {"text": footer},
-        }],
-    });
-    if let Some(link) = link {
-        message["embeds"][0]["url"] = link.into();
-    }
-    message
 }
 
 #[cfg(test)]
@@ -93,8 +82,8 @@ mod tests {
                 "footer": {"text": "event 0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e · container, shell"},
             }],
         });
-        assert_eq!(message(&golden_event(), None), golden);
-        let linked = message(
+        assert_eq!(Discord::message(&golden_event(), None), golden);
+        let linked = Discord::message(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
         );
@@ -110,7 +99,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.rule = "r".repeat(1_000);
         e.image = Some("i".repeat(5_000));
-        let embed = &message(&e, None)["embeds"][0];
+        let embed = &Discord::message(&e, None)["embeds"][0];
         let mut total = embed["title"].as_str().unwrap().chars().count()
             + embed["description"].as_str().unwrap().chars().count()
             + embed["footer"]["text"].as_str().unwrap().chars().count();

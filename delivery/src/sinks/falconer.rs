@@ -108,9 +108,8 @@ impl BatchPost for Falconer {
             }
         };
         let status = response.status();
-        if let Some(wait) = http::retry_after(response.headers(), chrono::Utc::now()) {
-            self.asked = Some(wait);
-        }
+        // The last answer decides: a later one without `Retry-After` clears an older wait.
+        self.asked = http::retry_after(response.headers(), chrono::Utc::now());
         let text = response.text().await.unwrap_or_default();
         let why = format!(
             "POST {}: HTTP {status}: {}",

@@ -73,6 +73,26 @@ pub fn retry_after(
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
+/// What a response other than 2xx says: the action of the status table and the reason
+/// (`POST scheme://host:port: HTTP <status>: <answer>`, with the `Retry-After` when given).
+/// `asked` becomes the wait this answer asks for (none when it asks for none), for the
+/// sink's [`Sink::retry_after`](crate::sink::Sink::retry_after).
+pub async fn failure(
+    response: reqwest::Response,
+    asked: &mut Option<Duration>,
+) -> (Action, String) {
+    let status = response.status();
+    let action = action(status.as_u16());
+    *asked = retry_after(response.headers(), chrono::Utc::now());
+    let url = redact(response.url());
+    let text = response.text().await.unwrap_or_default();
+    let mut why = format!("POST {url}: HTTP {status}: {}", snippet(&text));
+    if let Some(wait) = asked {
+        why.push_str(&format!(" (Retry-After: {} s)", wait.as_secs()));
+    }
+    (action, why)
+}
+
 /// The pause before a retry: the backoff's, or longer when the target asked for longer.
 pub fn retry_delay(backoff: Duration, asked: Option<Duration>) -> Duration {
     asked.map_or(backoff, |asked| asked.max(backoff))

@@ -7,7 +7,6 @@
 //! sooner). Sending is the shared [`chat`](super::chat) sink's.
 
 use crate::sinks::chat::{self, Format};
-use falconer_model::event::Severity;
 use falconer_store::Event;
 use serde_json::{Value, json};
 
@@ -17,26 +16,6 @@ const MAX_MESSAGE: usize = 2800;
 const MAX_FIELD: usize = 1900;
 
 pub struct Slack;
-
-impl Format for Slack {
-    const SECTION: &'static str = "slack";
-
-    fn message(event: &Event, link: Option<&str>) -> Value {
-        message(event, link)
-    }
-}
-
-/// The attachment colour of a severity: red for critical and worse, dark orange for errors,
-/// orange for warnings, yellow for notices, grey below.
-pub fn colour(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Emergency | Severity::Alert | Severity::Critical => "#b71c1c",
-        Severity::Error => "#e65100",
-        Severity::Warning => "#fb8c00",
-        Severity::Notice => "#fdd835",
-        Severity::Informational | Severity::Debug => "#9e9e9e",
-    }
-}
 
 /// Slack's `mrkdwn` control characters escaped (`&`, `<`, `>`), cut to `max` characters.
 fn text(value: &str, max: usize) -> String {
@@ -48,51 +27,54 @@ fn text(value: &str, max: usize) -> String {
     })
 }
 
-/// The message for one event (pure: golden-tested); the context line links to the event's
-/// dashboard page when `link` is given.
-pub fn message(event: &Event, link: Option<&str>) -> Value {
-    let mut facts = chat::facts(event);
-    // Slack shows at most 10 fields; the time has its own.
-    facts.truncate(9);
-    let time = event
-        .time
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let fields: Vec<Value> = facts
+impl Format for Slack {
+    const SECTION: &'static str = "slack";
+
+    /// The context line links to the event's dashboard page when `link` is given.
+    fn message(event: &Event, link: Option<&str>) -> Value {
+        let mut facts = chat::facts(event);
+        // Slack shows at most 10 fields; the time has its own.
+        facts.truncate(9);
+        let time = event
+            .time
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let fields: Vec<Value> = facts
         .into_iter()
         .map(|(name, value)| {
             json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", text(&value, MAX_FIELD))})
         })
         .chain([json!({"type": "mrkdwn", "text": format!("*Time*\n{time}")})])
         .collect();
-    let mut context = match link {
-        Some(link) => format!("<{link}|event `{}`>", event.id),
-        None => format!("event `{}`", event.id),
-    };
-    if !event.tags.is_empty() {
-        context.push_str(" · ");
-        context.push_str(&text(&event.tags.join(", "), MAX_FIELD));
+        let mut context = match link {
+            Some(link) => format!("<{link}|event `{}`>", event.id),
+            None => format!("event `{}`", event.id),
+        };
+        if !event.tags.is_empty() {
+            context.push_str(" · ");
+            context.push_str(&text(&event.tags.join(", "), MAX_FIELD));
+        }
+        let summary = format!(
+            "[{}] {} — {}",
+            event.severity.as_str(),
+            event.rule,
+            chat::place(event)
+        );
+        json!({
+            "text": text(&summary, MAX_FIELD),
+            "attachments": [{
+                "color": format!("#{:06x}", chat::severity_rgb(event.severity)),
+                "blocks": [
+                    {"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                        "*{}*\n{}",
+                        text(&event.rule, 150),
+                        text(&event.message, MAX_MESSAGE)
+                    )}},
+                    {"type": "section", "fields": fields},
+                    {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+                ],
+            }],
+        })
     }
-    let summary = format!(
-        "[{}] {} — {}",
-        event.severity.as_str(),
-        event.rule,
-        chat::place(event)
-    );
-    json!({
-        "text": text(&summary, MAX_FIELD),
-        "attachments": [{
-            "color": colour(event.severity),
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": format!(
-                    "*{}*\n{}",
-                    text(&event.rule, 150),
-                    text(&event.message, MAX_MESSAGE)
-                )}},
-                {"type": "section", "fields": fields},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
-            ],
-        }],
-    })
 }
 
 #[cfg(test)]
@@ -124,8 +106,8 @@ mod tests {
                 ],
             }],
         });
-        assert_eq!(message(&golden_event(), None), golden);
-        let linked = message(
+        assert_eq!(Slack::message(&golden_event(), None), golden);
+        let linked = Slack::message(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
         );
@@ -141,7 +123,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.node = Some("node-1".into());
         e.image = Some("registry.example/web:1".into());
-        let m = message(&e, None);
+        let m = Slack::message(&e, None);
         let blocks = &m["attachments"][0]["blocks"];
         assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 3000);
         assert!(blocks[1]["fields"].as_array().unwrap().len() <= 10);

@@ -16,14 +16,6 @@ const MAX_VALUE: usize = 500;
 
 pub struct Teams;
 
-impl Format for Teams {
-    const SECTION: &'static str = "teams";
-
-    fn message(event: &Event, link: Option<&str>) -> Value {
-        message(event, link)
-    }
-}
-
 /// The title's Adaptive Card colour.
 fn colour(severity: Severity) -> &'static str {
     match severity {
@@ -33,44 +25,47 @@ fn colour(severity: Severity) -> &'static str {
     }
 }
 
-/// The message for one event (pure: golden-tested); an "Open in Falconer" action links to
-/// the event's dashboard page when `link` is given.
-pub fn message(event: &Event, link: Option<&str>) -> Value {
-    let mut facts: Vec<Value> = chat::facts(event)
-        .into_iter()
-        .map(|(title, value)| json!({"title": title, "value": chat::cut(&value, MAX_VALUE)}))
-        .collect();
-    facts.push(json!({
-        "title": "Time",
-        "value": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    }));
-    facts.push(json!({"title": "Event", "value": event.id.to_string()}));
-    let mut message = json!({
-        "type": "message",
-        "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "contentUrl": null,
-            "content": {
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard",
-                "version": "1.4",
-                "msteams": {"width": "Full"},
-                "body": [
-                    {"type": "TextBlock", "text": chat::cut(&event.rule, MAX_TITLE), "weight": "Bolder",
-                     "size": "Medium", "color": colour(event.severity), "wrap": true},
-                    {"type": "TextBlock", "text": chat::cut(&chat::place(event), MAX_TITLE),
-                     "isSubtle": true, "spacing": "None", "wrap": true},
-                    {"type": "TextBlock", "text": chat::cut(&event.message, MAX_MESSAGE), "wrap": true},
-                    {"type": "FactSet", "facts": facts},
-                ],
-            },
-        }],
-    });
-    if let Some(link) = link {
-        message["attachments"][0]["content"]["actions"] =
-            json!([{"type": "Action.OpenUrl", "title": "Open in Falconer", "url": link}]);
+impl Format for Teams {
+    const SECTION: &'static str = "teams";
+
+    /// An "Open in Falconer" action links to the event's dashboard page when `link` is given.
+    fn message(event: &Event, link: Option<&str>) -> Value {
+        let mut facts: Vec<Value> = chat::facts(event)
+            .into_iter()
+            .map(|(title, value)| json!({"title": title, "value": chat::cut(&value, MAX_VALUE)}))
+            .collect();
+        facts.push(json!({
+            "title": "Time",
+            "value": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }));
+        facts.push(json!({"title": "Event", "value": event.id.to_string()}));
+        let mut message = json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "msteams": {"width": "Full"},
+                    "body": [
+                        {"type": "TextBlock", "text": chat::cut(&event.rule, MAX_TITLE), "weight": "Bolder",
+                         "size": "Medium", "color": colour(event.severity), "wrap": true},
+                        {"type": "TextBlock", "text": chat::cut(&chat::place(event), MAX_TITLE),
+                         "isSubtle": true, "spacing": "None", "wrap": true},
+                        {"type": "TextBlock", "text": chat::cut(&event.message, MAX_MESSAGE), "wrap": true},
+                        {"type": "FactSet", "facts": facts},
+                    ],
+                },
+            }],
+        });
+        if let Some(link) = link {
+            message["attachments"][0]["content"]["actions"] =
+                json!([{"type": "Action.OpenUrl", "title": "Open in Falconer", "url": link}]);
+        }
+        message
     }
-    message
 }
 
 #[cfg(test)]
@@ -112,8 +107,8 @@ mod tests {
                 },
             }],
         });
-        assert_eq!(message(&golden_event(), None), golden);
-        let linked = message(
+        assert_eq!(Teams::message(&golden_event(), None), golden);
+        let linked = Teams::message(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
         );

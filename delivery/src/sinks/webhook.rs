@@ -186,19 +186,10 @@ impl BatchPost for Webhook {
 }
 
 async fn answer(response: reqwest::Response, asked: &mut Option<std::time::Duration>) -> Answer {
-    let status = response.status();
-    let action = http::action(status.as_u16());
-    if action == Action::Deliver {
+    if http::action(response.status().as_u16()) == Action::Deliver {
         return Answer::Delivered;
     }
-    let wait = http::retry_after(response.headers(), chrono::Utc::now());
-    *asked = wait.or(*asked);
-    let url = http::redact(response.url());
-    let text = response.text().await.unwrap_or_default();
-    let mut why = format!("POST {url}: HTTP {status}: {}", http::snippet(&text));
-    if let Some(wait) = wait {
-        why.push_str(&format!(" (Retry-After: {} s)", wait.as_secs()));
-    }
+    let (action, why) = http::failure(response, asked).await;
     match action {
         Action::Deliver => Answer::Delivered,
         Action::Retry => Answer::Retry(why),

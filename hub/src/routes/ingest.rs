@@ -251,7 +251,7 @@ async fn accept(
         match parsed {
             Ok(Parsed::Event(mut event)) => match check_time(&event) {
                 Ok(()) => {
-                    caller.stamp(&mut event);
+                    caller.stamp(&mut event, source);
                     events.push(*event)
                 }
                 Err(error) => rejected.push(Rejection { index, error }),
