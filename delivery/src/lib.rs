@@ -12,8 +12,10 @@ pub mod filter;
 #[cfg(test)]
 mod fixtures;
 pub mod metrics;
+pub mod notify;
 pub mod sink;
 pub mod sinks;
+pub mod template;
 pub mod worker;
 
 pub use engine::{ConsumerView, Delivery, Home};

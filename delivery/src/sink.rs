@@ -2,6 +2,7 @@
 //! what happened to each; batching, retries, backoff, dead letters, the cursor and metrics
 //! are the worker's (`worker.rs`), shared by all sinks.
 
+use crate::notify::Summary;
 use falconer_store::Event;
 use std::future::Future;
 
@@ -43,5 +44,21 @@ pub trait Sink: Send + 'static {
     /// 429 or 503), taken once: the worker waits at least this before retrying.
     fn retry_after(&mut self) -> Option<std::time::Duration> {
         None
+    }
+
+    /// Whether the sink sends noise control's summaries ([`Sink::send_summary`]); a
+    /// consumer with `aggregate` or `rateLimit` needs one that does.
+    fn summarizes(&self) -> bool {
+        false
+    }
+
+    /// Sends one summary of folded events; answers like `send` for one item. Only called
+    /// when [`Sink::summarizes`].
+    fn send_summary(&mut self, summary: &Summary) -> impl Future<Output = Outcome> + Send {
+        let why = format!(
+            "this sink does not send summaries (group {})",
+            summary.group
+        );
+        async move { Outcome::Each(vec![ItemResult::Refused(why)]) }
     }
 }

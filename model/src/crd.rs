@@ -13,6 +13,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use crate::event::{Kind, Severity};
+use crate::group::GroupField;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
@@ -526,6 +527,20 @@ pub struct Consumer {
     /// Settings of a `teams` sink (a Teams Workflows webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams: Option<ChatConfig>,
+    /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
+    /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
+    /// Absent: the event's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8192))]
+    pub template: Option<String>,
+    /// Noise control: the first event of a group is sent at once, its repeats within the
+    /// window are folded into one summary sent when the window closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
+    /// Noise control: at most this many messages per period; past it, events are folded
+    /// into their group's next summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Which events this consumer receives. Empty: all of them.
     #[serde(default, skip_serializing_if = "Filter::is_empty")]
     pub filter: Filter,
@@ -689,6 +704,9 @@ impl Consumer {
             slack: None,
             discord: None,
             teams: None,
+            template: None,
+            aggregate: None,
+            rate_limit: None,
             filter: Filter::default(),
             secret_ref: None,
             replay_from: None,
@@ -891,6 +909,61 @@ pub struct ChatConfig {
     /// TLS towards the chat service.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
+}
+
+/// A span of time in whole seconds, minutes or hours: `30s`, `10m`, `1h`.
+const WINDOW_PATTERN: &str = r"^[1-9][0-9]{0,5}(s|m|h)$";
+
+/// `30s`, `10m` or `1h` as a duration; `None` if it is not one.
+pub fn parse_window(text: &str) -> Option<std::time::Duration> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        _ => return None,
+    };
+    let n: u64 = text[..text.len() - 1].parse().ok()?;
+    (n > 0).then(|| std::time::Duration::from_secs(n * unit))
+}
+
+fn default_window() -> String {
+    "60s".into()
+}
+
+fn default_group_by() -> Vec<GroupField> {
+    crate::group::DEFAULT_GROUP_BY.to_vec()
+}
+
+fn default_per() -> String {
+    "1m".into()
+}
+
+/// Folding a group's repeats into one summary per window.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Aggregate {
+    /// How long after a group's first event its repeats are folded, e.g. `60s`, `10m`
+    /// (at most 24h).
+    #[serde(default = "default_window")]
+    #[schemars(regex(pattern = WINDOW_PATTERN))]
+    pub window: String,
+    /// The fields that make a group. Default: rule, cluster, namespace, workload.
+    #[serde(default = "default_group_by")]
+    #[schemars(length(min = 1, max = 8))]
+    pub by: Vec<GroupField>,
+}
+
+/// A ceiling on the messages a consumer sends.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Messages (events and summaries) per period.
+    #[schemars(range(min = 1, max = 100000))]
+    pub messages: u32,
+    /// The period, e.g. `1m`, `1h` (at most 24h).
+    #[serde(default = "default_per")]
+    #[schemars(regex(pattern = WINDOW_PATTERN))]
+    pub per: String,
 }
 
 /// File sink settings.

@@ -7,6 +7,7 @@
 pub mod crd;
 pub mod event;
 pub mod finding;
+pub mod group;
 pub mod names;
 pub mod risk;
 

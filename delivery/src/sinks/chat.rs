@@ -4,6 +4,7 @@
 //! service's message ([`Format`]).
 
 use crate::error::DeliveryError;
+use crate::notify::{Notice, Notifier, Summary};
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::http::{self, Action, chain};
 use crate::sinks::{Declared, FromConsumer};
@@ -33,18 +34,9 @@ pub fn severity_rgb(severity: falconer_model::event::Severity) -> u32 {
 pub trait Format: Send + 'static {
     /// The consumer type and section name, e.g. `slack`.
     const SECTION: &'static str;
-    /// The message for one event, with a link to its dashboard page when the dashboard's
-    /// URL is configured (pure: golden-tested).
-    fn message(event: &Event, link: Option<&str>) -> Value;
-}
-
-/// The dashboard page of `event` under the dashboard's base URL (`ui.external_url`).
-pub fn event_link(dashboard: &str, event: &Event) -> String {
-    format!(
-        "{}/ui/#/events/{}",
-        dashboard.trim_end_matches('/'),
-        event.id
-    )
+    /// The message for one notice: an event or a summary of its group, with a link to
+    /// its dashboard page when the dashboard's URL is configured (pure: golden-tested).
+    fn message(notice: &Notice) -> Value;
 }
 
 /// A chat sink of format `F`.
@@ -52,29 +44,27 @@ pub struct Chat<F: Format> {
     client: reqwest::Client,
     url: reqwest::Url,
     asked: Option<Duration>,
-    /// `ui.external_url`, for links to each event.
-    dashboard: Option<String>,
+    notifier: Notifier,
     format: PhantomData<F>,
 }
 
 impl<F: Format> Chat<F> {
-    pub fn new(client: reqwest::Client, url: reqwest::Url, dashboard: Option<String>) -> Chat<F> {
+    pub fn new(client: reqwest::Client, url: reqwest::Url, notifier: Notifier) -> Chat<F> {
         Chat {
             client,
             url,
             asked: None,
-            dashboard,
+            notifier,
             format: PhantomData,
         }
     }
 
-    async fn post(&mut self, event: &Event) -> Result<(), (Action, String)> {
-        let link = self.dashboard.as_deref().map(|d| event_link(d, event));
+    async fn post(&mut self, notice: &Notice<'_>) -> Result<(), (Action, String)> {
         let sent = self
             .client
             .post(self.url.clone())
             .header("content-type", "application/json")
-            .body(F::message(event, link.as_deref()).to_string())
+            .body(F::message(notice).to_string())
             .send()
             .await;
         let response = sent.map_err(|e| {
@@ -107,7 +97,7 @@ impl<F: Format> FromConsumer for Chat<F> {
         let field = format!("{}.url", F::SECTION);
         let url = http::endpoint(declared, &field, &settings.url)?;
         let client = http::client(declared.name, &settings.tls, declared.secrets)?;
-        Ok(Chat::new(client, url, declared.dashboard.map(String::from)))
+        Ok(Chat::new(client, url, Notifier::new(declared)?))
     }
 }
 
@@ -120,7 +110,8 @@ impl<F: Format> Sink for Chat<F> {
         // In order: after a failure that may pass, the rest waits behind it.
         let mut results = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
-            match self.post(event).await {
+            let notice = self.notifier.event(event);
+            match self.post(&notice).await {
                 Ok(()) => results.push(ItemResult::Delivered),
                 Err((Action::Retry, why)) => {
                     if i == 0 {
@@ -137,6 +128,19 @@ impl<F: Format> Sink for Chat<F> {
 
     fn retry_after(&mut self) -> Option<Duration> {
         self.asked.take()
+    }
+
+    fn summarizes(&self) -> bool {
+        true
+    }
+
+    async fn send_summary(&mut self, summary: &Summary) -> Outcome {
+        let notice = self.notifier.summary(summary);
+        match self.post(&notice).await {
+            Ok(()) => Outcome::Delivered,
+            Err((Action::Retry, why)) => Outcome::Retry(why),
+            Err((_, why)) => Outcome::Each(vec![ItemResult::Refused(why)]),
+        }
     }
 }
 
@@ -218,11 +222,18 @@ pub mod tests {
         e
     }
 
+    /// The notice of `event` without a template, linking to `link` when given.
+    pub fn notice<'a>(event: &'a Event, link: Option<&str>) -> Notice<'a> {
+        let mut notice = Notifier::plain().event(event);
+        notice.link = link.map(String::from);
+        notice
+    }
+
     struct Plain;
     impl Format for Plain {
         const SECTION: &'static str = "slack";
-        fn message(event: &Event, link: Option<&str>) -> Value {
-            serde_json::json!({"text": event.rule, "link": link})
+        fn message(notice: &Notice) -> Value {
+            serde_json::json!({"text": notice.text, "rule": notice.event.rule, "link": notice.link})
         }
     }
 
@@ -230,7 +241,7 @@ pub mod tests {
         Chat::new(
             reqwest::Client::new(),
             url.parse().unwrap(),
-            Some("https://falconer.example/".into()),
+            Notifier::plain().with_dashboard("https://falconer.example/"),
         )
     }
 
@@ -252,7 +263,7 @@ pub mod tests {
         let received = receiver.requests();
         assert_eq!(received.len(), 1);
         let link = format!("https://falconer.example/ui/#/events/{}", e.id);
-        assert_eq!(received[0].body, Plain::message(&e, Some(&link)));
+        assert_eq!(received[0].body, Plain::message(&notice(&e, Some(&link))));
         receiver.stop().await;
     }
 

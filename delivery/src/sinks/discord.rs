@@ -5,8 +5,8 @@
 //! the shared [`chat`](super::chat) sink's. Markdown in the alert's text is rendered as
 //! written.
 
+use crate::notify::Notice;
 use crate::sinks::chat::{self, Format};
-use falconer_store::Event;
 use serde_json::{Value, json};
 
 /// Discord's embed limits: title 256, description 4096, field name 256 / value 1024, 25
@@ -21,7 +21,8 @@ impl Format for Discord {
     const SECTION: &'static str = "discord";
 
     /// The title links to the event's dashboard page when `link` is given.
-    fn message(event: &Event, link: Option<&str>) -> Value {
+    fn message(notice: &Notice) -> Value {
+        let (event, link) = (notice.event, notice.link.as_deref());
         let fields: Vec<Value> = chat::facts(event)
         .into_iter()
         .map(
@@ -35,14 +36,14 @@ impl Format for Discord {
         }
         let mut message = json!({
             "content": chat::cut(
-                &format!("[{}] {} — {}", event.severity.as_str(), event.rule, chat::place(event)),
+                &format!("[{}] {} — {}", notice.severity.as_str(), event.rule, chat::place(event)),
                 MAX_TITLE
             ),
             "allowed_mentions": {"parse": []},
             "embeds": [{
                 "title": chat::cut(&event.rule, MAX_TITLE),
-                "description": chat::cut(&event.message, MAX_DESCRIPTION),
-                "color": chat::severity_rgb(event.severity),
+                "description": chat::cut(&notice.text, MAX_DESCRIPTION),
+                "color": chat::severity_rgb(notice.severity),
                 "fields": fields,
                 "timestamp": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "footer": {"text": footer},
@@ -58,7 +59,7 @@ impl Format for Discord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::chat::tests::golden_event;
+    use crate::sinks::chat::tests::{golden_event, notice};
 
     #[test]
     fn the_message_is_one_severity_coloured_embed_that_pings_no_one() {
@@ -82,11 +83,11 @@ mod tests {
                 "footer": {"text": "event 0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e · container, shell"},
             }],
         });
-        assert_eq!(Discord::message(&golden_event(), None), golden);
-        let linked = Discord::message(
+        assert_eq!(Discord::message(&notice(&golden_event(), None)), golden);
+        let linked = Discord::message(&notice(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
-        );
+        ));
         assert_eq!(
             linked["embeds"][0]["url"],
             "https://falconer.example/ui/#/events/x"
@@ -99,7 +100,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.rule = "r".repeat(1_000);
         e.image = Some("i".repeat(5_000));
-        let embed = &Discord::message(&e, None)["embeds"][0];
+        let embed = &Discord::message(&notice(&e, None))["embeds"][0];
         let mut total = embed["title"].as_str().unwrap().chars().count()
             + embed["description"].as_str().unwrap().chars().count()
             + embed["footer"]["text"].as_str().unwrap().chars().count();

@@ -6,8 +6,8 @@
 //! (retried: the operator fixes the app or URL), `429` with `Retry-After` (retried no
 //! sooner). Sending is the shared [`chat`](super::chat) sink's.
 
+use crate::notify::Notice;
 use crate::sinks::chat::{self, Format};
-use falconer_store::Event;
 use serde_json::{Value, json};
 
 /// Slack accepts 3000 characters in a section's text; the message keeps room for the rule.
@@ -31,7 +31,8 @@ impl Format for Slack {
     const SECTION: &'static str = "slack";
 
     /// The context line links to the event's dashboard page when `link` is given.
-    fn message(event: &Event, link: Option<&str>) -> Value {
+    fn message(notice: &Notice) -> Value {
+        let (event, link) = (notice.event, notice.link.as_deref());
         let mut facts = chat::facts(event);
         // Slack shows at most 10 fields; the time has its own.
         facts.truncate(9);
@@ -55,19 +56,19 @@ impl Format for Slack {
         }
         let summary = format!(
             "[{}] {} — {}",
-            event.severity.as_str(),
+            notice.severity.as_str(),
             event.rule,
             chat::place(event)
         );
         json!({
             "text": text(&summary, MAX_FIELD),
             "attachments": [{
-                "color": format!("#{:06x}", chat::severity_rgb(event.severity)),
+                "color": format!("#{:06x}", chat::severity_rgb(notice.severity)),
                 "blocks": [
                     {"type": "section", "text": {"type": "mrkdwn", "text": format!(
                         "*{}*\n{}",
                         text(&event.rule, 150),
-                        text(&event.message, MAX_MESSAGE)
+                        text(&notice.text, MAX_MESSAGE)
                     )}},
                     {"type": "section", "fields": fields},
                     {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
@@ -80,7 +81,7 @@ impl Format for Slack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::chat::tests::golden_event;
+    use crate::sinks::chat::tests::{golden_event, notice};
 
     #[test]
     fn the_message_is_block_kit_in_a_severity_coloured_attachment_with_a_text_fallback() {
@@ -106,11 +107,11 @@ mod tests {
                 ],
             }],
         });
-        assert_eq!(Slack::message(&golden_event(), None), golden);
-        let linked = Slack::message(
+        assert_eq!(Slack::message(&notice(&golden_event(), None)), golden);
+        let linked = Slack::message(&notice(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
-        );
+        ));
         assert_eq!(
             linked["attachments"][0]["blocks"][2]["elements"][0]["text"],
             "<https://falconer.example/ui/#/events/x|event `0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e`> · container, shell"
@@ -123,7 +124,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.node = Some("node-1".into());
         e.image = Some("registry.example/web:1".into());
-        let m = Slack::message(&e, None);
+        let m = Slack::message(&notice(&e, None));
         let blocks = &m["attachments"][0]["blocks"];
         assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 3000);
         assert!(blocks[1]["fields"].as_array().unwrap().len() <= 10);

@@ -5,9 +5,9 @@
 //! shared [`chat`](super::chat) sink's. TextBlocks render a small markdown subset (bold,
 //! italic, lists, links) of the alert's text as written: Adaptive Cards have no escape.
 
+use crate::notify::Notice;
 use crate::sinks::chat::{self, Format};
 use falconer_model::event::Severity;
-use falconer_store::Event;
 use serde_json::{Value, json};
 
 const MAX_TITLE: usize = 250;
@@ -29,7 +29,8 @@ impl Format for Teams {
     const SECTION: &'static str = "teams";
 
     /// An "Open in Falconer" action links to the event's dashboard page when `link` is given.
-    fn message(event: &Event, link: Option<&str>) -> Value {
+    fn message(notice: &Notice) -> Value {
+        let (event, link) = (notice.event, notice.link.as_deref());
         let mut facts: Vec<Value> = chat::facts(event)
             .into_iter()
             .map(|(title, value)| json!({"title": title, "value": chat::cut(&value, MAX_VALUE)}))
@@ -51,10 +52,10 @@ impl Format for Teams {
                     "msteams": {"width": "Full"},
                     "body": [
                         {"type": "TextBlock", "text": chat::cut(&event.rule, MAX_TITLE), "weight": "Bolder",
-                         "size": "Medium", "color": colour(event.severity), "wrap": true},
+                         "size": "Medium", "color": colour(notice.severity), "wrap": true},
                         {"type": "TextBlock", "text": chat::cut(&chat::place(event), MAX_TITLE),
                          "isSubtle": true, "spacing": "None", "wrap": true},
-                        {"type": "TextBlock", "text": chat::cut(&event.message, MAX_MESSAGE), "wrap": true},
+                        {"type": "TextBlock", "text": chat::cut(&notice.text, MAX_MESSAGE), "wrap": true},
                         {"type": "FactSet", "facts": facts},
                     ],
                 },
@@ -71,7 +72,7 @@ impl Format for Teams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::chat::tests::golden_event;
+    use crate::sinks::chat::tests::{golden_event, notice};
 
     #[test]
     fn the_message_is_an_adaptive_card_with_the_rule_place_message_and_facts() {
@@ -107,11 +108,11 @@ mod tests {
                 },
             }],
         });
-        assert_eq!(Teams::message(&golden_event(), None), golden);
-        let linked = Teams::message(
+        assert_eq!(Teams::message(&notice(&golden_event(), None)), golden);
+        let linked = Teams::message(&notice(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
-        );
+        ));
         assert_eq!(
             linked["attachments"][0]["content"]["actions"],
             json!([{"type": "Action.OpenUrl", "title": "Open in Falconer",
