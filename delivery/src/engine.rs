@@ -228,6 +228,7 @@ impl Delivery {
             metrics: self.inner.metrics.clone(),
             stop: stopped,
             wake: wake.clone(),
+            noise: crate::noise::Noise::new(&d.consumer),
         };
         Running {
             desired: d.clone(),

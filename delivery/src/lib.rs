@@ -12,6 +12,7 @@ pub mod filter;
 #[cfg(test)]
 mod fixtures;
 pub mod metrics;
+pub mod noise;
 pub mod notify;
 pub mod sink;
 pub mod sinks;

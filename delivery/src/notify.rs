@@ -7,6 +7,7 @@ use crate::error::DeliveryError;
 use crate::sinks::Declared;
 use crate::template::Template;
 use chrono::{DateTime, Utc};
+use falconer_model::crd::{Consumer, parse_window};
 use falconer_model::event::{Event, Severity};
 use falconer_model::group::{self, DEFAULT_GROUP_BY, GroupField};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,8 @@ pub struct Summary {
     pub sample: Event,
     /// Events represented by this summary.
     pub folded: u64,
+    /// Whether the group's first event was sent (not when the rate limit held it back).
+    pub first_sent: bool,
     /// The highest severity among them.
     pub severity: Severity,
     pub first_seen: DateTime<Utc>,
@@ -38,12 +41,18 @@ impl Summary {
             (None, _, _, Some(node)) => format!("node {node}"),
             (None, _, _, None) => format!("cluster {}", e.cluster),
         };
-        format!(
-            "{} more of {} on {place} in the last {}",
-            self.folded,
-            e.rule,
-            span(self.last_seen - self.first_seen)
-        )
+        let last = span(self.last_seen - self.first_seen);
+        if self.first_sent {
+            format!(
+                "{} more of {} on {place} in the last {last}",
+                self.folded, e.rule
+            )
+        } else {
+            format!(
+                "{} of {} on {place} in the last {last} (held back by the rate limit)",
+                self.folded, e.rule
+            )
+        }
     }
 }
 
@@ -190,6 +199,61 @@ impl Notifier {
     }
 }
 
+/// Checks a consumer's `template`, `aggregate` and `rateLimit`: only on notification sinks,
+/// a template that compiles, windows of 1 s to 24 h. The error names the field.
+pub fn check(consumer: &Consumer) -> Result<(), (&'static str, String)> {
+    let kind = consumer.sink.as_str();
+    for (key, set) in [
+        ("template", consumer.template.is_some()),
+        ("aggregate", consumer.aggregate.is_some()),
+        ("rateLimit", consumer.rate_limit.is_some()),
+    ] {
+        if set && !consumer.sink.is_notification() {
+            return Err((
+                key,
+                format!("type {kind} sends events as they are; `{key}` is for notification sinks"),
+            ));
+        }
+    }
+    if let Some(source) = &consumer.template {
+        Template::compile(source).map_err(|e| ("template", e))?;
+    }
+    let windows = [
+        (
+            "aggregate.window",
+            consumer.aggregate.as_ref().map(|a| &a.window),
+        ),
+        (
+            "rateLimit.per",
+            consumer.rate_limit.as_ref().map(|r| &r.per),
+        ),
+    ];
+    for (key, window) in windows {
+        if let Some(text) = window {
+            match parse_window(text) {
+                Some(d) if d.as_secs() <= 24 * 3600 => {}
+                _ => {
+                    return Err((
+                        key,
+                        format!("`{text}` is not a span of 1s to 24h (e.g. `60s`, `10m`, `1h`)"),
+                    ));
+                }
+            }
+        }
+    }
+    if consumer.aggregate.as_ref().is_some_and(|a| a.by.is_empty()) {
+        return Err(("aggregate.by", "name at least one field".into()));
+    }
+    if consumer
+        .rate_limit
+        .as_ref()
+        .is_some_and(|r| r.messages == 0)
+    {
+        return Err(("rateLimit.messages", "must be at least 1".into()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +272,7 @@ mod tests {
             group: "g".into(),
             sample,
             folded: 37,
+            first_sent: true,
             severity: Severity::Critical,
             first_seen: first,
             last_seen: first + chrono::TimeDelta::minutes(10),

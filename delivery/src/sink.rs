@@ -46,14 +46,8 @@ pub trait Sink: Send + 'static {
         None
     }
 
-    /// Whether the sink sends noise control's summaries ([`Sink::send_summary`]); a
-    /// consumer with `aggregate` or `rateLimit` needs one that does.
-    fn summarizes(&self) -> bool {
-        false
-    }
-
     /// Sends one summary of folded events; answers like `send` for one item. Only called
-    /// when [`Sink::summarizes`].
+    /// for notification sinks (`SinkType::is_notification`), which must implement it.
     fn send_summary(&mut self, summary: &Summary) -> impl Future<Output = Outcome> + Send {
         let why = format!(
             "this sink does not send summaries (group {})",

@@ -7,6 +7,7 @@ use crate::backoff::Backoff;
 use crate::config::DeliveryConfig;
 use crate::filter::Matcher;
 use crate::metrics::{ConsumerLabel, DeliveryMetrics, ResultLabel};
+use crate::noise::{Admit, Noise};
 use crate::sink::{ItemResult, Outcome, Sink};
 use falconer_model::crd::ConsumerState;
 use falconer_store::{Event, Position, Progress, Start, Store, StoreError};
@@ -90,6 +91,8 @@ pub struct Worker<S: Sink> {
     pub stop: watch::Receiver<bool>,
     /// Poked by the API when dead letters are marked for replay.
     pub wake: Arc<Notify>,
+    /// The consumer's `aggregate`/`rateLimit`, when it has them.
+    pub noise: Option<Noise>,
 }
 
 /// Why a step ended early.
@@ -130,7 +133,13 @@ impl<S: Sink> Worker<S> {
         backoff.reset();
         let (mut position, since) = loop {
             match self.store.ensure_consumer(&self.name, self.start).await {
-                Ok(record) => break (record.position, record.received_since),
+                Ok(record) => {
+                    // What was folded before a restart or a lost lock is summarized still.
+                    if let Some(noise) = &mut self.noise {
+                        noise.restore(record.noise.as_deref(), &self.name);
+                    }
+                    break (record.position, record.received_since);
+                }
                 Err(e) => {
                     self.degrade(&e.to_string());
                     self.pause(backoff.next_delay()).await?;
@@ -181,6 +190,8 @@ impl<S: Sink> Worker<S> {
                     );
                     return Ok(Session::LockLost);
                 }
+                // Caught up: the wall clock closes noise-control windows.
+                self.summarize(position, Some(chrono::Utc::now())).await?;
                 let poll = Duration::from_millis(self.config.poll_interval_ms);
                 tokio::select! {
                     _ = commits.changed() => {}
@@ -236,18 +247,35 @@ impl<S: Sink> Worker<S> {
         let mut rest = selected.into_iter().peekable();
         while rest.peek().is_some() {
             let mut chunk = Vec::with_capacity(size);
+            let mut folded = 0;
             let mut end = last;
-            for (position, event) in rest.by_ref().take(size) {
+            while chunk.len() < size
+                && let Some((position, event)) = rest.next()
+            {
                 end = position;
-                chunk.push(event);
+                match self.noise.as_mut().map(|n| n.admit(&event)) {
+                    Some(Admit::Fold) => folded += 1,
+                    _ => chunk.push(event),
+                }
             }
-            let mut progress = self.send_until_settled(chunk).await?;
+            let mut progress = if chunk.is_empty() {
+                Progress::default()
+            } else {
+                self.send_until_settled(chunk).await?
+            };
+            // A folded event is represented by its group's summary, saved in the state
+            // below until sent.
+            progress.skipped += folded;
+            self.count("folded", folded as u64);
             if rest.peek().is_none() {
                 // The last chunk settles the rest of the read batch, filtered events included.
                 end = last;
                 progress.skipped += filtered;
             }
+            progress.noise = self.noise.as_ref().map(Noise::save);
             self.save(end, progress).await?;
+            // Windows the events just read closed (a backlog moves the clock on its own).
+            self.summarize(end, None).await?;
         }
         Ok(last)
     }
@@ -326,6 +354,61 @@ impl<S: Sink> Worker<S> {
                 }
             }
         }
+    }
+
+    /// Sends the summaries noise control has due at `now` (or at the clock of the events
+    /// read, while catching up), each until it is delivered or refused for good, then saves
+    /// the state at `position`. Stopped meanwhile, the saved state still holds them.
+    async fn summarize(
+        &mut self,
+        position: Position,
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), Interrupted> {
+        let due = match &mut self.noise {
+            Some(noise) => noise.due(now),
+            None => return Ok(()),
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut progress = Progress::default();
+        let label = self.label();
+        for (_, summary) in due {
+            let mut backoff = self.backoff();
+            loop {
+                let reason = match self.sink.send_summary(&summary).await {
+                    Outcome::Delivered => None,
+                    Outcome::Each(results) => match results.into_iter().next() {
+                        Some(ItemResult::Delivered | ItemResult::Skipped(_)) => None,
+                        Some(ItemResult::Refused(why)) => {
+                            let why = format!("summary of {} events: {why}", summary.folded);
+                            tracing::warn!(consumer = %self.name, group = %summary.group, reason = %why,
+                                "Summary refused by the sink; its first event moved to dead letters");
+                            self.count("dead_letter", 1);
+                            progress.dead.push((summary.sample.id, why));
+                            break;
+                        }
+                        Some(ItemResult::Retry(why)) => Some(why),
+                        None => Some("sink answered no result for a summary".into()),
+                    },
+                    Outcome::Retry(why) => Some(why),
+                };
+                let Some(reason) = reason else {
+                    self.count("summary", 1);
+                    break;
+                };
+                progress.retries += 1;
+                self.board.retried(&self.name);
+                self.metrics.retries.get_or_create(&label).inc();
+                self.degrade(&reason);
+                let asked = self.sink.retry_after();
+                let delay = crate::sinks::http::retry_delay(backoff.next_delay(), asked);
+                self.pause(delay).await?;
+            }
+        }
+        self.board.set(&self.name, ConsumerState::Active, None);
+        progress.noise = self.noise.as_ref().map(Noise::save);
+        self.save(position, progress).await
     }
 
     /// Saves the cursor and counters; retried while the store is down (nothing is lost:

@@ -610,6 +610,12 @@ impl SinkType {
         }
     }
 
+    /// Whether the sink sends notices for people (chat, paging, e-mail): these take a
+    /// `template`, `aggregate` and `rateLimit`.
+    pub fn is_notification(self) -> bool {
+        matches!(self, SinkType::Slack | SinkType::Discord | SinkType::Teams)
+    }
+
     /// Keys of the consumer's Secret this sink cannot work without.
     pub fn required_secret_keys(self, consumer: &Consumer) -> Vec<&'static str> {
         match self {

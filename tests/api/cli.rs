@@ -214,3 +214,32 @@ fn a_dashboard_url_with_a_query_is_refused_at_start_naming_the_key() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("https://falconer.example/"), "{out}");
 }
+
+#[test]
+fn a_consumer_template_that_does_not_compile_stops_start_up_naming_the_consumer_field_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("falconer.yaml");
+    let config = "consumers:\n  - name: chat\n    type: slack\n    slack: {url: \"http://127.0.0.1:9/hook\"}\n    template: \"{{ rule }}\\n{{ pood }}\"\n";
+    std::fs::write(&file, config).unwrap();
+    let (code, _, err) = run(falconer().args([
+        "--config",
+        file.to_str().unwrap(),
+        "standalone",
+        "--print-config",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("consumers[0].template: line 2: unknown variable `pood`"),
+        "{err}"
+    );
+    let config = "consumers:\n  - name: files\n    type: stdout\n    aggregate: {window: 60s}\n";
+    std::fs::write(&file, config).unwrap();
+    let (code, _, err) = run(falconer().args([
+        "--config",
+        file.to_str().unwrap(),
+        "standalone",
+        "--print-config",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("consumers[0].aggregate: type stdout"), "{err}");
+}

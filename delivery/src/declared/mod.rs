@@ -97,6 +97,7 @@ pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Resul
             crate::sinks::http::check_endpoint(&parsed, c)
                 .map_err(|why| format!("{field}: {why}"))?;
         }
+        crate::notify::check(c).map_err(|(field, why)| format!("{at}.{field}: {why}"))?;
     }
     Ok(())
 }

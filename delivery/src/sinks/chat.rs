@@ -130,10 +130,6 @@ impl<F: Format> Sink for Chat<F> {
         self.asked.take()
     }
 
-    fn summarizes(&self) -> bool {
-        true
-    }
-
     async fn send_summary(&mut self, summary: &Summary) -> Outcome {
         let notice = self.notifier.summary(summary);
         match self.post(&notice).await {

@@ -67,59 +67,6 @@ pub trait FromConsumer: Sized {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError>;
 }
 
-/// Refuses `template`, `aggregate` and `rateLimit` on a sink that sends no notices, and
-/// windows outside 1 s – 24 h.
-fn check_noise_control(declared: &Declared<'_>, summarizes: bool) -> Result<(), DeliveryError> {
-    let consumer = declared.consumer;
-    let kind = consumer.sink.as_str();
-    for (key, set) in [
-        ("template", consumer.template.is_some()),
-        ("aggregate", consumer.aggregate.is_some()),
-        ("rateLimit", consumer.rate_limit.is_some()),
-    ] {
-        if set && !summarizes {
-            return Err(declared.config(format!(
-                "{key}: type {kind} sends events as they are; `{key}` is for notification sinks"
-            )));
-        }
-    }
-    let windows = [
-        (
-            "aggregate.window",
-            consumer.aggregate.as_ref().map(|a| &a.window),
-        ),
-        (
-            "rateLimit.per",
-            consumer.rate_limit.as_ref().map(|r| &r.per),
-        ),
-    ];
-    for (key, window) in windows {
-        if let Some(text) = window {
-            match falconer_model::crd::parse_window(text) {
-                Some(d) if d.as_secs() <= 24 * 3600 => {}
-                _ => {
-                    return Err(declared.config(format!(
-                        "{key}: `{text}` is not a span of 1s to 24h (e.g. `60s`, `10m`, `1h`)"
-                    )));
-                }
-            }
-        }
-    }
-    if let Some(aggregate) = &consumer.aggregate
-        && aggregate.by.is_empty()
-    {
-        return Err(declared.config("aggregate.by: name at least one field".into()));
-    }
-    if consumer
-        .rate_limit
-        .as_ref()
-        .is_some_and(|r| r.messages == 0)
-    {
-        return Err(declared.config("rateLimit.messages: must be at least 1".into()));
-    }
-    Ok(())
-}
-
 /// Registers every sink: `Variant(module::Sink) = SinkType`. The match on `SinkType` is
 /// exhaustive, so a type without a sink does not compile.
 macro_rules! sinks {
@@ -153,7 +100,8 @@ macro_rules! sinks {
                         <$sink as FromConsumer>::from_consumer(&declared)?
                     ),)*
                 };
-                check_noise_control(&declared, sink.summarizes())?;
+                crate::notify::check(declared.consumer)
+                    .map_err(|(field, why)| declared.config(format!("{field}: {why}")))?;
                 Ok(sink)
             }
         }
@@ -174,12 +122,6 @@ macro_rules! sinks {
             fn retry_after(&mut self) -> Option<std::time::Duration> {
                 match self {
                     $(AnySink::$variant(s) => s.retry_after(),)*
-                }
-            }
-
-            fn summarizes(&self) -> bool {
-                match self {
-                    $(AnySink::$variant(s) => s.summarizes(),)*
                 }
             }
 

@@ -56,6 +56,9 @@ pub struct ConsumerRecord {
     pub last_error: Option<String>,
     pub last_delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// The worker's noise-control state (JSON), saved with the cursor.
+    #[serde(skip)]
+    pub noise: Option<String>,
 }
 
 /// What one step of delivery did; saved atomically with the new cursor.
@@ -68,6 +71,8 @@ pub struct Progress {
     pub dead: Vec<(Uuid, String)>,
     /// `Some(None)` clears the last error, `Some(Some(e))` sets it, `None` leaves it.
     pub last_error: Option<Option<String>>,
+    /// The noise-control state after this step (`None` leaves it).
+    pub noise: Option<String>,
 }
 
 /// An event a consumer's sink refused for good.
@@ -106,7 +111,7 @@ pub(crate) fn first_id_at(time: DateTime<Utc>) -> Uuid {
 }
 
 const CONSUMER_COLUMNS: &str = "name, position_tx, position_id, received_since, delivered, \
-    skipped, retries, dead_letters, last_error, last_delivered_at, created_at";
+    skipped, retries, dead_letters, last_error, last_delivered_at, created_at, noise";
 
 const DEAD_LETTER_COLUMNS: &str =
     "id, consumer, event_id, reason, attempts, created_at, replay_requested";
@@ -143,6 +148,7 @@ fn consumer_from_row<R: Columns>(row: &R) -> Result<ConsumerRecord, StoreError> 
         last_error: row.plain("last_error")?,
         last_delivered_at: row.opt_time("last_delivered_at")?,
         created_at: row.time("created_at")?,
+        noise: row.plain("noise")?,
     })
 }
 

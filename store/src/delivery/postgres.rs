@@ -144,6 +144,7 @@ impl Postgres {
              dead_letters = dead_letters + $7, \
              last_error = CASE WHEN $8 THEN $9 ELSE last_error END, \
              last_delivered_at = CASE WHEN $4 > 0 THEN now() ELSE last_delivered_at END, \
+             noise = CASE WHEN $10 THEN $11 ELSE noise END, \
              updated_at = now() WHERE name = $1",
         )
         .bind(name)
@@ -155,6 +156,8 @@ impl Postgres {
         .bind(progress.dead.len() as i64)
         .bind(progress.last_error.is_some())
         .bind(progress.last_error.clone().flatten())
+        .bind(progress.noise.is_some())
+        .bind(progress.noise.as_deref())
         .execute(&mut *tx)
         .await?;
         if !progress.dead.is_empty() {

@@ -138,6 +138,7 @@ impl Sqlite {
              dead_letters = dead_letters + ?7, \
              last_error = CASE WHEN ?8 THEN ?9 ELSE last_error END, \
              last_delivered_at = CASE WHEN ?4 > 0 THEN ?10 ELSE last_delivered_at END, \
+             noise = CASE WHEN ?11 THEN ?12 ELSE noise END, \
              updated_at = ?10 WHERE name = ?1",
         )
         .bind(name)
@@ -150,6 +151,8 @@ impl Sqlite {
         .bind(progress.last_error.is_some())
         .bind(progress.last_error.clone().flatten())
         .bind(stamp)
+        .bind(progress.noise.is_some())
+        .bind(progress.noise.as_deref())
         .execute(&mut *tx)
         .await?;
         for (event_id, reason) in &progress.dead {

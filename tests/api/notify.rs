@@ -1,0 +1,187 @@
+//! Notification consumers end to end: noise control (`aggregate`, `rateLimit`) through a
+//! real worker and store, across a restart; templates checked at start.
+
+use crate::helpers::{Backend, TestApp, TestDb, alert, consumer, hub_config, wait_until};
+use crate::on_both_stores;
+use falconer_testkit::webhook::WebhookServer;
+use serde_json::{Value, json};
+
+fn slack(receiver: &WebhookServer, noise: Value) -> falconer_delivery::declared::Desired {
+    let mut spec = json!({"name": "chat", "type": "slack", "slack": {"url": receiver.url()}});
+    for (key, value) in noise.as_object().unwrap() {
+        spec[key] = value.clone();
+    }
+    consumer(spec, &[])
+}
+
+/// The text of each Slack message received, in order.
+fn texts(receiver: &WebhookServer) -> Vec<String> {
+    receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            r.body["attachments"][0]["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+async fn post(app: &TestApp, alerts: Vec<Value>) {
+    let reply = app.ingest(json!(alerts).to_string()).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+}
+
+fn burst(rule: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| alert(rule, "2026-05-04T10:00:00Z", &format!("{rule} {i}")))
+        .collect()
+}
+
+async fn a_burst_of_fifty_one_alerts_reaches_slack_as_three_messages_one_counting_the_folded_ones(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let receiver = WebhookServer::start();
+    let chat = slack(&receiver, json!({"aggregate": {"window": "2s"}}));
+    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    // 50 of one rule on one pod, and one other.
+    let mut alerts = burst("Terminal shell in container", 50);
+    alerts.extend(burst("Write below etc", 1));
+    post(&app, alerts).await;
+    wait_until("the summary arrives", || async {
+        texts(&receiver).iter().any(|t| t.contains("49 more of"))
+    })
+    .await;
+    let texts = texts(&receiver);
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts[0].starts_with("*Terminal shell in container*"),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[1].starts_with("*Write below etc*"), "{}", texts[1]);
+    assert!(
+        texts[2].contains("49 more of Terminal shell in container on shop/web-1 in the last"),
+        "{}",
+        texts[2]
+    );
+    let metrics = app.get("/metrics").await.text;
+    for line in [
+        "falconer_delivery_events_total{consumer=\"chat\",sink=\"slack\",result=\"folded\"} 49",
+        "falconer_delivery_events_total{consumer=\"chat\",sink=\"slack\",result=\"summary\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    app.stop().await;
+    receiver.stop().await;
+}
+
+async fn folded_alerts_survive_a_restart_and_are_summarized_after_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let receiver = WebhookServer::start();
+    let noise = json!({"aggregate": {"window": "4s"}});
+    let app = TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![slack(&receiver, noise.clone())],
+    )
+    .await;
+    post(&app, burst("Terminal shell in container", 10)).await;
+    wait_until("the first message arrives", || async {
+        !texts(&receiver).is_empty()
+    })
+    .await;
+    // The folded events are saved with the cursor: stop before the window closes.
+    wait_until("the cursor moved past the burst", || async {
+        app.get("/api/v1/consumers").await.json()["consumers"][0]["skipped"].as_i64() == Some(9)
+    })
+    .await;
+    app.stop().await;
+    assert_eq!(texts(&receiver).len(), 1, "no summary yet");
+
+    let app = TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![slack(&receiver, noise)],
+    )
+    .await;
+    wait_until("the summary arrives after the restart", || async {
+        texts(&receiver).len() >= 2
+    })
+    .await;
+    let texts = texts(&receiver);
+    assert_eq!(
+        texts.len(),
+        2,
+        "the first event is not sent again: {texts:#?}"
+    );
+    assert!(
+        texts[1].contains("9 more of Terminal shell in container"),
+        "{}",
+        texts[1]
+    );
+    app.stop().await;
+    receiver.stop().await;
+}
+
+async fn past_the_rate_limit_alerts_are_held_back_and_counted_in_a_summary(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let receiver = WebhookServer::start();
+    let chat = slack(
+        &receiver,
+        json!({"rateLimit": {"messages": 2, "per": "2s"}}),
+    );
+    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    post(&app, burst("Noisy rule", 6)).await;
+    wait_until("the summary arrives", || async {
+        texts(&receiver).iter().any(|t| t.contains("held back"))
+    })
+    .await;
+    let texts = texts(&receiver);
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts[2].contains("4 of Noisy rule on shop/web-1 in the last")
+            && texts[2].contains("(held back by the rate limit)"),
+        "{}",
+        texts[2]
+    );
+    app.stop().await;
+    receiver.stop().await;
+}
+
+async fn a_template_renders_each_message_and_a_summary_says_what_it_stands_for(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let receiver = WebhookServer::start();
+    let chat = slack(
+        &receiver,
+        json!({"template": "{{ fields['proc.name'] }} in {{ namespace }}/{{ pod }}",
+               "aggregate": {"window": "2s"}}),
+    );
+    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    post(&app, burst("Terminal shell in container", 3)).await;
+    wait_until("the summary arrives", || async {
+        texts(&receiver).len() >= 2
+    })
+    .await;
+    let texts = texts(&receiver);
+    assert_eq!(texts[0], "*Terminal shell in container*\nsh in shop/web-1");
+    assert!(
+        texts[1].contains("2 more of Terminal shell in container")
+            && texts[1].ends_with("sh in shop/web-1"),
+        "{}",
+        texts[1]
+    );
+    app.stop().await;
+    receiver.stop().await;
+}
+
+on_both_stores!(
+    a_burst_of_fifty_one_alerts_reaches_slack_as_three_messages_one_counting_the_folded_ones,
+    folded_alerts_survive_a_restart_and_are_summarized_after_it,
+    past_the_rate_limit_alerts_are_held_back_and_counted_in_a_summary,
+    a_template_renders_each_message_and_a_summary_says_what_it_stands_for,
+);
