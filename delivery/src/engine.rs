@@ -401,20 +401,35 @@ impl Delivery {
     /// Sends one synthetic event through a fresh instance of the consumer's sink (its filter
     /// is not applied) and says what the sink answered.
     pub async fn test(&self, name: &str) -> Result<Outcome, DeliveryError> {
-        let desired = {
-            let running = self.inner.running.lock().map_err(|_| poisoned())?;
-            let failed = self.inner.failed.lock().map_err(|_| poisoned())?;
-            running
-                .get(name)
-                .map(|r| r.desired.clone())
-                .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
-                .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))?
-        };
-        Ok(
-            AnySink::build(&desired, self.inner.home.as_ref(), &self.inner.config)?
-                .send(&[synthetic_event()])
-                .await,
-        )
+        Ok(self.sink_of(name)?.send(&[synthetic_event()]).await)
+    }
+
+    /// What the consumer's sink would send for `event` (the synthetic test event when
+    /// `None`), with its template, without sending it; its filter is not applied.
+    pub fn preview(
+        &self,
+        name: &str,
+        event: Option<&Event>,
+    ) -> Result<(&'static str, serde_json::Value), DeliveryError> {
+        let sink = self.sink_of(name)?;
+        let kind = self.desired_of(name)?.consumer.sink.as_str();
+        Ok((kind, sink.preview(event.unwrap_or(&synthetic_event()))))
+    }
+
+    fn desired_of(&self, name: &str) -> Result<Desired, DeliveryError> {
+        let running = self.inner.running.lock().map_err(|_| poisoned())?;
+        let failed = self.inner.failed.lock().map_err(|_| poisoned())?;
+        running
+            .get(name)
+            .map(|r| r.desired.clone())
+            .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
+            .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))
+    }
+
+    /// A fresh instance of the consumer's sink.
+    fn sink_of(&self, name: &str) -> Result<AnySink, DeliveryError> {
+        let desired = self.desired_of(name)?;
+        AnySink::build(&desired, self.inner.home.as_ref(), &self.inner.config)
     }
 
     async fn measure_lag(&self) {

@@ -46,6 +46,12 @@ pub trait Sink: Send + 'static {
         None
     }
 
+    /// What the sink would send for `event` alone, without sending it (`POST
+    /// /api/v1/consumers/{name}/preview`): by default the event's JSON.
+    fn preview(&self, event: &Event) -> serde_json::Value {
+        serde_json::from_slice(&crate::sinks::event_json(event)).unwrap_or_default()
+    }
+
     /// Sends one summary of folded events; answers like `send` for one item. Only called
     /// for notification sinks (`SinkType::is_notification`), which must implement it.
     fn send_summary(&mut self, summary: &Summary) -> impl Future<Output = Outcome> + Send {

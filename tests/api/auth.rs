@@ -43,6 +43,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
         "operate",
     ),
     ("POST", "/api/v1/consumers/{name}/test", "operate"),
+    ("POST", "/api/v1/consumers/{name}/preview", "read"),
     ("GET", "/api/v1/schemas/agent-event.json", "open"),
     ("GET", "/api/v1/openapi.json", "open"),
     ("GET", "/healthz", "open"),

@@ -179,7 +179,78 @@ async fn a_template_renders_each_message_and_a_summary_says_what_it_stands_for(b
     receiver.stop().await;
 }
 
+async fn a_preview_renders_a_stored_or_posted_event_with_the_template_and_sends_nothing(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let receiver = WebhookServer::start();
+    let chat = slack(
+        &receiver,
+        json!({"template": "{{ rule }} by {{ fields['proc.name'] }}", "filter": {"rules": ["nothing matches"]}}),
+    );
+    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    let reply = app
+        .ingest(alert("Shell", "2026-05-04T10:00:00Z", "x").to_string())
+        .await;
+    let id = reply.ids()[0].clone();
+    let text = |reply: &crate::helpers::Reply| {
+        reply.json()["body"]["attachments"][0]["blocks"][0]["text"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let stored = app
+        .post(
+            "/api/v1/consumers/chat/preview",
+            "application/json",
+            json!({"event_id": id}).to_string(),
+        )
+        .await;
+    assert_eq!(stored.status, 200, "{}", stored.text);
+    assert_eq!(stored.json()["type"], "slack");
+    assert_eq!(text(&stored), "*Shell*\nShell by sh");
+
+    let mut event = app.get(&format!("/api/v1/events/{id}")).await.json();
+    event["rule"] = "Edited".into();
+    let posted = app
+        .post(
+            "/api/v1/consumers/chat/preview",
+            "application/json",
+            json!({"event": event}).to_string(),
+        )
+        .await;
+    assert_eq!(posted.status, 200, "{}", posted.text);
+    assert_eq!(text(&posted), "*Edited*\nEdited by sh");
+
+    for (body, status, field) in [
+        (json!({"event_id": "nope"}), 400, "event_id"),
+        (json!({"event": {"rule": "x"}}), 400, "event"),
+        (json!({"evnt": {}}), 400, "evnt"),
+        (json!({"event_id": uuid::Uuid::now_v7()}), 404, ""),
+    ] {
+        let reply = app
+            .post(
+                "/api/v1/consumers/chat/preview",
+                "application/json",
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text);
+        if !field.is_empty() {
+            assert_eq!(reply.json()["field"], field, "{}", reply.text);
+        }
+    }
+    let unknown = app
+        .post("/api/v1/consumers/nobody/preview", "application/json", "")
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert!(receiver.requests().is_empty(), "a preview sends nothing");
+    app.stop().await;
+    receiver.stop().await;
+}
+
 on_both_stores!(
+    a_preview_renders_a_stored_or_posted_event_with_the_template_and_sends_nothing,
     a_burst_of_fifty_one_alerts_reaches_slack_as_three_messages_one_counting_the_folded_ones,
     folded_alerts_survive_a_restart_and_are_summarized_after_it,
     past_the_rate_limit_alerts_are_held_back_and_counted_in_a_summary,

@@ -130,6 +130,10 @@ impl<F: Format> Sink for Chat<F> {
         self.asked.take()
     }
 
+    fn preview(&self, event: &Event) -> Value {
+        F::message(&self.notifier.event(event))
+    }
+
     async fn send_summary(&mut self, summary: &Summary) -> Outcome {
         let notice = self.notifier.summary(summary);
         match self.post(&notice).await {

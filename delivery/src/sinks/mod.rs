@@ -125,6 +125,12 @@ macro_rules! sinks {
                 }
             }
 
+            fn preview(&self, event: &Event) -> serde_json::Value {
+                match self {
+                    $(AnySink::$variant(s) => s.preview(event),)*
+                }
+            }
+
             async fn send_summary(&mut self, summary: &crate::notify::Summary) -> Outcome {
                 match self {
                     $(AnySink::$variant(s) => s.send_summary(summary).await,)*

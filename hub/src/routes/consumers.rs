@@ -116,6 +116,59 @@ pub async fn test(
     )
 }
 
+/// `POST /api/v1/consumers/{name}/preview`: what the consumer's sink would send, with its
+/// template, for a stored event (`{"event_id": …}`), a posted one (`{"event": …}`, the shape
+/// `GET /api/v1/events/{id}` answers) or the test event (empty body); nothing is sent.
+pub async fn preview(
+    request: HttpRequest,
+    name: Path<String>,
+    body: Bytes,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HubError> {
+    Params::parse(request.query_string(), &[])?;
+    known(&state, &name)?;
+    let event = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| HubError::bad("body", format!("is not valid JSON: {e}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| HubError::bad("body", "must be an object with `event_id` or `event`"))?;
+        if let Some(key) = object.keys().find(|k| *k != "event_id" && *k != "event") {
+            return Err(HubError::bad(
+                key.as_str(),
+                "unknown field; use `event_id` or `event`",
+            ));
+        }
+        match (object.get("event_id"), object.get("event")) {
+            (Some(_), Some(_)) => {
+                return Err(HubError::bad(
+                    "event",
+                    "give `event_id` or `event`, not both",
+                ));
+            }
+            (Some(id), None) => {
+                let id = id
+                    .as_str()
+                    .and_then(|t| t.parse::<uuid::Uuid>().ok())
+                    .ok_or_else(|| HubError::bad("event_id", "must be an event id (a UUID)"))?;
+                let event = state.store.event(id).await?;
+                Some(event.ok_or_else(|| HubError::NotFound(format!("no event with id {id}")))?)
+            }
+            (None, Some(event)) => Some(
+                serde_json::from_str::<falconer_store::Event>(&event.to_string())
+                    .map_err(|e| HubError::bad("event", format!("is not an event: {e}")))?,
+            ),
+            (None, None) => {
+                return Err(HubError::bad("body", "must have `event_id` or `event`"));
+            }
+        }
+    };
+    let (kind, body) = state.delivery.preview(&name, event.as_ref())?;
+    Ok(HttpResponse::Ok().json(json!({ "consumer": name.as_str(), "type": kind, "body": body })))
+}
+
 fn known(state: &AppState, name: &str) -> Result<(), HubError> {
     if state.delivery.is_declared(name) {
         Ok(())

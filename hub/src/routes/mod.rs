@@ -52,6 +52,7 @@ routes! {
     "/api/v1/consumers/{name}/dead-letters" => { GET: consumers::dead_letters [Read] },
     "/api/v1/consumers/{name}/dead-letters/replay" => { POST: consumers::replay [Operate] },
     "/api/v1/consumers/{name}/test" => { POST: consumers::test [Operate] },
+    "/api/v1/consumers/{name}/preview" => { POST: consumers::preview [Read] },
     "/api/v1/schemas/agent-event.json" => { GET: ops::agent_event_schema [Open] },
     "/api/v1/openapi.json" => { GET: ops::openapi [Open] },
     "/healthz" => { GET: ops::healthz [Open] },
