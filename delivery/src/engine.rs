@@ -401,7 +401,9 @@ impl Delivery {
     /// Sends one synthetic event through a fresh instance of the consumer's sink (its filter
     /// is not applied) and says what the sink answered.
     pub async fn test(&self, name: &str) -> Result<Outcome, DeliveryError> {
-        Ok(self.sink_of(name)?.send(&[synthetic_event()]).await)
+        let desired = self.desired_of(name)?;
+        let mut sink = AnySink::build(&desired, self.inner.home.as_ref(), &self.inner.config)?;
+        Ok(sink.send(&[synthetic_event()]).await)
     }
 
     /// What the consumer's sink would send for `event` (the synthetic test event when
@@ -411,8 +413,9 @@ impl Delivery {
         name: &str,
         event: Option<&Event>,
     ) -> Result<(&'static str, serde_json::Value), DeliveryError> {
-        let sink = self.sink_of(name)?;
-        let kind = self.desired_of(name)?.consumer.sink.as_str();
+        let desired = self.desired_of(name)?;
+        let sink = AnySink::build(&desired, self.inner.home.as_ref(), &self.inner.config)?;
+        let kind = desired.consumer.sink.as_str();
         Ok((kind, sink.preview(event.unwrap_or(&synthetic_event()))))
     }
 
@@ -424,12 +427,6 @@ impl Delivery {
             .map(|r| r.desired.clone())
             .or_else(|| failed.get(name).map(|(d, _)| d.clone()))
             .ok_or_else(|| DeliveryError::UnknownConsumer(name.to_string()))
-    }
-
-    /// A fresh instance of the consumer's sink.
-    fn sink_of(&self, name: &str) -> Result<AnySink, DeliveryError> {
-        let desired = self.desired_of(name)?;
-        AnySink::build(&desired, self.inner.home.as_ref(), &self.inner.config)
     }
 
     async fn measure_lag(&self) {

@@ -104,7 +104,8 @@ impl Noise {
     }
 
     /// Events folded and not yet summarized.
-    pub fn pending(&self) -> u64 {
+    #[cfg(test)]
+    fn pending(&self) -> u64 {
         self.state.windows.values().map(|w| w.folded).sum()
     }
 
@@ -234,25 +235,6 @@ impl Noise {
         due.sort_by_key(|(_, s)| s.first_seen);
         due
     }
-
-    /// Puts back a summary that could not be delivered, to be taken again (with whatever
-    /// folded meanwhile).
-    pub fn restore_summary(&mut self, summary: Summary) {
-        let id = summary.group.clone();
-        let at = self.state.clock.unwrap_or(summary.last_seen);
-        let w = self.state.windows.entry(id).or_insert_with(|| Window {
-            closes: at,
-            sample: summary.sample.clone(),
-            first_sent: summary.first_sent,
-            folded: 0,
-            severity: summary.severity,
-            first_seen: summary.first_seen,
-            last_seen: summary.last_seen,
-        });
-        w.folded += summary.folded;
-        w.first_seen = w.first_seen.min(summary.first_seen);
-        w.closes = w.closes.min(at);
-    }
 }
 
 #[cfg(test)]
@@ -355,10 +337,6 @@ mod tests {
         assert_eq!(again.admit(&at("r", "p", 6)), Admit::Fold);
         let due = again.due(Some(at("r", "p", 601).received_at));
         assert_eq!(due[0].1.folded, 5);
-        // Not delivered: put back, taken again with what folded meanwhile.
-        let (_, summary) = due.into_iter().next().unwrap();
-        again.restore_summary(summary);
-        assert_eq!(again.due(None)[0].1.folded, 5);
     }
 
     #[test]

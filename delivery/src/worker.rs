@@ -272,7 +272,12 @@ impl<S: Sink> Worker<S> {
                 end = last;
                 progress.skipped += filtered;
             }
-            progress.noise = self.noise.as_ref().map(Noise::save);
+            // Saved when something folded (what else changed — a window opened, a message
+            // counted against the rate — may be lost to a restart: that repeats a message,
+            // it loses none), so a consumer whose alerts all differ pays nothing.
+            if folded > 0 {
+                progress.noise = self.noise.as_ref().map(Noise::save);
+            }
             self.save(end, progress).await?;
             // Windows the events just read closed (a backlog moves the clock on its own).
             self.summarize(end, None).await?;

@@ -175,29 +175,29 @@ fn a_second_config_file_overrides_the_first_key_by_key() {
     );
 }
 
+/// `falconer --config <file> standalone --print-config`: exit code, stdout, stderr.
+fn print_config_of(file: &std::path::Path) -> (i32, String, String) {
+    run(falconer().args([
+        "--config",
+        file.to_str().unwrap(),
+        "standalone",
+        "--print-config",
+    ]))
+}
+
 #[test]
 fn a_consumer_sending_credentials_over_plain_http_is_refused_at_start_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("falconer.yaml");
     let consumer = "consumers:\n  - name: central\n    type: falconer\n    secretRef: {name: central}\n    falconer: {url: \"http://central.example:8443\"}\n";
     std::fs::write(&file, consumer).unwrap();
-    let (code, _, err) = run(falconer().args([
-        "--config",
-        file.to_str().unwrap(),
-        "standalone",
-        "--print-config",
-    ]));
+    let (code, _, err) = print_config_of(&file);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("consumers[0].falconer.url"), "{err}");
     assert!(err.contains("allowInsecureHttp"), "{err}");
 
     std::fs::write(&file, format!("{consumer}    allowInsecureHttp: true\n")).unwrap();
-    let (code, _, err) = run(falconer().args([
-        "--config",
-        file.to_str().unwrap(),
-        "standalone",
-        "--print-config",
-    ]));
+    let (code, _, err) = print_config_of(&file);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -221,12 +221,7 @@ fn a_consumer_template_that_does_not_compile_stops_start_up_naming_the_consumer_
     let file = dir.path().join("falconer.yaml");
     let config = "consumers:\n  - name: chat\n    type: slack\n    slack: {url: \"http://127.0.0.1:9/hook\"}\n    template: \"{{ rule }}\\n{{ pood }}\"\n";
     std::fs::write(&file, config).unwrap();
-    let (code, _, err) = run(falconer().args([
-        "--config",
-        file.to_str().unwrap(),
-        "standalone",
-        "--print-config",
-    ]));
+    let (code, _, err) = print_config_of(&file);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("consumers[0].template: line 2: unknown variable `pood`"),
@@ -234,12 +229,7 @@ fn a_consumer_template_that_does_not_compile_stops_start_up_naming_the_consumer_
     );
     let config = "consumers:\n  - name: files\n    type: stdout\n    aggregate: {window: 60s}\n";
     std::fs::write(&file, config).unwrap();
-    let (code, _, err) = run(falconer().args([
-        "--config",
-        file.to_str().unwrap(),
-        "standalone",
-        "--print-config",
-    ]));
+    let (code, _, err) = print_config_of(&file);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("consumers[0].aggregate: type stdout"), "{err}");
 }

@@ -14,6 +14,16 @@ fn slack(receiver: &WebhookServer, noise: Value) -> falconer_delivery::declared:
     consumer(spec, &[])
 }
 
+/// A hub on `backend` with one Slack consumer (`noise`: its extra settings) posting to a
+/// receiver.
+async fn chat_hub(backend: Backend, noise: Value) -> (TestDb, WebhookServer, TestApp) {
+    let db = TestDb::new(backend).await;
+    let receiver = WebhookServer::start();
+    let chat = slack(&receiver, noise);
+    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    (db, receiver, app)
+}
+
 /// The text of each Slack message received, in order.
 fn texts(receiver: &WebhookServer) -> Vec<String> {
     receiver
@@ -42,10 +52,7 @@ fn burst(rule: &str, n: usize) -> Vec<Value> {
 async fn a_burst_of_fifty_one_alerts_reaches_slack_as_three_messages_one_counting_the_folded_ones(
     backend: Backend,
 ) {
-    let db = TestDb::new(backend).await;
-    let receiver = WebhookServer::start();
-    let chat = slack(&receiver, json!({"aggregate": {"window": "2s"}}));
-    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    let (_db, receiver, app) = chat_hub(backend, json!({"aggregate": {"window": "2s"}})).await;
     // 50 of one rule on one pod, and one other.
     let mut alerts = burst("Terminal shell in container", 50);
     alerts.extend(burst("Write below etc", 1));
@@ -129,13 +136,8 @@ async fn folded_alerts_survive_a_restart_and_are_summarized_after_it(backend: Ba
 }
 
 async fn past_the_rate_limit_alerts_are_held_back_and_counted_in_a_summary(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let receiver = WebhookServer::start();
-    let chat = slack(
-        &receiver,
-        json!({"rateLimit": {"messages": 2, "per": "2s"}}),
-    );
-    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    let (_db, receiver, app) =
+        chat_hub(backend, json!({"rateLimit": {"messages": 2, "per": "2s"}})).await;
     post(&app, burst("Noisy rule", 6)).await;
     wait_until("the summary arrives", || async {
         texts(&receiver).iter().any(|t| t.contains("held back"))
@@ -154,14 +156,12 @@ async fn past_the_rate_limit_alerts_are_held_back_and_counted_in_a_summary(backe
 }
 
 async fn a_template_renders_each_message_and_a_summary_says_what_it_stands_for(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let receiver = WebhookServer::start();
-    let chat = slack(
-        &receiver,
+    let (_db, receiver, app) = chat_hub(
+        backend,
         json!({"template": "{{ fields['proc.name'] }} in {{ namespace }}/{{ pod }}",
                "aggregate": {"window": "2s"}}),
-    );
-    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    )
+    .await;
     post(&app, burst("Terminal shell in container", 3)).await;
     wait_until("the summary arrives", || async {
         texts(&receiver).len() >= 2
@@ -182,13 +182,7 @@ async fn a_template_renders_each_message_and_a_summary_says_what_it_stands_for(b
 async fn a_preview_renders_a_stored_or_posted_event_with_the_template_and_sends_nothing(
     backend: Backend,
 ) {
-    let db = TestDb::new(backend).await;
-    let receiver = WebhookServer::start();
-    let chat = slack(
-        &receiver,
-        json!({"template": "{{ rule }} by {{ fields['proc.name'] }}", "filter": {"rules": ["nothing matches"]}}),
-    );
-    let app = TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![chat]).await;
+    let (_db, receiver, app) = chat_hub(backend, json!({"template": "{{ rule }} by {{ fields['proc.name'] }}", "filter": {"rules": ["nothing matches"]}})).await;
     let reply = app
         .ingest(alert("Shell", "2026-05-04T10:00:00Z", "x").to_string())
         .await;

@@ -68,12 +68,9 @@ pub async fn replay(
 ) -> Result<HttpResponse, HubError> {
     Params::parse(request.query_string(), &[])?;
     let caller = crate::auth::caller(&request)?;
-    let ids = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| HubError::bad("body", format!("is not valid JSON: {e}")))?;
-        match value.get("ids") {
+    let ids = match optional_json(&body)? {
+        None => None,
+        Some(value) => match value.get("ids") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::Array(items)) => Some(
                 items
@@ -83,7 +80,7 @@ pub async fn replay(
                     .ok_or_else(|| HubError::bad("ids", "must be an array of dead-letter ids"))?,
             ),
             Some(_) => return Err(HubError::bad("ids", "must be an array of dead-letter ids")),
-        }
+        },
     };
     let requested = state.delivery.replay(&name, ids).await?;
     tracing::info!(token = %caller.name, consumer = %name, requested, "Operate: replaying dead letters");
@@ -127,11 +124,7 @@ pub async fn preview(
 ) -> Result<HttpResponse, HubError> {
     Params::parse(request.query_string(), &[])?;
     known(&state, &name)?;
-    let event = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| HubError::bad("body", format!("is not valid JSON: {e}")))?;
+    let event = if let Some(value) = optional_json(&body)? {
         let object = value
             .as_object()
             .ok_or_else(|| HubError::bad("body", "must be an object with `event_id` or `event`"))?;
@@ -164,9 +157,21 @@ pub async fn preview(
                 return Err(HubError::bad("body", "must have `event_id` or `event`"));
             }
         }
+    } else {
+        None
     };
     let (kind, body) = state.delivery.preview(&name, event.as_ref())?;
     Ok(HttpResponse::Ok().json(json!({ "consumer": name.as_str(), "type": kind, "body": body })))
+}
+
+/// An optional JSON body: `None` when empty.
+fn optional_json(body: &Bytes) -> Result<Option<serde_json::Value>, HubError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| HubError::bad("body", format!("is not valid JSON: {e}")))
 }
 
 fn known(state: &AppState, name: &str) -> Result<(), HubError> {
