@@ -489,6 +489,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.discord) || self.type == 'discord'").message("a `discord` section needs type discord"),
     validation = Rule::new("self.type != 'teams' || has(self.teams)").message("type teams needs a `teams` section"),
     validation = Rule::new("!has(self.teams) || self.type == 'teams'").message("a `teams` section needs type teams"),
+    validation = Rule::new("self.type != 'alertmanager' || has(self.alertmanager)").message("type alertmanager needs an `alertmanager` section"),
+    validation = Rule::new("!has(self.alertmanager) || self.type == 'alertmanager'").message("an `alertmanager` section needs type alertmanager"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -527,6 +529,9 @@ pub struct Consumer {
     /// Settings of a `teams` sink (a Teams Workflows webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams: Option<ChatConfig>,
+    /// Settings of an `alertmanager` sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<AlertmanagerConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -580,6 +585,9 @@ pub enum SinkType {
     Discord,
     /// A Microsoft Teams Workflows webhook: one Adaptive Card per event.
     Teams,
+    /// Prometheus Alertmanager's `POST /api/v2/alerts`: one alert per group, kept firing
+    /// while its events come.
+    Alertmanager,
 }
 
 impl SinkType {
@@ -593,6 +601,7 @@ impl SinkType {
         SinkType::Slack,
         SinkType::Discord,
         SinkType::Teams,
+        SinkType::Alertmanager,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -607,13 +616,17 @@ impl SinkType {
             SinkType::Slack => "slack",
             SinkType::Discord => "discord",
             SinkType::Teams => "teams",
+            SinkType::Alertmanager => "alertmanager",
         }
     }
 
-    /// Whether the sink sends notices for people (chat, paging, e-mail): these take a
-    /// `template`, `aggregate` and `rateLimit`.
+    /// Whether the sink sends notices for people (chat, paging, Alertmanager, e-mail):
+    /// these take a `template`, `aggregate` and `rateLimit`.
     pub fn is_notification(self) -> bool {
-        matches!(self, SinkType::Slack | SinkType::Discord | SinkType::Teams)
+        matches!(
+            self,
+            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Alertmanager
+        )
     }
 
     /// Keys of the consumer's Secret this sink cannot work without.
@@ -625,6 +638,11 @@ impl SinkType {
                 _ => Vec::new(),
             },
             SinkType::Falconer => vec!["token"],
+            SinkType::Alertmanager => match consumer.alertmanager.as_ref().map(|a| a.auth) {
+                Some(AlertmanagerAuth::Basic) => vec!["username", "password"],
+                Some(AlertmanagerAuth::Bearer) => vec!["token"],
+                _ => Vec::new(),
+            },
             SinkType::Webhook if consumer.webhook.as_ref().is_some_and(|w| w.sign) => {
                 vec!["hmacKey"]
             }
@@ -640,7 +658,8 @@ pub const URL_SECRET_KEY: &str = "url";
 
 impl Consumer {
     /// The URL written in the consumer's section, for the sinks that have one (`""` when the
-    /// Secret's `url` key gives it); `None` for sinks without a URL.
+    /// Secret's `url` key gives it); `None` for sinks without a URL, and for `alertmanager`,
+    /// whose `url`/`urls` never come from the Secret (its sink checks each).
     pub fn configured_url(&self) -> Option<&str> {
         match self.sink {
             SinkType::Opensearch => self.opensearch.as_ref().map(|o| o.url.as_str()),
@@ -664,7 +683,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 8] {
+    pub fn sections(&self) -> [(SinkType, bool); 9] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -674,6 +693,7 @@ impl Consumer {
             (SinkType::Slack, self.slack.is_some()),
             (SinkType::Discord, self.discord.is_some()),
             (SinkType::Teams, self.teams.is_some()),
+            (SinkType::Alertmanager, self.alertmanager.is_some()),
         ]
     }
 
@@ -710,6 +730,7 @@ impl Consumer {
             slack: None,
             discord: None,
             teams: None,
+            alertmanager: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -913,6 +934,86 @@ pub struct ChatConfig {
     #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
     pub url: String,
     /// TLS towards the chat service.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// How the hub authenticates to Alertmanager.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AlertmanagerAuth {
+    /// No credentials (or only a client certificate from the Secret).
+    #[default]
+    None,
+    /// HTTP basic auth with the Secret's `username` and `password`.
+    Basic,
+    /// `Authorization: Bearer` with the Secret's `token`.
+    Bearer,
+}
+
+fn default_alert_labels() -> Vec<GroupField> {
+    DEFAULT_ALERT_LABELS.to_vec()
+}
+
+fn default_resolve_after() -> String {
+    "5m".into()
+}
+
+/// The event fields an alert is labelled with unless `labels` says otherwise: all bounded.
+pub const DEFAULT_ALERT_LABELS: [GroupField; 6] = [
+    GroupField::Rule,
+    GroupField::Severity,
+    GroupField::Source,
+    GroupField::Cluster,
+    GroupField::Namespace,
+    GroupField::Workload,
+];
+
+/// Alertmanager sink settings: each event (and each summary of folded events) re-sends its
+/// group's alert with a later `endsAt`, so the alert fires while events come and resolves
+/// by itself `resolveAfter` after the last one.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("has(self.url) != has(self.urls)").message("set exactly one of `url` and `urls`"),
+)]
+pub struct AlertmanagerConfig {
+    /// Base URL of the Alertmanager, e.g. `http://alertmanager.monitoring.svc:9093`
+    /// (`/api/v2/alerts` is appended). Exactly one of `url` and `urls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub url: Option<String>,
+    /// Base URLs of several Alertmanagers, tried in turn for each batch: the first that
+    /// accepts it wins; when none does, the batch is retried. Exactly one of `url` and
+    /// `urls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 8),
+        inner(length(min = 1, max = 2048), regex(pattern = r"^https?://\S+$"))
+    )]
+    pub urls: Option<Vec<String>>,
+    /// The event fields the alert is labelled with (`rule` is sent as `alertname`), besides
+    /// `falconer_group`. `node` and `pod` are unbounded (every restart is a new pod): each
+    /// value is another alert in Alertmanager, so they are never a default.
+    #[serde(default = "default_alert_labels")]
+    #[schemars(length(min = 1, max = 8))]
+    pub labels: Vec<GroupField>,
+    /// Static labels added to every alert (e.g. `team: security`), for Alertmanager's
+    /// routes, at most 32. Names are Prometheus label names (`[a-zA-Z_][a-zA-Z0-9_]*`, not
+    /// starting with `__`) and may not be one Falconer sets; the hub checks them when it
+    /// starts the consumer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 32))]
+    pub extra_labels: BTreeMap<String, String>,
+    /// How long after its group's last event (or summary) the alert resolves by itself,
+    /// 1m to 24h: each send sets `endsAt` to now plus this.
+    #[serde(default = "default_resolve_after")]
+    #[schemars(regex(pattern = WINDOW_PATTERN))]
+    pub resolve_after: String,
+    /// Credentials, read from `secretRef`.
+    #[serde(default)]
+    pub auth: AlertmanagerAuth,
+    /// TLS towards Alertmanager.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
 }

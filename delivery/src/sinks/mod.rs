@@ -1,6 +1,7 @@
 //! One module per sink; the module name is the sink's `type` in a Setting and its metric
 //! label.
 
+pub mod alertmanager;
 pub mod chat;
 pub mod discord;
 pub mod falconer;
@@ -150,4 +151,5 @@ sinks! {
     Slack(chat::Chat<slack::Slack>) = Slack,
     Discord(chat::Chat<discord::Discord>) = Discord,
     Teams(chat::Chat<teams::Teams>) = Teams,
+    Alertmanager(alertmanager::Alertmanager) = Alertmanager,
 }
