@@ -19,10 +19,15 @@
 //! - [`webhook`]: an HTTP receiver for the `webhook` sink: takes a JSON event or a JSON array
 //!   of events by `POST` on any path, answers 200, records headers, bodies and event ids, and
 //!   can be told to answer 503 to everything or 400 to events of one rule.
+//!
+//! Not a fake: [`alertmanager`] starts the real Prometheus Alertmanager (Debian's
+//! `prometheus-alertmanager`, installed by `scripts/test`) on a free port and reads its
+//! alerts back.
 
 // Test support: a panic fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alertmanager;
 pub mod kube;
 pub mod opensearch;
 pub mod webhook;

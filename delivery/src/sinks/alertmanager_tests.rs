@@ -390,3 +390,107 @@ fn the_preview_is_the_request_body_for_the_event_alone() {
     assert_eq!(alerts[0]["annotations"]["falconer_url"], LINK);
     assert_eq!(alerts[0]["labels"]["alertname"], e.rule);
 }
+
+// Against a real Alertmanager (testkit::alertmanager).
+
+use falconer_testkit::alertmanager::Alertmanager as RealAlertmanager;
+
+fn millis(now: DateTime<Utc>) -> DateTime<Utc> {
+    at(&time(now))
+}
+
+#[tokio::test]
+async fn an_event_becomes_a_firing_alert_with_its_labels_and_annotations_in_alertmanager() {
+    let real = RealAlertmanager::start().await;
+    let mut am = sink(&[real.url()]);
+    let e = golden_event();
+    assert_eq!(am.send(std::slice::from_ref(&e)).await, Outcome::Delivered);
+    let alerts = real.alerts().await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    let sent = &am.preview(&e)[0];
+    assert_eq!(alert["labels"], sent["labels"]);
+    assert_eq!(alert["labels"]["alertname"], "Terminal shell in container");
+    assert_eq!(alert["labels"]["workload"], "Deployment/web");
+    assert_eq!(alert["annotations"], sent["annotations"]);
+    assert_eq!(alert["annotations"]["falconer_url"], LINK);
+    assert_eq!(alert["generatorURL"], LINK);
+    assert_eq!(alert["startsAt"], "2026-05-04T10:11:12.000Z");
+    assert_eq!(alert["status"]["state"], "active");
+    assert_eq!(alert["receivers"], json!([{"name": "null"}]));
+}
+
+#[tokio::test]
+async fn with_the_first_of_two_alertmanagers_down_the_second_takes_the_alerts() {
+    let mut down = RealAlertmanager::start().await;
+    let up = RealAlertmanager::start().await;
+    down.stop();
+    let mut am = sink(&[down.url(), up.url()]);
+    let events = [golden_event(), crate::fixtures::event("Write below etc")];
+    assert_eq!(am.send(&events).await, Outcome::Delivered);
+    let mut names: Vec<String> = up
+        .alerts()
+        .await
+        .iter()
+        .map(|a| a["labels"]["alertname"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Terminal shell in container", "Write below etc"]);
+}
+
+#[tokio::test]
+async fn each_event_and_summary_moves_end_later_and_without_them_the_alert_resolves() {
+    static NOW: std::sync::Mutex<Option<DateTime<Utc>>> = std::sync::Mutex::new(None);
+    fn clock() -> DateTime<Utc> {
+        NOW.lock().unwrap().unwrap()
+    }
+    let set = |at: DateTime<Utc>| *NOW.lock().unwrap() = Some(at);
+    let real = RealAlertmanager::start().await;
+    let mut am = sink(&[real.url()]);
+    am.clock = clock;
+    let e = golden_event();
+    let now = millis(Utc::now());
+
+    // Its last event 10 minutes ago: ended 5 minutes ago, resolved.
+    set(now - TimeDelta::minutes(10));
+    assert_eq!(am.send(std::slice::from_ref(&e)).await, Outcome::Delivered);
+    assert_eq!(real.alerts().await, Vec::<Value>::new(), "resolved");
+
+    let ends = |alerts: &[Value]| {
+        assert_eq!(alerts.len(), 1, "one group, one alert: {alerts:?}");
+        (
+            at(alerts[0]["startsAt"].as_str().unwrap()),
+            at(alerts[0]["endsAt"].as_str().unwrap()),
+        )
+    };
+    set(now);
+    am.send(std::slice::from_ref(&e)).await;
+    let (started, ended) = ends(&real.alerts().await);
+    assert_eq!(ended, now + TimeDelta::minutes(5), "fires again");
+
+    set(now + TimeDelta::minutes(1));
+    am.send(std::slice::from_ref(&e)).await;
+    let (restarted, ended) = ends(&real.alerts().await);
+    assert_eq!(
+        ended,
+        now + TimeDelta::minutes(6),
+        "a later event, a later end"
+    );
+    assert_eq!(restarted, started, "the same alert");
+
+    set(now + TimeDelta::minutes(2));
+    let summary = Summary {
+        group: am.notifier.event(&e).group,
+        sample: e.clone(),
+        folded: 12,
+        first_sent: true,
+        severity: e.severity,
+        first_seen: e.received_at,
+        last_seen: e.received_at + TimeDelta::minutes(2),
+    };
+    assert_eq!(am.send_summary(&summary).await, Outcome::Delivered);
+    let alerts = real.alerts().await;
+    let (_, ended) = ends(&alerts);
+    assert_eq!(ended, now + TimeDelta::minutes(7), "a summary, a later end");
+    assert_eq!(alerts[0]["annotations"]["falconer_folded"], "12");
+}
