@@ -1,5 +1,6 @@
 //! Notification consumers end to end: noise control (`aggregate`, `rateLimit`) through a
-//! real worker and store, across a restart; templates checked at start.
+//! real worker and store, across a restart; templates checked at start; an `alertmanager`
+//! consumer kept firing by its summaries in a real Alertmanager.
 
 use crate::helpers::{Backend, TestApp, TestDb, alert, consumer, hub_config, wait_until};
 use crate::on_both_stores;
@@ -243,7 +244,93 @@ async fn a_preview_renders_a_stored_or_posted_event_with_the_template_and_sends_
     receiver.stop().await;
 }
 
+/// The one alert Alertmanager fires, once it has one with `check` true.
+async fn firing(
+    am: &falconer_testkit::alertmanager::Alertmanager,
+    what: &str,
+    check: fn(&Value) -> bool,
+) -> Value {
+    wait_until(what, || async { am.alerts().await.iter().any(check) }).await;
+    let alerts = am.alerts().await;
+    assert_eq!(alerts.len(), 1, "one group, one alert: {alerts:#?}");
+    alerts[0].clone()
+}
+
+async fn a_burst_is_one_alertmanager_alert_that_its_summary_keeps_firing_longer(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let am = falconer_testkit::alertmanager::Alertmanager::start().await;
+    let spec = json!({
+        "name": "am", "type": "alertmanager",
+        "alertmanager": {"url": am.url(), "extraLabels": {"team": "security"}},
+        "aggregate": {"window": "2s"},
+    });
+    let app = TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![consumer(spec, &[])],
+    )
+    .await;
+    post(&app, burst("Terminal shell in container", 5)).await;
+    let first = firing(&am, "the first event's alert", |_| true).await;
+    let labels = &first["labels"];
+    assert_eq!(labels["alertname"], "Terminal shell in container");
+    assert_eq!(labels["severity"], "warning");
+    assert_eq!(labels["namespace"], "shop");
+    assert_eq!(labels["team"], "security");
+    assert!(
+        labels["falconer_group"]
+            .as_str()
+            .is_some_and(|g| g.len() == 32),
+        "{labels}"
+    );
+    assert!(
+        labels.get("pod").is_none(),
+        "unbounded, not asked for: {labels}"
+    );
+
+    let summary = firing(&am, "the summary's re-send", |a| {
+        a["annotations"]["falconer_folded"] == "4"
+    })
+    .await;
+    assert_eq!(summary["labels"], first["labels"], "the same alert");
+    assert_eq!(summary["startsAt"], first["startsAt"]);
+    let end =
+        |a: &Value| chrono::DateTime::parse_from_rfc3339(a["endsAt"].as_str().unwrap()).unwrap();
+    assert!(
+        end(&summary) > end(&first),
+        "{} then {}",
+        first["endsAt"],
+        summary["endsAt"]
+    );
+    assert!(
+        summary["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("4 more of Terminal shell in container on shop/web-1"),
+        "{summary}"
+    );
+
+    let id = app
+        .ingest(alert("Shell", "2026-05-04T10:00:00Z", "x").to_string())
+        .await
+        .ids()[0]
+        .clone();
+    let preview = app
+        .post(
+            "/api/v1/consumers/am/preview",
+            "application/json",
+            json!({"event_id": id}).to_string(),
+        )
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    assert_eq!(preview.json()["type"], "alertmanager");
+    assert_eq!(preview.json()["body"][0]["labels"]["alertname"], "Shell");
+    app.stop().await;
+}
+
 on_both_stores!(
+    a_burst_is_one_alertmanager_alert_that_its_summary_keeps_firing_longer,
     a_preview_renders_a_stored_or_posted_event_with_the_template_and_sends_nothing,
     a_burst_of_fifty_one_alerts_reaches_slack_as_three_messages_one_counting_the_folded_ones,
     folded_alerts_survive_a_restart_and_are_summarized_after_it,
