@@ -494,3 +494,79 @@ async fn each_event_and_summary_moves_end_later_and_without_them_the_alert_resol
     assert_eq!(ended, now + TimeDelta::minutes(7), "a summary, a later end");
     assert_eq!(alerts[0]["annotations"]["falconer_folded"], "12");
 }
+
+/// The `alertmanager.yml` block of docs/sinks/alertmanager.md.
+fn documented_config() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sinks/alertmanager.md");
+    let page = std::fs::read_to_string(path).unwrap();
+    let start = page
+        .find("```yaml\n# alertmanager.yml\n")
+        .expect("the documented config")
+        + 8;
+    let end = start + page[start..].find("```").unwrap();
+    page[start..end].to_string()
+}
+
+#[tokio::test]
+async fn the_documented_routes_page_severe_alerts_and_send_the_rest_to_chat() {
+    let real = RealAlertmanager::start_with(&documented_config()).await;
+    let mut am = sink(&[real.url()]);
+    let critical = golden_event();
+    let mut inhibited = golden_event();
+    inhibited.id = uuid::Uuid::now_v7();
+    inhibited.severity = Severity::Warning;
+    let warning = crate::fixtures::event("Write below etc");
+    assert_eq!(
+        am.send(&[critical, inhibited, warning]).await,
+        Outcome::Delivered
+    );
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen = real
+            .alerts()
+            .await
+            .iter()
+            .map(|a| {
+                (
+                    a["labels"]["alertname"].as_str().unwrap().to_string(),
+                    a["labels"]["severity"].as_str().unwrap().to_string(),
+                    a["receivers"][0]["name"].as_str().unwrap().to_string(),
+                    a["status"]["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        seen.sort();
+        if seen.iter().any(|s| s.3 == "suppressed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let row = |a: &str, s: &str, r: &str, state: &str| {
+        (
+            a.to_string(),
+            s.to_string(),
+            r.to_string(),
+            state.to_string(),
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            row(
+                "Terminal shell in container",
+                "critical",
+                "security-pager",
+                "active"
+            ),
+            row(
+                "Terminal shell in container",
+                "warning",
+                "security-chat",
+                "suppressed"
+            ),
+            row("Write below etc", "warning", "security-chat", "active"),
+        ],
+        "{}",
+        real.log()
+    );
+}
