@@ -127,6 +127,29 @@ fn a_consumer_with_another_types_section_is_refused() {
 }
 
 #[test]
+fn an_alertmanager_consumer_names_exactly_one_of_url_and_urls() {
+    let with = |section: Value| {
+        setting(json!([{"name": "am", "type": "alertmanager", "alertmanager": section}]))
+    };
+    for section in [
+        json!({}),
+        json!({"url": "http://am:9093", "urls": ["http://am-1:9093"]}),
+    ] {
+        let error = cel(&with(section.clone()), None).expect_err("refused");
+        assert!(
+            error.contains("set exactly one of `url` and `urls`"),
+            "{section}: {error}"
+        );
+    }
+    cel(&with(json!({"url": "http://am:9093"})), None).expect("one URL");
+    cel(
+        &with(json!({"urls": ["http://am-0:9093", "http://am-1:9093"]})),
+        None,
+    )
+    .expect("several");
+}
+
+#[test]
 fn a_policy_name_longer_than_forty_characters_is_refused() {
     let long = "p".repeat(41);
     let error = cel(&policy(&long, json!({})), None).expect_err("refused");
