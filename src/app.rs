@@ -72,7 +72,8 @@ impl Application {
         kube: Option<Kube>,
     ) -> Result<Application, Error> {
         let mut registry = Registry::default();
-        let store = Store::open(&config.store, &mut registry).await?;
+        let store =
+            Store::open_journaled(&config.store, &config.ingest.journal, &mut registry).await?;
         tracing::info!(store = store.database(), cluster = %config.cluster, "Starting");
         let mut delivery_config = config.delivery.clone();
         delivery_config.dashboard_url = config.ui.external_url.clone();

@@ -228,6 +228,7 @@ impl Config {
         self.hub().validate()?;
         self.analyst.validate()?;
         self.store.validate()?;
+        self.ingest.journal.validate()?;
         self.delivery.validate()?;
         if self.kubernetes.status_interval_secs == 0 {
             return Err("kubernetes.status_interval_secs: must be greater than 0".into());

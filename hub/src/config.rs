@@ -106,6 +106,8 @@ pub struct IngestConfig {
     /// Most distinct clusters one credential may send events for in a UTC day (403 past
     /// it), so a leaked token cannot flood the cluster list; forwarding hubs are exempt.
     pub max_clusters_per_token_per_day: usize,
+    /// The ingest journal in front of PostgreSQL (`docs/operations.md`): on by default.
+    pub journal: falconer_store::JournalConfig,
 }
 
 impl Default for IngestConfig {
@@ -119,6 +121,7 @@ impl Default for IngestConfig {
             body_timeout_secs: 30,
             max_inflight_bytes: 256 * 1024 * 1024,
             max_clusters_per_token_per_day: 50,
+            journal: falconer_store::JournalConfig::default(),
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum HubError {
     RequestTimeout(String),
     #[error("{0}")]
     Unavailable(String),
+    /// No room to keep what was sent durably (the ingest journal is full or its disk is):
+    /// 507 with Retry-After, answered at once.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -61,6 +65,7 @@ impl From<StoreError> for HubError {
         match e {
             StoreError::Overloaded => HubError::Overloaded,
             StoreError::Unavailable(m) => HubError::Unavailable(format!("store unavailable: {m}")),
+            StoreError::JournalFull(m) => HubError::InsufficientStorage(m),
             other => HubError::Internal(other.to_string()),
         }
     }
@@ -80,6 +85,7 @@ impl ResponseError for HubError {
             HubError::Overloaded | HubError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             HubError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             HubError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             HubError::Internal(_) | HubError::Bind { .. } | HubError::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -107,7 +113,7 @@ impl ResponseError for HubError {
             HubError::Overloaded | HubError::Busy(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_OVERLOADED));
             }
-            HubError::Unavailable(_) => {
+            HubError::Unavailable(_) | HubError::InsufficientStorage(_) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_UNAVAILABLE));
             }
             HubError::Unauthorized(_) => {

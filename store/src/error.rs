@@ -8,6 +8,10 @@ pub enum StoreError {
     /// The database cannot be reached or refuses work right now; retrying later may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The ingest journal has no room (the database is behind by `ingest.journal.max_bytes`)
+    /// or cannot be written (its disk): nothing was accepted.
+    #[error("{0}")]
+    JournalFull(String),
     /// The write queue is full: the hub is overloaded.
     #[error("store write queue is full")]
     Overloaded,
@@ -93,6 +97,9 @@ impl StoreError {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Overloaded)
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Overloaded | StoreError::JournalFull(_)
+        )
     }
 }

@@ -14,6 +14,7 @@ pub mod stats;
 
 mod backend;
 mod events;
+mod journal;
 mod metrics;
 mod migrations;
 mod postgres;
@@ -37,6 +38,7 @@ pub use finding::{
     Finding, FindingCursor, FindingPage, FindingQuery, FindingState, Observation, ReportOutcome,
     ReportStored, ScanReport,
 };
+pub use journal::JournalConfig;
 pub use query::{Cursor, EventQuery, Page};
 pub use risk::{
     EXPOSED_TAG, Factor, FactorKind, History, HistoryAnswer, HistoryItem, HistoryQuery, RiskInputs,
@@ -88,16 +90,33 @@ struct Inner {
     commits: watch::Receiver<u64>,
     runtime: Handle,
     database: &'static str,
+    /// The ingest journal in front of PostgreSQL, when on.
+    journal: Option<journal::Journal>,
 }
 
 /// Room in the write queue taken ahead of a write ([`Store::reserve`]); given back when
 /// dropped or, once used, when the write is answered.
 #[derive(Debug)]
-pub struct Reservation(OwnedSemaphorePermit);
+pub struct Reservation(Option<OwnedSemaphorePermit>);
 
 impl Store {
     /// Connects, applies pending migrations and starts the writers on the current runtime.
     pub async fn open(config: &StoreConfig, registry: &mut Registry) -> Result<Store, StoreError> {
+        let off = JournalConfig {
+            enabled: false,
+            ..JournalConfig::default()
+        };
+        Store::open_journaled(config, &off, registry).await
+    }
+
+    /// [`Store::open`] with the ingest journal in front of PostgreSQL when `journal` is
+    /// enabled (the embedded SQLite store never journals): events are acknowledged once
+    /// journaled and loaded into the database behind the acknowledgement.
+    pub async fn open_journaled(
+        config: &StoreConfig,
+        journal: &JournalConfig,
+        registry: &mut Registry,
+    ) -> Result<Store, StoreError> {
         let backend = connect(config).await?;
         let (database, writers) = match &backend {
             Backend::Postgres(db) => {
@@ -129,6 +148,17 @@ impl Store {
         for _ in 0..writers {
             tokio::spawn(writer.clone().run());
         }
+        let journal = match (&backend, journal.enabled) {
+            (Backend::Postgres(_), true) => {
+                let dir = journal
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("journal"));
+                let load = loader(queue.clone(), permits.clone(), config.queue_max_events);
+                Some(journal::Journal::open(&dir, journal, load, registry)?)
+            }
+            _ => None,
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 database,
@@ -139,8 +169,15 @@ impl Store {
                 metrics,
                 commits,
                 runtime: Handle::current(),
+                journal,
             }),
         })
+    }
+
+    /// Whether accepted events go through the ingest journal (and so reach queries after
+    /// the load delay).
+    pub fn journaled(&self) -> bool {
+        self.inner.journal.is_some()
     }
 
     /// Applies pending migrations and returns (`falconer migrate`).
@@ -173,7 +210,13 @@ impl Store {
     /// Takes `n` events' share of `queue_max_events` ahead of the write, so a caller can
     /// refuse work (`Overloaded`) before it spends memory parsing it.
     pub fn reserve(&self, n: usize) -> Result<Reservation, StoreError> {
-        self.permits(n.max(1)).map(Reservation)
+        if let Some(journal) = &self.inner.journal {
+            return match journal.is_full() {
+                true => Err(journal_full()),
+                false => Ok(Reservation(None)),
+            };
+        }
+        self.permits(n.max(1)).map(|p| Reservation(Some(p)))
     }
 
     /// [`Store::insert`] with room reserved beforehand: more events than reserved take
@@ -186,7 +229,13 @@ impl Store {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut permit = reservation.0;
+        if let Some(journal) = &self.inner.journal {
+            return journal.append(events).await;
+        }
+        let mut permit = match reservation.0 {
+            Some(permit) => permit,
+            None => self.permits(events.len())?,
+        };
         if let Some(more) = events
             .len()
             .checked_sub(permit.num_permits())
@@ -244,7 +293,10 @@ impl Store {
     /// True while `queue_max_events` events are waiting or being written: a new write would
     /// be refused, so the hub refuses the request before reading its body.
     pub fn is_full(&self) -> bool {
-        self.inner.permits.available_permits() == 0
+        match &self.inner.journal {
+            Some(journal) => journal.is_full(),
+            None => self.inner.permits.available_permits() == 0,
+        }
     }
 
     fn permits(&self, n: usize) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
@@ -523,6 +575,15 @@ impl Store {
 
     /// Closes the connections once in-flight work has finished.
     pub async fn close(&self) {
+        if let Some(journal) = &self.inner.journal
+            && !journal.close().await
+        {
+            tracing::warn!(
+                wait_secs = journal.drain().as_secs(),
+                "The journal was not loaded into the database before stopping; it is loaded \
+                 at the next start from the same journal directory"
+            );
+        }
         let backend = self.inner.backend.clone();
         let _ = self
             .on_store_runtime(async move {
@@ -542,6 +603,53 @@ impl Store {
             .await
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
+}
+
+fn journal_full() -> StoreError {
+    StoreError::JournalFull("the ingest journal is full: the database is not keeping up".into())
+}
+
+/// The journal's way into the database: each record is one writer job, as a request
+/// would be, waiting for room in the write queue instead of being refused.
+fn loader(
+    queue: mpsc::UnboundedSender<writer::Job>,
+    permits: Arc<Semaphore>,
+    max_pending: usize,
+) -> journal::Load {
+    Box::new(move |records| {
+        let (queue, permits) = (queue.clone(), permits.clone());
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(records.len());
+            for events in records {
+                let n = u32::try_from(events.len().clamp(1, max_pending)).unwrap_or(u32::MAX);
+                let (reply, answer) = oneshot::channel();
+                let sent = match permits.clone().acquire_many_owned(n).await {
+                    Ok(permit) => queue
+                        .send(writer::Job {
+                            events,
+                            reports: Vec::new(),
+                            reply,
+                            _permit: permit,
+                        })
+                        .is_ok(),
+                    Err(_) => false,
+                };
+                answers.push(sent.then_some(answer));
+            }
+            let mut results = Vec::with_capacity(answers.len());
+            for answer in answers {
+                let stopped = || StoreError::Unavailable("store writer has stopped".into());
+                results.push(match answer {
+                    Some(answer) => answer
+                        .await
+                        .map_err(|_| stopped())
+                        .and_then(|r| r.map(drop)),
+                    None => Err(stopped()),
+                });
+            }
+            results
+        })
+    })
 }
 
 async fn connect(config: &StoreConfig) -> Result<Backend, StoreError> {

@@ -10,6 +10,7 @@ mod cli;
 mod dashboard;
 mod delivery;
 mod ingest;
+mod journal;
 mod notify;
 mod opensearch_sink;
 mod ops;

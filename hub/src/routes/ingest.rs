@@ -132,7 +132,12 @@ async fn accept(
     // Overloaded: refuse before reading and parsing the body, so the bodies of requests that
     // would be refused anyway never pile up in memory.
     if state.store.is_full() {
-        return Err(HubError::Overloaded);
+        return Err(match state.store.journaled() {
+            true => HubError::InsufficientStorage(
+                "the ingest journal is full: the database is not keeping up".into(),
+            ),
+            false => HubError::Overloaded,
+        });
     }
     let limits = &state.config.ingest;
     // Reports may be larger than other bodies, when the request names their source: an
@@ -347,6 +352,7 @@ async fn accept(
             let reason = match &error {
                 StoreError::Overloaded => "overloaded",
                 StoreError::Unavailable(_) => "unavailable",
+                StoreError::JournalFull(_) => "journal_full",
                 _ => "error",
             };
             metrics.reject(label.source, reason, count);

@@ -1,0 +1,166 @@
+//! The ingest journal in front of PostgreSQL: Falco is answered 202 while the database is
+//! down, nothing acknowledged is lost across an outage or a restart, and each event is
+//! stored once.
+
+use crate::helpers::{Backend, TestApp, TestDb, alert, hub_config, wait_until};
+use serde_json::json;
+
+/// A hub on `db` journaling into `dir`, small segments so tests cross them.
+async fn journaled(db: &TestDb, dir: &std::path::Path, max_bytes: u64) -> TestApp {
+    let mut hub = hub_config();
+    let journal = &mut hub.ingest.journal;
+    journal.enabled = true;
+    journal.dir = Some(dir.to_path_buf());
+    journal.segment_bytes = 64 * 1024;
+    journal.max_bytes = max_bytes;
+    journal.drain_timeout_secs = 1;
+    TestApp::spawn_with(db, hub, db.store_config()).await
+}
+
+fn alerts(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| alert("journal", "2026-05-04T10:00:00Z", &format!("{prefix} {i}")).to_string())
+        .collect()
+}
+
+async fn stored_once(db: &TestDb, expected: i64) {
+    wait_until("every acknowledged alert is in the database", || async {
+        db.count_events().await >= expected
+    })
+    .await;
+    let mut side = db.side_connection().await;
+    assert_eq!(side.scalar("SELECT count(*) FROM events").await, expected);
+    assert_eq!(
+        side.scalar("SELECT count(DISTINCT dedup_key) FROM events")
+            .await,
+        expected,
+        "an alert was stored twice"
+    );
+}
+
+#[tokio::test]
+async fn alerts_posted_while_postgresql_refuses_connections_are_acknowledged_and_stored_once_after_it_returns()
+ {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = journaled(&db, dir.path(), 64 * 1024 * 1024).await;
+    for body in alerts("before", 300) {
+        assert_eq!(app.ingest(body).await.status, 202);
+    }
+    let outage = db.break_store().await;
+    for body in alerts("during", 300) {
+        let reply = app.ingest(body).await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+    }
+    // Ready while the journal has room: the load balancer keeps sending Falco here.
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json()["journal"], "has room");
+    outage.restore().await;
+    stored_once(&db, 600).await;
+    let metrics = app.get("/metrics").await.text;
+    assert!(
+        metrics.contains("falconer_journal_loaded_events_total 600"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("falconer_journal_load_errors_total"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hub_stopped_during_an_outage_loads_its_journal_after_the_next_start() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = journaled(&db, dir.path(), 64 * 1024 * 1024).await;
+    let outage = db.break_store().await;
+    // Batches as well as single alerts, across several segments.
+    for chunk in alerts("kept", 600).chunks(50) {
+        let body = format!("[{}]", chunk.join(","));
+        assert_eq!(app.ingest(body).await.status, 202);
+    }
+    // The drain gives up while the database is still away: the journal stays on disk.
+    app.stop().await;
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() > 1,
+        "segments were left for the next start"
+    );
+    outage.restore().await;
+    let app = journaled(&db, dir.path(), 64 * 1024 * 1024).await;
+    stored_once(&db, 600).await;
+    // Loaded segments are deleted; the one being written stays.
+    wait_until("loaded segments are deleted", || async {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+            })
+            .count()
+            <= 1
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_journal_answers_507_with_retry_after_at_once_and_takes_alerts_again_once_loaded() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = journaled(&db, dir.path(), 128 * 1024).await;
+    let outage = db.break_store().await;
+    let mut accepted = 0;
+    let mut refused = None;
+    for body in alerts("fill", 2000) {
+        let reply = app.ingest(body).await;
+        match reply.status {
+            202 => accepted += 1,
+            _ => {
+                refused = Some(reply);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the journal filled up");
+    assert_eq!(refused.status, 507, "{}", refused.text);
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("journal is full"),
+        "{}",
+        refused.text
+    );
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 503, "a full journal is not ready");
+    outage.restore().await;
+    stored_once(&db, accepted).await;
+    wait_until("the journal takes alerts again", || async {
+        app.ingest(alerts("after", 1).remove(0)).await.status == 202
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_alert_is_answered_with_the_first_id_before_it_reaches_the_database() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = journaled(&db, dir.path(), 64 * 1024 * 1024).await;
+    let outage = db.break_store().await;
+    let body = json!(alert("retried", "2026-05-04T10:00:00Z", "same")).to_string();
+    let first = app.ingest(body.clone()).await;
+    let second = app.ingest(body).await;
+    assert_eq!(first.status, 202);
+    assert_eq!(second.status, 202);
+    assert_eq!(first.ids(), second.ids());
+    outage.restore().await;
+    stored_once(&db, 1).await;
+    let id = &first.ids()[0];
+    let event = app.get(&format!("/api/v1/events/{id}")).await;
+    assert_eq!(event.status, 200, "{}", event.text);
+    app.stop().await;
+}
