@@ -11,7 +11,7 @@ use crate::sink::{Outcome, Sink};
 use crate::sinks::AnySink;
 use crate::worker::{Board, Worker};
 use falconer_model::crd::ConsumerState;
-use falconer_store::{ConsumerRecord, Event, Kind, Severity, Start, Store};
+use falconer_store::{ConsumerRecord, Event, Kind, Lag, Severity, Start, Store};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -37,9 +37,15 @@ struct Inner {
     /// Consumers the Setting watcher left out before they reached the engine (name
     /// conflicts, missing Secrets), as `Stopped` reports.
     left_out: Mutex<Vec<(Origin, ConsumerReport)>>,
+    /// The consumers' stored records and lag as last read, for when the store does not
+    /// answer in time.
+    stored: Mutex<HashMap<String, (ConsumerRecord, Lag)>>,
     /// The cluster the hub runs in, when it does.
     home: Option<Home>,
 }
+
+/// How long listing consumers waits for the store before answering from what it read last.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The cluster the hub runs in, for sinks that act on it (Phoenix): a client, the cluster's
 /// name (the hub's `cluster`) and the hub's own namespace.
@@ -96,6 +102,7 @@ impl Delivery {
                 running: Mutex::new(BTreeMap::new()),
                 failed: Mutex::new(BTreeMap::new()),
                 left_out: Mutex::new(Vec::new()),
+                stored: Mutex::new(HashMap::new()),
                 home,
             }),
         }
@@ -260,15 +267,22 @@ impl Delivery {
     }
 
     /// Every consumer, running or not, with its state, counters and lag.
+    /// When the store does not answer within [`STORE_WAIT`] (PostgreSQL down), the
+    /// counters and lag are those read last and the state is the workers' live state.
     pub async fn consumers(&self) -> Result<Vec<ConsumerView>, DeliveryError> {
-        let records: HashMap<String, ConsumerRecord> = self
-            .inner
-            .store
-            .consumers()
-            .await?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
+        let stored = match tokio::time::timeout(STORE_WAIT, self.read_stored()).await {
+            Ok(Ok(stored)) => {
+                if let Ok(mut last) = self.inner.stored.lock() {
+                    last.clone_from(&stored);
+                }
+                stored
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "Listing consumers from their last stored state");
+                self.inner.stored.lock().map_err(|_| poisoned())?.clone()
+            }
+            Err(_) => self.inner.stored.lock().map_err(|_| poisoned())?.clone(),
+        };
         let declared: Vec<(Desired, Option<String>)> = {
             let running = self.inner.running.lock().map_err(|_| poisoned())?;
             let failed = self.inner.failed.lock().map_err(|_| poisoned())?;
@@ -281,10 +295,9 @@ impl Delivery {
         let mut views = Vec::with_capacity(declared.len());
         for (d, failure) in declared {
             let name = d.consumer.name.clone();
-            let record = records.get(&name);
-            let lag = match record {
-                Some(r) => self.inner.store.lag(r.position).await?,
-                None => Default::default(),
+            let (record, lag) = match stored.get(&name) {
+                Some((record, lag)) => (Some(record), *lag),
+                None => (None, Lag::default()),
             };
             let live = self.inner.board.get(&name);
             let state = match (&failure, &live) {
@@ -312,7 +325,7 @@ impl Delivery {
         }
         if let Ok(left_out) = self.inner.left_out.lock() {
             for (origin, report) in left_out.iter() {
-                let record = records.get(&report.name);
+                let record = stored.get(&report.name).map(|(r, _)| r);
                 views.push(ConsumerView {
                     name: report.name.clone(),
                     sink: "unknown",
@@ -331,6 +344,16 @@ impl Delivery {
         }
         views.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(views)
+    }
+
+    /// Every stored consumer record with its lag.
+    async fn read_stored(&self) -> Result<HashMap<String, (ConsumerRecord, Lag)>, DeliveryError> {
+        let mut stored = HashMap::new();
+        for record in self.inner.store.consumers().await? {
+            let lag = self.inner.store.lag(record.position).await?;
+            stored.insert(record.name.clone(), (record, lag));
+        }
+        Ok(stored)
     }
 
     /// The consumers' state in the shape of `Setting` status, with where each was declared.

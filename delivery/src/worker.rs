@@ -178,18 +178,19 @@ impl<S: Sink> Worker<S> {
                 }
             };
             backoff.reset();
+            // Before every batch: a lock whose connection is gone (a PostgreSQL restart) is
+            // lost, and another replica may already deliver to this consumer. Start again,
+            // without delivering meanwhile.
+            if !lock.is_held().await {
+                tracing::warn!(consumer = %self.name, "Consumer lock lost; restarting delivery");
+                self.board.set(
+                    &self.name,
+                    ConsumerState::Pending,
+                    Some("consumer lock lost".into()),
+                );
+                return Ok(Session::LockLost);
+            }
             if batch.is_empty() {
-                if !lock.is_held().await {
-                    // The lock's connection is gone, and with it the lock: another replica
-                    // may take over. Start again, without delivering meanwhile.
-                    tracing::warn!(consumer = %self.name, "Consumer lock lost; restarting delivery");
-                    self.board.set(
-                        &self.name,
-                        ConsumerState::Pending,
-                        Some("consumer lock lost".into()),
-                    );
-                    return Ok(Session::LockLost);
-                }
                 // Caught up: the wall clock closes noise-control windows.
                 self.summarize(position, Some(chrono::Utc::now())).await?;
                 let poll = Duration::from_millis(self.config.poll_interval_ms);
@@ -345,6 +346,8 @@ impl<S: Sink> Worker<S> {
                 None => {
                     self.board.set(&self.name, ConsumerState::Active, None);
                     self.metrics.degraded.get_or_create(&label).set(0);
+                    // Delivered: an outage's error is over, in the store too.
+                    progress.last_error = Some(None);
                     return Ok(progress);
                 }
                 Some(reason) => {

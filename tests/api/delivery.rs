@@ -178,7 +178,10 @@ async fn a_webhook_outage_degrades_the_consumer_and_loses_nothing(backend: Backe
         "the consumer is active again, its retries counted",
         || async {
             let view = consumer_view(&app, "hook").await;
-            view["state"] == "Active" && view["retries"].as_i64().is_some_and(|n| n > 0)
+            // The outage's error is over: not shown from the live state nor from the store.
+            view["state"] == "Active"
+                && view["retries"].as_i64().is_some_and(|n| n > 0)
+                && view["last_error"].is_null()
         },
     )
     .await;

@@ -164,3 +164,33 @@ async fn a_retried_alert_is_answered_with_the_first_id_before_it_reaches_the_dat
     assert_eq!(event.status, 200, "{}", event.text);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn consumers_are_listed_from_their_last_known_state_while_postgresql_is_down() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let hook = falconer_testkit::webhook::WebhookServer::start();
+    let spec = json!({"name": "hook", "type": "webhook", "webhook": {"url": hook.url()}});
+    let app = crate::helpers::TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![crate::helpers::consumer(spec, &[])],
+    )
+    .await;
+    for body in alerts("listed", 3) {
+        assert_eq!(app.ingest(body).await.status, 202);
+    }
+    wait_until("the consumer delivered and saved its cursor", || async {
+        app.get("/api/v1/consumers").await.json()["consumers"][0]["delivered"] == 3
+    })
+    .await;
+    let outage = db.break_store().await;
+    let listed = app.get("/api/v1/consumers").await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let view = &listed.json()["consumers"][0];
+    assert_eq!(view["name"], "hook");
+    assert_eq!(view["delivered"], 3, "the counters last read");
+    outage.restore().await;
+    app.stop().await;
+    hook.stop().await;
+}
