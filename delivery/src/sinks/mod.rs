@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod discord;
+pub mod email;
 pub mod falconer;
 pub mod file;
 pub mod http;
@@ -150,4 +151,5 @@ sinks! {
     Slack(chat::Chat<slack::Slack>) = Slack,
     Discord(chat::Chat<discord::Discord>) = Discord,
     Teams(chat::Chat<teams::Teams>) = Teams,
+    Email(email::Email) = Email,
 }
