@@ -19,10 +19,13 @@
 //! - [`webhook`]: an HTTP receiver for the `webhook` sink: takes a JSON event or a JSON array
 //!   of events by `POST` on any path, answers 200, records headers, bodies and event ids, and
 //!   can be told to answer 503 to everything or 400 to events of one rule.
+//! - [`smtp`]: not a fake: aiosmtpd, a standalone SMTP server, run as a process with
+//!   STARTTLS or implicit TLS, optional AUTH and scripted replies per recipient.
 
 // Test support: a panic fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod kube;
 pub mod opensearch;
+pub mod smtp;
 pub mod webhook;

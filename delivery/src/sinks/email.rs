@@ -278,6 +278,8 @@ pub struct Email {
     server: String,
     /// Removed from every error text, should a server echo it.
     password: Option<String>,
+    /// Longest conversation for one message: a few answers' `timeout`s.
+    deadline: Duration,
 }
 
 impl FromConsumer for Email {
@@ -339,6 +341,7 @@ impl FromConsumer for Email {
             notifier: Notifier::new(declared)?,
             server: format!("{host}:{port}"),
             password,
+            deadline: timeout * 3,
         })
     }
 }
@@ -410,9 +413,20 @@ impl Email {
             let why = format!("email: the message cannot be built: {}", http::chain(&e));
             (Action::Refuse, why)
         })?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
+        // lettre's timeout is per read; this bounds the whole conversation of one message
+        // (a server that stops answering after STARTTLS would otherwise hold the worker).
+        let sent = tokio::time::timeout(self.deadline, self.transport.send(message)).await;
+        match sent {
+            Err(_) => Err((
+                Action::Retry,
+                format!(
+                    "SMTP {}: no complete answer within {} s",
+                    self.server,
+                    self.deadline.as_secs()
+                ),
+            )),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
                 let why = format!("SMTP {}: {}", self.server, http::chain(&e));
                 Err((action(&e), self.scrub(why)))
             }

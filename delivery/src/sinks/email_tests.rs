@@ -255,3 +255,226 @@ fn smtp_credentials_are_read_from_the_secret_when_present_and_never_required() {
     }
     assert!(SinkType::Email.is_notification());
 }
+
+// ---------------------------------------------------------------------------------------
+// Against a real SMTP server (aiosmtpd, `falconer_testkit::smtp`)
+
+use falconer_testkit::smtp::{Options, Security, SmtpServer};
+
+const PASSWORD: &str = "s3cr3t-Pa55";
+
+/// An e-mail sink for `server` on `host`, with the server's CA and these SMTP credentials.
+fn sink_for(
+    server: &SmtpServer,
+    host: &str,
+    tls: &str,
+    credentials: Option<(&str, &str)>,
+) -> Email {
+    let c = consumer(json!({
+        "host": host, "port": server.port, "tls": tls, "timeout": "10s",
+        "from": "Falconer <alerts@falconer.example>",
+        "to": ["sec@example.com", "oncall@example.com"], "cc": ["audit@example.com"],
+    }));
+    let mut secrets = vec![("ca.crt", server.ca_pem.as_str())];
+    if let Some((user, password)) = credentials {
+        secrets.extend([("username", user), ("password", password)]);
+    }
+    if server.ca_pem.is_empty() {
+        secrets.clear();
+    }
+    build(&c, &secrets).unwrap()
+}
+
+fn authenticated() -> Options {
+    Options {
+        auth: Some(("falconer".into(), PASSWORD.into())),
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn a_mail_sent_over_starttls_with_auth_is_received_with_both_parts_recipients_and_ids() {
+    let server = SmtpServer::with(authenticated());
+    let mut sink = sink_for(
+        &server,
+        "localhost",
+        "starttls",
+        Some(("falconer", PASSWORD)),
+    );
+    let e = golden_event();
+    assert_eq!(
+        sink.send(std::slice::from_ref(&e)).await,
+        Outcome::Each(vec![ItemResult::Delivered])
+    );
+    let received = server.messages();
+    assert_eq!(received.len(), 1);
+    let m = &received[0];
+    assert!(m.tls && m.authenticated, "STARTTLS then AUTH");
+    assert_eq!(m.mail_from, "alerts@falconer.example");
+    assert_eq!(
+        m.rcpt_tos,
+        ["sec@example.com", "oncall@example.com", "audit@example.com"]
+    );
+    assert_eq!(m.content_type, "multipart/alternative");
+    let expected = sink.addressing.mail(&sink.notifier.event(&e), None);
+    assert_eq!(m.headers["Subject"], expected.subject);
+    assert_eq!(
+        m.headers["Message-ID"],
+        "<event.0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e@falconer.example>"
+    );
+    assert_eq!(m.headers["In-Reply-To"], expected.thread);
+    assert_eq!(m.headers["References"], expected.thread);
+    assert_eq!(m.headers["X-Falconer-Group"], expected.group);
+    assert_eq!(m.headers["To"], "sec@example.com, oncall@example.com");
+    // Lines travel as CRLF, as SMTP wants them.
+    let lf = |part: &Option<String>| part.as_deref().unwrap_or_default().replace("\r\n", "\n");
+    assert_eq!(lf(&m.text), expected.text);
+    assert_eq!(lf(&m.html), expected.html);
+
+    // Sent again (a retry after a lost answer): the same Message-ID, so clients show one.
+    sink.send(std::slice::from_ref(&e)).await;
+    let again = server.messages();
+    assert_eq!(again[1].headers["Message-ID"], m.headers["Message-ID"]);
+}
+
+#[tokio::test]
+async fn implicit_tls_delivers_and_a_summary_threads_with_its_group() {
+    let server = SmtpServer::with(Options {
+        security: Security::Implicit,
+        ..Options::default()
+    });
+    let mut sink = sink_for(&server, "127.0.0.1", "tls", None);
+    let e = golden_event();
+    let summary = Summary {
+        group: sink.notifier.event(&e).group,
+        sample: e.clone(),
+        folded: 4,
+        first_sent: true,
+        severity: e.severity,
+        first_seen: e.received_at,
+        last_seen: e.received_at + chrono::TimeDelta::seconds(30),
+    };
+    assert_eq!(
+        sink.send(std::slice::from_ref(&e)).await,
+        Outcome::Each(vec![ItemResult::Delivered])
+    );
+    assert_eq!(sink.send_summary(&summary).await, Outcome::Delivered);
+    let received = server.messages();
+    assert_eq!(received.len(), 2);
+    assert!(received.iter().all(|m| m.tls && !m.authenticated));
+    assert_eq!(
+        received[0].headers["In-Reply-To"],
+        received[1].headers["In-Reply-To"]
+    );
+    assert_ne!(
+        received[0].headers["Message-ID"],
+        received[1].headers["Message-ID"]
+    );
+    assert!(
+        received[1].headers["Subject"]
+            .starts_with("[critical] 4 more of Terminal shell in container"),
+        "{}",
+        received[1].headers["Subject"]
+    );
+}
+
+#[tokio::test]
+async fn a_550_for_a_mailbox_goes_to_the_dead_letters_with_the_servers_text() {
+    let mut options = authenticated();
+    options.answers = vec![(
+        "oncall@example.com".into(),
+        "550 5.1.1 <oncall@example.com>: no such user".into(),
+    )];
+    let server = SmtpServer::with(options);
+    let mut sink = sink_for(
+        &server,
+        "localhost",
+        "starttls",
+        Some(("falconer", PASSWORD)),
+    );
+    let events = [golden_event(), golden_event()];
+    let Outcome::Each(results) = sink.send(&events).await else {
+        panic!("a 550 is answered per message");
+    };
+    assert_eq!(results.len(), 2, "the next message is tried too");
+    for result in results {
+        let ItemResult::Refused(why) = result else {
+            panic!("refused for good: {result:?}");
+        };
+        assert!(why.contains("550") && why.contains("no such user"), "{why}");
+        assert!(
+            why.contains(&format!("SMTP localhost:{}", server.port)),
+            "{why}"
+        );
+        assert!(!why.contains(PASSWORD), "{why}");
+    }
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_451_or_a_server_that_is_down_is_retried() {
+    let mut options = authenticated();
+    options.answers = vec![("sec@example.com".into(), "451 4.3.0 try again later".into())];
+    let server = SmtpServer::with(options);
+    let mut sink = sink_for(
+        &server,
+        "localhost",
+        "starttls",
+        Some(("falconer", PASSWORD)),
+    );
+    let Outcome::Retry(why) = sink.send(&[golden_event()]).await else {
+        panic!("a 451 is retried");
+    };
+    assert!(
+        why.contains("451") && why.contains("try again later"),
+        "{why}"
+    );
+    let summary_of = |e: &Event| Summary {
+        group: "g".into(),
+        sample: e.clone(),
+        folded: 2,
+        first_sent: true,
+        severity: e.severity,
+        first_seen: e.received_at,
+        last_seen: e.received_at,
+    };
+    assert!(matches!(
+        sink.send_summary(&summary_of(&golden_event())).await,
+        Outcome::Retry(_)
+    ));
+
+    let port = server.port;
+    server.stop();
+    let Outcome::Retry(why) = sink.send(&[golden_event()]).await else {
+        panic!("a server that is down is retried");
+    };
+    assert!(why.contains(&format!("SMTP localhost:{port}")), "{why}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_retried_for_the_operator_and_never_named() {
+    let server = SmtpServer::with(authenticated());
+    let wrong = "wr0ng-Pa55word";
+    let mut sink = sink_for(&server, "localhost", "starttls", Some(("falconer", wrong)));
+    let Outcome::Retry(why) = sink.send(&[golden_event()]).await else {
+        panic!("an authentication failure waits for the operator");
+    };
+    assert!(why.contains("535"), "{why}");
+    assert!(!why.contains(wrong) && !why.contains(PASSWORD), "{why}");
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_certificate_the_secret_does_not_vouch_for_is_retried_not_trusted() {
+    let server = SmtpServer::start();
+    let c = consumer(json!({
+        "host": "localhost", "port": server.port, "from": "a@falconer.example",
+        "to": ["b@example.com"], "timeout": "10s",
+    }));
+    let mut sink = build(&c, &[]).unwrap();
+    assert!(matches!(
+        sink.send(&[golden_event()]).await,
+        Outcome::Retry(_)
+    ));
+    assert!(server.messages().is_empty());
+}
