@@ -165,3 +165,27 @@ fn the_agents_namespace_cannot_change_after_creation() {
     assert!(error.contains("namespace is immutable"), "{error}");
     cel(&old, Some(&old)).expect("unchanged is fine");
 }
+
+#[test]
+fn an_email_consumer_without_tls_is_refused_to_a_remote_server_unless_plaintext_is_allowed() {
+    let mail = |email: Value| setting(json!([{"name": "mail", "type": "email", "email": email}]));
+    let remote = json!({"host": "smtp.example.com", "tls": "none", "from": "a@example.com",
+                        "to": ["b@example.com"]});
+    let error = cel(&mail(remote.clone()), None).expect_err("refused");
+    assert!(error.contains("allowPlaintext"), "{error}");
+    let mut allowed = remote.clone();
+    allowed["allowPlaintext"] = json!(true);
+    cel(&mail(allowed), None).expect("accepted with the opt-in");
+    let mut local = remote.clone();
+    local["host"] = json!("127.0.0.1");
+    cel(&mail(local), None).expect("loopback is fine");
+    let mut starttls = remote;
+    starttls["tls"] = json!("starttls");
+    cel(&mail(starttls), None).expect("TLS is fine");
+    let error =
+        cel(&setting(json!([{"name": "mail", "type": "email"}])), None).expect_err("refused");
+    assert!(
+        error.contains("type email needs an `email` section"),
+        "{error}"
+    );
+}

@@ -491,6 +491,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.teams) || self.type == 'teams'").message("a `teams` section needs type teams"),
     validation = Rule::new("self.type != 'alertmanager' || has(self.alertmanager)").message("type alertmanager needs an `alertmanager` section"),
     validation = Rule::new("!has(self.alertmanager) || self.type == 'alertmanager'").message("an `alertmanager` section needs type alertmanager"),
+    validation = Rule::new("self.type != 'email' || has(self.email)").message("type email needs an `email` section"),
+    validation = Rule::new("!has(self.email) || self.type == 'email'").message("an `email` section needs type email"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -532,6 +534,9 @@ pub struct Consumer {
     /// Settings of an `alertmanager` sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// Settings of an `email` sink (SMTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -588,6 +593,8 @@ pub enum SinkType {
     /// Prometheus Alertmanager's `POST /api/v2/alerts`: one alert per group, kept firing
     /// while its events come.
     Alertmanager,
+    /// E-mail through an SMTP server: one message per event.
+    Email,
 }
 
 impl SinkType {
@@ -602,6 +609,7 @@ impl SinkType {
         SinkType::Discord,
         SinkType::Teams,
         SinkType::Alertmanager,
+        SinkType::Email,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -617,6 +625,7 @@ impl SinkType {
             SinkType::Discord => "discord",
             SinkType::Teams => "teams",
             SinkType::Alertmanager => "alertmanager",
+            SinkType::Email => "email",
         }
     }
 
@@ -625,8 +634,17 @@ impl SinkType {
     pub fn is_notification(self) -> bool {
         matches!(
             self,
-            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Alertmanager
+            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Alertmanager | SinkType::Email
         )
+    }
+
+    /// Keys of the consumer's Secret this sink reads when present, besides the required
+    /// ones and the TLS keys: the `email` sink's SMTP credentials (both or neither).
+    pub fn optional_secret_keys(self) -> &'static [&'static str] {
+        match self {
+            SinkType::Email => &["username", "password"],
+            _ => &[],
+        }
     }
 
     /// Keys of the consumer's Secret this sink cannot work without.
@@ -683,7 +701,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 9] {
+    pub fn sections(&self) -> [(SinkType, bool); 10] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -694,6 +712,7 @@ impl Consumer {
             (SinkType::Discord, self.discord.is_some()),
             (SinkType::Teams, self.teams.is_some()),
             (SinkType::Alertmanager, self.alertmanager.is_some()),
+            (SinkType::Email, self.email.is_some()),
         ]
     }
 
@@ -731,6 +750,7 @@ impl Consumer {
             discord: None,
             teams: None,
             alertmanager: None,
+            email: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -766,6 +786,12 @@ impl Consumer {
     pub fn readable_secret_keys(&self) -> Vec<String> {
         let mut keys = self.required_secret_keys();
         keys.extend(TLS_SECRET_KEYS.map(String::from));
+        keys.extend(
+            self.sink
+                .optional_secret_keys()
+                .iter()
+                .map(|k| String::from(*k)),
+        );
         if self.configured_url().is_some() {
             keys.push(URL_SECRET_KEY.into());
         }
@@ -1016,6 +1042,83 @@ pub struct AlertmanagerConfig {
     /// TLS towards Alertmanager.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
+}
+
+/// The most recipients (`to` and `cc` each) of an `email` consumer.
+pub const MAX_EMAIL_RECIPIENTS: usize = 50;
+
+/// How the `email` sink protects its SMTP connection.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTls {
+    /// Plain connection upgraded with `STARTTLS`, which the server must offer (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte, "implicit TLS" (port 465).
+    Tls,
+    /// No TLS (port 25): to loopback only unless `allowPlaintext` is set.
+    None,
+}
+
+impl EmailTls {
+    /// The port of this mode unless the consumer sets one.
+    pub fn default_port(self) -> u16 {
+        match self {
+            EmailTls::Starttls => 587,
+            EmailTls::Tls => 465,
+            EmailTls::None => 25,
+        }
+    }
+}
+
+/// Settings of an `email` sink: one message per event (or summary) through an SMTP server.
+/// SMTP credentials are the `username` and `password` keys of `secretRef` (both or neither);
+/// its `ca.crt` is trusted besides the system roots.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("self.tls != 'none' || (has(self.allowPlaintext) && self.allowPlaintext) || self.host in ['localhost', '127.0.0.1', '::1']").message("tls: none sends mail and credentials in clear: only to loopback, unless allowPlaintext is true"),
+)]
+pub struct EmailConfig {
+    /// SMTP server (relay) host name; with TLS, the name its certificate must carry.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// SMTP port. Absent: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none`.
+    #[serde(default)]
+    pub tls: EmailTls,
+    /// Allow `tls: none` to a host other than loopback: messages (and credentials, when the
+    /// Secret has them) then travel in clear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext: bool,
+    /// Skip verification of the server's certificate (tests only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+    /// The sender, `alerts@example.com` or `Falconer <alerts@example.com>`.
+    #[schemars(length(min = 3, max = 320))]
+    pub from: String,
+    /// Recipients (1 to 50 addresses).
+    #[schemars(length(min = 1, max = 50))]
+    pub to: Vec<String>,
+    /// Copy recipients (at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub cc: Vec<String>,
+    /// Put before every subject, e.g. `[prod]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub subject_prefix: Option<String>,
+    /// Longest wait for each answer of the server, e.g. `30s` (at most 5m).
+    #[serde(default = "default_email_timeout")]
+    #[schemars(regex(pattern = WINDOW_PATTERN))]
+    pub timeout: String,
+}
+
+fn default_email_timeout() -> String {
+    "30s".into()
 }
 
 /// A span of time in whole seconds, minutes or hours: `30s`, `10m`, `1h`.

@@ -23,6 +23,8 @@
 //! Not a fake: [`alertmanager`] starts the real Prometheus Alertmanager (Debian's
 //! `prometheus-alertmanager`, installed by `scripts/test`) on a free port and reads its
 //! alerts back.
+//! - [`smtp`]: not a fake: aiosmtpd, a standalone SMTP server, run as a process with
+//!   STARTTLS or implicit TLS, optional AUTH and scripted replies per recipient.
 
 // Test support: a panic fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,4 +32,5 @@
 pub mod alertmanager;
 pub mod kube;
 pub mod opensearch;
+pub mod smtp;
 pub mod webhook;

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod dashboard;
 mod delivery;
+mod email;
 mod ingest;
 mod journal;
 mod notify;

@@ -29,7 +29,8 @@
 //!   tokens), so a
 //!   rotated credential reaches `desired` without a restart. Only the keys a sink reads are
 //!   copied: those it requires (`Consumer::required_secret_keys`: the sink's and a webhook's
-//!   `secretHeaders`) and, when present, `ca.crt`, `tls.crt`, `tls.key` and (HTTP sinks) `url`
+//!   `secretHeaders`) and, when present, `ca.crt`, `tls.crt`, `tls.key` and (HTTP sinks) `url`,
+//!   and a sink's optional keys (`email`: `username`, `password`)
 //!   (`Consumer::readable_secret_keys`). Config-file
 //!   consumers read theirs from the environment (`declared::secrets_from_env`).
 //! - `StatusWriter` applies `status.consumers` with server-side apply under the field manager

@@ -4,6 +4,7 @@
 pub mod alertmanager;
 pub mod chat;
 pub mod discord;
+pub mod email;
 pub mod falconer;
 pub mod file;
 pub mod http;
@@ -152,4 +153,5 @@ sinks! {
     Discord(chat::Chat<discord::Discord>) = Discord,
     Teams(chat::Chat<teams::Teams>) = Teams,
     Alertmanager(alertmanager::Alertmanager) = Alertmanager,
+    Email(email::Email) = Email,
 }
