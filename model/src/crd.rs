@@ -634,7 +634,11 @@ impl SinkType {
     pub fn is_notification(self) -> bool {
         matches!(
             self,
-            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Alertmanager | SinkType::Email
+            SinkType::Slack
+                | SinkType::Discord
+                | SinkType::Teams
+                | SinkType::Alertmanager
+                | SinkType::Email
         )
     }
 
