@@ -489,6 +489,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.discord) || self.type == 'discord'").message("a `discord` section needs type discord"),
     validation = Rule::new("self.type != 'teams' || has(self.teams)").message("type teams needs a `teams` section"),
     validation = Rule::new("!has(self.teams) || self.type == 'teams'").message("a `teams` section needs type teams"),
+    validation = Rule::new("self.type != 'pagerduty' || has(self.pagerduty)").message("type pagerduty needs a `pagerduty` section"),
+    validation = Rule::new("!has(self.pagerduty) || self.type == 'pagerduty'").message("a `pagerduty` section needs type pagerduty"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -527,6 +529,10 @@ pub struct Consumer {
     /// Settings of a `teams` sink (a Teams Workflows webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams: Option<ChatConfig>,
+    /// Settings of a `pagerduty` sink (Events API v2; the routing key is the Secret's
+    /// `routingKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagerduty: Option<PagerDutyConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -580,6 +586,8 @@ pub enum SinkType {
     Discord,
     /// A Microsoft Teams Workflows webhook: one Adaptive Card per event.
     Teams,
+    /// PagerDuty Events API v2: one alert per group, triggered by each of its events.
+    Pagerduty,
 }
 
 impl SinkType {
@@ -593,6 +601,7 @@ impl SinkType {
         SinkType::Slack,
         SinkType::Discord,
         SinkType::Teams,
+        SinkType::Pagerduty,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -607,13 +616,17 @@ impl SinkType {
             SinkType::Slack => "slack",
             SinkType::Discord => "discord",
             SinkType::Teams => "teams",
+            SinkType::Pagerduty => "pagerduty",
         }
     }
 
     /// Whether the sink sends notices for people (chat, paging, e-mail): these take a
     /// `template`, `aggregate` and `rateLimit`.
     pub fn is_notification(self) -> bool {
-        matches!(self, SinkType::Slack | SinkType::Discord | SinkType::Teams)
+        matches!(
+            self,
+            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Pagerduty
+        )
     }
 
     /// Keys of the consumer's Secret this sink cannot work without.
@@ -625,6 +638,7 @@ impl SinkType {
                 _ => Vec::new(),
             },
             SinkType::Falconer => vec!["token"],
+            SinkType::Pagerduty => vec!["routingKey"],
             SinkType::Webhook if consumer.webhook.as_ref().is_some_and(|w| w.sign) => {
                 vec!["hmacKey"]
             }
@@ -649,6 +663,7 @@ impl Consumer {
                 self.chat().map(|c| c.url.as_str())
             }
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
+            SinkType::Pagerduty => self.pagerduty.as_ref().map(|p| p.url.as_str()),
             _ => None,
         }
     }
@@ -664,7 +679,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 8] {
+    pub fn sections(&self) -> [(SinkType, bool); 9] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -674,6 +689,7 @@ impl Consumer {
             (SinkType::Slack, self.slack.is_some()),
             (SinkType::Discord, self.discord.is_some()),
             (SinkType::Teams, self.teams.is_some()),
+            (SinkType::Pagerduty, self.pagerduty.is_some()),
         ]
     }
 
@@ -710,6 +726,7 @@ impl Consumer {
             slack: None,
             discord: None,
             teams: None,
+            pagerduty: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -915,6 +932,34 @@ pub struct ChatConfig {
     /// TLS towards the chat service.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
+}
+
+fn default_pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".into()
+}
+
+/// Settings of a `pagerduty` sink: PagerDuty's Events API v2. The integration's routing
+/// key is the `routingKey` key of `secretRef`.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// Where events are sent: `https://events.eu.pagerduty.com/v2/enqueue` for an EU
+    /// account. Empty: the `url` key of `secretRef`.
+    #[serde(default = "default_pagerduty_url")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// TLS towards PagerDuty.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        PagerDutyConfig {
+            url: default_pagerduty_url(),
+            tls: SinkTls::default(),
+        }
+    }
 }
 
 /// A span of time in whole seconds, minutes or hours: `30s`, `10m`, `1h`.

@@ -13,6 +13,7 @@ mod ingest;
 mod notify;
 mod opensearch_sink;
 mod ops;
+mod paging;
 mod query;
 mod retention;
 mod risk;

@@ -67,6 +67,12 @@ pub trait Format: Sized + Send + Sync + 'static {
     /// its dashboard page when the dashboard's URL is configured (pure: golden-tested).
     fn message(&self, notice: &Notice) -> Value;
 
+    /// What `POST /api/v1/consumers/{name}/preview` shows for a notice: the message, with
+    /// any credential it carries masked (read access must not reveal it).
+    fn preview(&self, notice: &Notice) -> Value {
+        self.message(notice)
+    }
+
     /// What each request carries besides the JSON body (e.g. a credential header): by
     /// default nothing.
     fn request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -176,7 +182,7 @@ impl<F: Format> Sink for Chat<F> {
     }
 
     fn preview(&self, event: &Event) -> Value {
-        self.format.message(&self.notifier.event(event))
+        self.format.preview(&self.notifier.event(event))
     }
 
     async fn send_summary(&mut self, summary: &Summary) -> Outcome {

@@ -7,6 +7,7 @@ pub mod falconer;
 pub mod file;
 pub mod http;
 pub mod opensearch;
+pub mod pagerduty;
 pub mod phoenix;
 pub mod slack;
 pub mod teams;
@@ -150,4 +151,5 @@ sinks! {
     Slack(chat::Chat<slack::Slack>) = Slack,
     Discord(chat::Chat<discord::Discord>) = Discord,
     Teams(chat::Chat<teams::Teams>) = Teams,
+    PagerDuty(chat::Chat<pagerduty::PagerDuty>) = Pagerduty,
 }
