@@ -491,6 +491,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.teams) || self.type == 'teams'").message("a `teams` section needs type teams"),
     validation = Rule::new("self.type != 'pagerduty' || has(self.pagerduty)").message("type pagerduty needs a `pagerduty` section"),
     validation = Rule::new("!has(self.pagerduty) || self.type == 'pagerduty'").message("a `pagerduty` section needs type pagerduty"),
+    validation = Rule::new("self.type != 'opsgenie' || has(self.opsgenie)").message("type opsgenie needs an `opsgenie` section"),
+    validation = Rule::new("!has(self.opsgenie) || self.type == 'opsgenie'").message("an `opsgenie` section needs type opsgenie"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -533,6 +535,9 @@ pub struct Consumer {
     /// `routingKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagerduty: Option<PagerDutyConfig>,
+    /// Settings of an `opsgenie` sink (Alert API; the API key is the Secret's `apiKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opsgenie: Option<OpsgenieConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -588,6 +593,8 @@ pub enum SinkType {
     Teams,
     /// PagerDuty Events API v2: one alert per group, triggered by each of its events.
     Pagerduty,
+    /// Opsgenie Alert API: one alert per group, its repeats counted on it.
+    Opsgenie,
 }
 
 impl SinkType {
@@ -602,6 +609,7 @@ impl SinkType {
         SinkType::Discord,
         SinkType::Teams,
         SinkType::Pagerduty,
+        SinkType::Opsgenie,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -617,6 +625,7 @@ impl SinkType {
             SinkType::Discord => "discord",
             SinkType::Teams => "teams",
             SinkType::Pagerduty => "pagerduty",
+            SinkType::Opsgenie => "opsgenie",
         }
     }
 
@@ -625,7 +634,11 @@ impl SinkType {
     pub fn is_notification(self) -> bool {
         matches!(
             self,
-            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Pagerduty
+            SinkType::Slack
+                | SinkType::Discord
+                | SinkType::Teams
+                | SinkType::Pagerduty
+                | SinkType::Opsgenie
         )
     }
 
@@ -639,6 +652,7 @@ impl SinkType {
             },
             SinkType::Falconer => vec!["token"],
             SinkType::Pagerduty => vec!["routingKey"],
+            SinkType::Opsgenie => vec!["apiKey"],
             SinkType::Webhook if consumer.webhook.as_ref().is_some_and(|w| w.sign) => {
                 vec!["hmacKey"]
             }
@@ -664,6 +678,7 @@ impl Consumer {
             }
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
             SinkType::Pagerduty => self.pagerduty.as_ref().map(|p| p.url.as_str()),
+            SinkType::Opsgenie => self.opsgenie.as_ref().map(|o| o.url.as_str()),
             _ => None,
         }
     }
@@ -679,7 +694,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 9] {
+    pub fn sections(&self) -> [(SinkType, bool); 10] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -690,6 +705,7 @@ impl Consumer {
             (SinkType::Discord, self.discord.is_some()),
             (SinkType::Teams, self.teams.is_some()),
             (SinkType::Pagerduty, self.pagerduty.is_some()),
+            (SinkType::Opsgenie, self.opsgenie.is_some()),
         ]
     }
 
@@ -727,6 +743,7 @@ impl Consumer {
             discord: None,
             teams: None,
             pagerduty: None,
+            opsgenie: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -958,6 +975,78 @@ impl Default for PagerDutyConfig {
         PagerDutyConfig {
             url: default_pagerduty_url(),
             tls: SinkTls::default(),
+        }
+    }
+}
+
+fn default_opsgenie_url() -> String {
+    "https://api.opsgenie.com/v2/alerts".into()
+}
+
+/// Settings of an `opsgenie` sink: Opsgenie's Alert API. The API key (of an API
+/// integration) is the `apiKey` key of `secretRef`.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpsgenieConfig {
+    /// Where alerts are created: `https://api.eu.opsgenie.com/v2/alerts` for an EU
+    /// account. Empty: the `url` key of `secretRef`.
+    #[serde(default = "default_opsgenie_url")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// Tags added to every alert, besides the event's own (at most 20 in all are sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub tags: Vec<String>,
+    /// Who is notified, e.g. `[{type: team, name: security}]`. Empty: the integration's
+    /// own team and rules decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub responders: Vec<OpsgenieResponder>,
+    /// TLS towards Opsgenie.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+impl Default for OpsgenieConfig {
+    fn default() -> Self {
+        OpsgenieConfig {
+            url: default_opsgenie_url(),
+            tags: Vec::new(),
+            responders: Vec::new(),
+            tls: SinkTls::default(),
+        }
+    }
+}
+
+/// A team, user, escalation or schedule an Opsgenie alert is routed to, by name (a user
+/// by username).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpsgenieResponder {
+    #[serde(rename = "type")]
+    pub kind: OpsgenieResponderType,
+    /// The team's, escalation's or schedule's name, or the user's username.
+    #[schemars(length(min = 1, max = 200))]
+    pub name: String,
+}
+
+/// The kinds of Opsgenie responder.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OpsgenieResponderType {
+    Team,
+    User,
+    Escalation,
+    Schedule,
+}
+
+impl OpsgenieResponderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpsgenieResponderType::Team => "team",
+            OpsgenieResponderType::User => "user",
+            OpsgenieResponderType::Escalation => "escalation",
+            OpsgenieResponderType::Schedule => "schedule",
         }
     }
 }

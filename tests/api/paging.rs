@@ -1,4 +1,4 @@
-//! Paging and chat consumers of one POST per notice (`pagerduty`, …) end to end: through a
+//! Paging and chat consumers of one POST per notice (`pagerduty`, `opsgenie`, …) end to end: through a
 //! real hub, its worker, noise control and store, to the testkit's webhook receiver.
 
 use crate::helpers::{Backend, TestApp, TestDb, alert, consumer, hub_config, wait_until};
@@ -99,4 +99,30 @@ async fn a_burst_pages_pagerduty_once_and_its_summary_re_triggers_the_same_alert
     receiver.stop().await;
 }
 
-on_both_stores!(a_burst_pages_pagerduty_once_and_its_summary_re_triggers_the_same_alert,);
+async fn an_opsgenie_alert_carries_the_secrets_key_and_the_groups_alias(backend: Backend) {
+    let (_db, receiver, app) = hub(
+        backend,
+        json!({"type": "opsgenie", "opsgenie": {"tags": ["falconer"]},
+               "secretRef": {"name": "og"}}),
+        &[("apiKey", "G3N13K3Y")],
+    )
+    .await;
+    post(&app, burst("Write below etc", 1)).await;
+    wait_until("the alert arrives", || async {
+        !receiver.requests().is_empty()
+    })
+    .await;
+    let sent = &receiver.requests()[0];
+    assert_eq!(sent.headers["authorization"], "GenieKey G3N13K3Y");
+    assert_eq!(sent.body["alias"].as_str().unwrap().len(), 32);
+    assert_eq!(sent.body["priority"], "P4");
+    assert_eq!(sent.body["tags"], json!(["test", "falconer"]));
+    assert_eq!(sent.body["source"], "Falconer");
+    app.stop().await;
+    receiver.stop().await;
+}
+
+on_both_stores!(
+    a_burst_pages_pagerduty_once_and_its_summary_re_triggers_the_same_alert,
+    an_opsgenie_alert_carries_the_secrets_key_and_the_groups_alias,
+);

@@ -7,6 +7,7 @@ pub mod falconer;
 pub mod file;
 pub mod http;
 pub mod opensearch;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod phoenix;
 pub mod slack;
@@ -152,4 +153,5 @@ sinks! {
     Discord(chat::Chat<discord::Discord>) = Discord,
     Teams(chat::Chat<teams::Teams>) = Teams,
     PagerDuty(chat::Chat<pagerduty::PagerDuty>) = Pagerduty,
+    Opsgenie(chat::Chat<opsgenie::Opsgenie>) = Opsgenie,
 }
