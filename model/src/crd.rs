@@ -493,6 +493,10 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.alertmanager) || self.type == 'alertmanager'").message("an `alertmanager` section needs type alertmanager"),
     validation = Rule::new("self.type != 'email' || has(self.email)").message("type email needs an `email` section"),
     validation = Rule::new("!has(self.email) || self.type == 'email'").message("an `email` section needs type email"),
+    validation = Rule::new("self.type != 'pagerduty' || has(self.pagerduty)").message("type pagerduty needs a `pagerduty` section"),
+    validation = Rule::new("!has(self.pagerduty) || self.type == 'pagerduty'").message("a `pagerduty` section needs type pagerduty"),
+    validation = Rule::new("self.type != 'opsgenie' || has(self.opsgenie)").message("type opsgenie needs an `opsgenie` section"),
+    validation = Rule::new("!has(self.opsgenie) || self.type == 'opsgenie'").message("an `opsgenie` section needs type opsgenie"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -537,6 +541,13 @@ pub struct Consumer {
     /// Settings of an `email` sink (SMTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailConfig>,
+    /// Settings of a `pagerduty` sink (Events API v2; the routing key is the Secret's
+    /// `routingKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pagerduty: Option<PagerDutyConfig>,
+    /// Settings of an `opsgenie` sink (Alert API; the API key is the Secret's `apiKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opsgenie: Option<OpsgenieConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -595,6 +606,10 @@ pub enum SinkType {
     Alertmanager,
     /// E-mail through an SMTP server: one message per event.
     Email,
+    /// PagerDuty Events API v2: one alert per group, triggered by each of its events.
+    Pagerduty,
+    /// Opsgenie Alert API: one alert per group, its repeats counted on it.
+    Opsgenie,
 }
 
 impl SinkType {
@@ -610,6 +625,8 @@ impl SinkType {
         SinkType::Teams,
         SinkType::Alertmanager,
         SinkType::Email,
+        SinkType::Pagerduty,
+        SinkType::Opsgenie,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -626,6 +643,8 @@ impl SinkType {
             SinkType::Teams => "teams",
             SinkType::Alertmanager => "alertmanager",
             SinkType::Email => "email",
+            SinkType::Pagerduty => "pagerduty",
+            SinkType::Opsgenie => "opsgenie",
         }
     }
 
@@ -639,6 +658,8 @@ impl SinkType {
                 | SinkType::Teams
                 | SinkType::Alertmanager
                 | SinkType::Email
+                | SinkType::Pagerduty
+                | SinkType::Opsgenie
         )
     }
 
@@ -665,6 +686,8 @@ impl SinkType {
                 Some(AlertmanagerAuth::Bearer) => vec!["token"],
                 _ => Vec::new(),
             },
+            SinkType::Pagerduty => vec!["routingKey"],
+            SinkType::Opsgenie => vec!["apiKey"],
             SinkType::Webhook if consumer.webhook.as_ref().is_some_and(|w| w.sign) => {
                 vec!["hmacKey"]
             }
@@ -690,6 +713,8 @@ impl Consumer {
                 self.chat().map(|c| c.url.as_str())
             }
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
+            SinkType::Pagerduty => self.pagerduty.as_ref().map(|p| p.url.as_str()),
+            SinkType::Opsgenie => self.opsgenie.as_ref().map(|o| o.url.as_str()),
             _ => None,
         }
     }
@@ -705,7 +730,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 10] {
+    pub fn sections(&self) -> [(SinkType, bool); 12] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -717,6 +742,8 @@ impl Consumer {
             (SinkType::Teams, self.teams.is_some()),
             (SinkType::Alertmanager, self.alertmanager.is_some()),
             (SinkType::Email, self.email.is_some()),
+            (SinkType::Pagerduty, self.pagerduty.is_some()),
+            (SinkType::Opsgenie, self.opsgenie.is_some()),
         ]
     }
 
@@ -755,6 +782,8 @@ impl Consumer {
             teams: None,
             alertmanager: None,
             email: None,
+            pagerduty: None,
+            opsgenie: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -1048,6 +1077,25 @@ pub struct AlertmanagerConfig {
     pub tls: SinkTls,
 }
 
+fn default_pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".into()
+}
+
+/// Settings of a `pagerduty` sink: PagerDuty's Events API v2. The integration's routing
+/// key is the `routingKey` key of `secretRef`.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// Where events are sent: `https://events.eu.pagerduty.com/v2/enqueue` for an EU
+    /// account. Empty: the `url` key of `secretRef`.
+    #[serde(default = "default_pagerduty_url")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// TLS towards PagerDuty.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
 /// The most recipients (`to` and `cc` each) of an `email` consumer.
 pub const MAX_EMAIL_RECIPIENTS: usize = 50;
 
@@ -1071,6 +1119,15 @@ impl EmailTls {
             EmailTls::Starttls => 587,
             EmailTls::Tls => 465,
             EmailTls::None => 25,
+        }
+    }
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        PagerDutyConfig {
+            url: default_pagerduty_url(),
+            tls: SinkTls::default(),
         }
     }
 }
@@ -1123,6 +1180,78 @@ pub struct EmailConfig {
 
 fn default_email_timeout() -> String {
     "30s".into()
+}
+
+fn default_opsgenie_url() -> String {
+    "https://api.opsgenie.com/v2/alerts".into()
+}
+
+/// Settings of an `opsgenie` sink: Opsgenie's Alert API. The API key (of an API
+/// integration) is the `apiKey` key of `secretRef`.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpsgenieConfig {
+    /// Where alerts are created: `https://api.eu.opsgenie.com/v2/alerts` for an EU
+    /// account. Empty: the `url` key of `secretRef`.
+    #[serde(default = "default_opsgenie_url")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// Tags added to every alert, besides the event's own (at most 20 in all are sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub tags: Vec<String>,
+    /// Who is notified, e.g. `[{type: team, name: security}]`. Empty: the integration's
+    /// own team and rules decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub responders: Vec<OpsgenieResponder>,
+    /// TLS towards Opsgenie.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+impl Default for OpsgenieConfig {
+    fn default() -> Self {
+        OpsgenieConfig {
+            url: default_opsgenie_url(),
+            tags: Vec::new(),
+            responders: Vec::new(),
+            tls: SinkTls::default(),
+        }
+    }
+}
+
+/// A team, user, escalation or schedule an Opsgenie alert is routed to, by name (a user
+/// by username).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpsgenieResponder {
+    #[serde(rename = "type")]
+    pub kind: OpsgenieResponderType,
+    /// The team's, escalation's or schedule's name, or the user's username.
+    #[schemars(length(min = 1, max = 200))]
+    pub name: String,
+}
+
+/// The kinds of Opsgenie responder.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OpsgenieResponderType {
+    Team,
+    User,
+    Escalation,
+    Schedule,
+}
+
+impl OpsgenieResponderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpsgenieResponderType::Team => "team",
+            OpsgenieResponderType::User => "user",
+            OpsgenieResponderType::Escalation => "escalation",
+            OpsgenieResponderType::Schedule => "schedule",
+        }
+    }
 }
 
 /// A span of time in whole seconds, minutes or hours: `30s`, `10m`, `1h`.

@@ -15,6 +15,7 @@ mod journal;
 mod notify;
 mod opensearch_sink;
 mod ops;
+mod paging;
 mod query;
 mod retention;
 mod risk;

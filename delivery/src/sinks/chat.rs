@@ -1,16 +1,18 @@
-//! What every chat sink (`slack`, `discord`, `teams`) shares: one message per event POSTed
-//! to a webhook bound to one channel, in order, through the shared status table, with the
-//! target's `Retry-After` handed to the worker. Each sink module only maps an event to its
-//! service's message ([`Format`]).
+//! What every notification sink that sends one POST per notice shares (`slack`, `discord`,
+//! `teams`, `googlechat`, `mattermost`, `rocketchat`, `pagerduty`, `opsgenie`): one message
+//! per event POSTed to one URL, in order, through the shared status table, with the
+//! target's `Retry-After` handed to the worker. Each sink module only maps a notice to its
+//! service's message ([`Format`]), and says what else its requests carry (a credential
+//! header) and when a `2xx` answer is still a refusal.
 
 use crate::error::DeliveryError;
 use crate::notify::{Notice, Notifier, Summary};
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::http::{self, Action, chain};
 use crate::sinks::{Declared, FromConsumer};
+use falconer_model::crd::SinkTls;
 use falconer_store::Event;
 use serde_json::Value;
-use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Events handed to one `send`; each is its own request (chat webhooks take about one
@@ -30,43 +32,87 @@ pub fn severity_rgb(severity: falconer_model::event::Severity) -> u32 {
     }
 }
 
-/// A chat service's message format.
-pub trait Format: Send + 'static {
-    /// The consumer type and section name, e.g. `slack`.
-    const SECTION: &'static str;
-    /// The message for one notice: an event or a summary of its group, with a link to
-    /// its dashboard page when the dashboard's URL is configured (pure: golden-tested).
-    fn message(notice: &Notice) -> Value;
+/// Where a format's messages go: the checked URL and the client (TLS from the Secret).
+pub struct Target {
+    pub client: reqwest::Client,
+    pub url: reqwest::Url,
 }
 
-/// A chat sink of format `F`.
+/// The target of a consumer whose section has `url` (empty: the Secret's `url` key) and
+/// `tls`; errors name `<type>.url`.
+pub fn target(declared: &Declared<'_>, url: &str, tls: &SinkTls) -> Result<Target, DeliveryError> {
+    let field = format!("{}.url", declared.consumer.sink.as_str());
+    Ok(Target {
+        url: http::endpoint(declared, &field, url)?,
+        client: http::client(declared.name, tls, declared.secrets)?,
+    })
+}
+
+/// The target of a chat sink whose section is a plain [`ChatConfig`](falconer_model::crd::ChatConfig).
+pub fn webhook(declared: &Declared<'_>, section: &str) -> Result<Target, DeliveryError> {
+    let settings = declared.section(declared.consumer.chat(), section)?;
+    target(declared, &settings.url, &settings.tls)
+}
+
+/// A service's message format, with the settings it keeps from the consumer.
+pub trait Format: Sized + Send + Sync + 'static {
+    /// The consumer type and section name, e.g. `slack`.
+    const SECTION: &'static str;
+
+    /// The format for a consumer (its settings checked, errors naming the field) and
+    /// where it posts.
+    fn build(declared: &Declared<'_>) -> Result<(Self, Target), DeliveryError>;
+
+    /// The message for one notice: an event or a summary of its group, with a link to
+    /// its dashboard page when the dashboard's URL is configured (pure: golden-tested).
+    fn message(&self, notice: &Notice) -> Value;
+
+    /// What `POST /api/v1/consumers/{name}/preview` shows for a notice: the message, with
+    /// any credential it carries masked (read access must not reveal it).
+    fn preview(&self, notice: &Notice) -> Value {
+        self.message(notice)
+    }
+
+    /// What each request carries besides the JSON body (e.g. a credential header): by
+    /// default nothing.
+    fn request(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request
+    }
+
+    /// Why a `2xx` answer with this body still refuses the message (a service that
+    /// answers `200 {"success": false}`): by default it never does.
+    fn refusal(&self, _answer: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A notification sink of format `F`: one POST per notice.
 pub struct Chat<F: Format> {
     client: reqwest::Client,
     url: reqwest::Url,
     asked: Option<Duration>,
     notifier: Notifier,
-    format: PhantomData<F>,
+    format: F,
 }
 
 impl<F: Format> Chat<F> {
-    pub fn new(client: reqwest::Client, url: reqwest::Url, notifier: Notifier) -> Chat<F> {
+    pub fn new(format: F, target: Target, notifier: Notifier) -> Chat<F> {
         Chat {
-            client,
-            url,
+            client: target.client,
+            url: target.url,
             asked: None,
             notifier,
-            format: PhantomData,
+            format,
         }
     }
 
     async fn post(&mut self, notice: &Notice<'_>) -> Result<(), (Action, String)> {
-        let sent = self
+        let request = self
             .client
             .post(self.url.clone())
             .header("content-type", "application/json")
-            .body(F::message(notice).to_string())
-            .send()
-            .await;
+            .body(self.format.message(notice).to_string());
+        let sent = self.format.request(request).send().await;
         let response = sent.map_err(|e| {
             let why = format!(
                 "POST {}: {}",
@@ -76,7 +122,15 @@ impl<F: Format> Chat<F> {
             (Action::Retry, why)
         })?;
         if http::action(response.status().as_u16()) == Action::Deliver {
-            return Ok(());
+            let status = response.status();
+            let answer = response.text().await.unwrap_or_default();
+            return match self.format.refusal(&answer) {
+                None => Ok(()),
+                Some(why) => Err((
+                    Action::Refuse,
+                    format!("POST {}: HTTP {status}: {why}", http::redact(&self.url)),
+                )),
+            };
         }
         let (action, why) = http::failure(response, &mut self.asked).await;
         // One message is within the service's limits once trimmed: a 413 is a refusal.
@@ -93,11 +147,8 @@ impl<F: Format> Chat<F> {
 
 impl<F: Format> FromConsumer for Chat<F> {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
-        let settings = declared.section(declared.consumer.chat(), F::SECTION)?;
-        let field = format!("{}.url", F::SECTION);
-        let url = http::endpoint(declared, &field, &settings.url)?;
-        let client = http::client(declared.name, &settings.tls, declared.secrets)?;
-        Ok(Chat::new(client, url, Notifier::new(declared)?))
+        let (format, target) = F::build(declared)?;
+        Ok(Chat::new(format, target, Notifier::new(declared)?))
     }
 }
 
@@ -131,7 +182,7 @@ impl<F: Format> Sink for Chat<F> {
     }
 
     fn preview(&self, event: &Event) -> Value {
-        F::message(&self.notifier.event(event))
+        self.format.preview(&self.notifier.event(event))
     }
 
     async fn send_summary(&mut self, summary: &Summary) -> Outcome {
@@ -232,15 +283,26 @@ pub mod tests {
     struct Plain;
     impl Format for Plain {
         const SECTION: &'static str = "slack";
-        fn message(notice: &Notice) -> Value {
+        fn build(declared: &Declared<'_>) -> Result<(Self, Target), DeliveryError> {
+            Ok((Plain, webhook(declared, Self::SECTION)?))
+        }
+        fn message(&self, notice: &Notice) -> Value {
             serde_json::json!({"text": notice.text, "rule": notice.event.rule, "link": notice.link})
+        }
+    }
+
+    /// A target posting to `url` with a plain client (tests).
+    pub fn target_of(url: &str) -> Target {
+        Target {
+            client: reqwest::Client::new(),
+            url: url.parse().unwrap(),
         }
     }
 
     fn sink(url: String) -> Chat<Plain> {
         Chat::new(
-            reqwest::Client::new(),
-            url.parse().unwrap(),
+            Plain,
+            target_of(&url),
             Notifier::plain().with_dashboard("https://falconer.example/"),
         )
     }
@@ -263,7 +325,7 @@ pub mod tests {
         let received = receiver.requests();
         assert_eq!(received.len(), 1);
         let link = format!("https://falconer.example/ui/#/events/{}", e.id);
-        assert_eq!(received[0].body, Plain::message(&notice(&e, Some(&link))));
+        assert_eq!(received[0].body, Plain.message(&notice(&e, Some(&link))));
         receiver.stop().await;
     }
 

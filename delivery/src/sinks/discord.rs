@@ -5,8 +5,10 @@
 //! the shared [`chat`](super::chat) sink's. Markdown in the alert's text is rendered as
 //! written.
 
+use crate::error::DeliveryError;
 use crate::notify::Notice;
-use crate::sinks::chat::{self, Format};
+use crate::sinks::Declared;
+use crate::sinks::chat::{self, Format, Target};
 use serde_json::{Value, json};
 
 /// Discord's embed limits: title 256, description 4096, field name 256 / value 1024, 25
@@ -20,8 +22,12 @@ pub struct Discord;
 impl Format for Discord {
     const SECTION: &'static str = "discord";
 
+    fn build(declared: &Declared<'_>) -> Result<(Self, Target), DeliveryError> {
+        Ok((Discord, chat::webhook(declared, Self::SECTION)?))
+    }
+
     /// The title links to the event's dashboard page when `link` is given.
-    fn message(notice: &Notice) -> Value {
+    fn message(&self, notice: &Notice) -> Value {
         let (event, link) = (notice.event, notice.link.as_deref());
         let fields: Vec<Value> = chat::facts(event)
         .into_iter()
@@ -83,8 +89,8 @@ mod tests {
                 "footer": {"text": "event 0190f5d2-7b1e-7c3a-9d4e-5f6a7b8c9d0e · container, shell"},
             }],
         });
-        assert_eq!(Discord::message(&notice(&golden_event(), None)), golden);
-        let linked = Discord::message(&notice(
+        assert_eq!(Discord.message(&notice(&golden_event(), None)), golden);
+        let linked = Discord.message(&notice(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
         ));
@@ -100,7 +106,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.rule = "r".repeat(1_000);
         e.image = Some("i".repeat(5_000));
-        let embed = &Discord::message(&notice(&e, None))["embeds"][0];
+        let embed = &Discord.message(&notice(&e, None))["embeds"][0];
         let mut total = embed["title"].as_str().unwrap().chars().count()
             + embed["description"].as_str().unwrap().chars().count()
             + embed["footer"]["text"].as_str().unwrap().chars().count();

@@ -9,6 +9,8 @@ pub mod falconer;
 pub mod file;
 pub mod http;
 pub mod opensearch;
+pub mod opsgenie;
+pub mod pagerduty;
 pub mod phoenix;
 pub mod slack;
 pub mod teams;
@@ -154,4 +156,6 @@ sinks! {
     Teams(chat::Chat<teams::Teams>) = Teams,
     Alertmanager(alertmanager::Alertmanager) = Alertmanager,
     Email(email::Email) = Email,
+    PagerDuty(chat::Chat<pagerduty::PagerDuty>) = Pagerduty,
+    Opsgenie(chat::Chat<opsgenie::Opsgenie>) = Opsgenie,
 }

@@ -6,8 +6,10 @@
 //! (retried: the operator fixes the app or URL), `429` with `Retry-After` (retried no
 //! sooner). Sending is the shared [`chat`](super::chat) sink's.
 
+use crate::error::DeliveryError;
 use crate::notify::Notice;
-use crate::sinks::chat::{self, Format};
+use crate::sinks::Declared;
+use crate::sinks::chat::{self, Format, Target};
 use serde_json::{Value, json};
 
 /// Slack accepts 3000 characters in a section's text; the message keeps room for the rule.
@@ -30,8 +32,12 @@ fn text(value: &str, max: usize) -> String {
 impl Format for Slack {
     const SECTION: &'static str = "slack";
 
+    fn build(declared: &Declared<'_>) -> Result<(Self, Target), DeliveryError> {
+        Ok((Slack, chat::webhook(declared, Self::SECTION)?))
+    }
+
     /// The context line links to the event's dashboard page when `link` is given.
-    fn message(notice: &Notice) -> Value {
+    fn message(&self, notice: &Notice) -> Value {
         let (event, link) = (notice.event, notice.link.as_deref());
         let mut facts = chat::facts(event);
         // Slack shows at most 10 fields; the time has its own.
@@ -107,8 +113,8 @@ mod tests {
                 ],
             }],
         });
-        assert_eq!(Slack::message(&notice(&golden_event(), None)), golden);
-        let linked = Slack::message(&notice(
+        assert_eq!(Slack.message(&notice(&golden_event(), None)), golden);
+        let linked = Slack.message(&notice(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
         ));
@@ -124,7 +130,7 @@ mod tests {
         e.message = "x".repeat(10_000);
         e.node = Some("node-1".into());
         e.image = Some("registry.example/web:1".into());
-        let m = Slack::message(&notice(&e, None));
+        let m = Slack.message(&notice(&e, None));
         let blocks = &m["attachments"][0]["blocks"];
         assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 3000);
         assert!(blocks[1]["fields"].as_array().unwrap().len() <= 10);

@@ -5,8 +5,10 @@
 //! shared [`chat`](super::chat) sink's. TextBlocks render a small markdown subset (bold,
 //! italic, lists, links) of the alert's text as written: Adaptive Cards have no escape.
 
+use crate::error::DeliveryError;
 use crate::notify::Notice;
-use crate::sinks::chat::{self, Format};
+use crate::sinks::Declared;
+use crate::sinks::chat::{self, Format, Target};
 use falconer_model::event::Severity;
 use serde_json::{Value, json};
 
@@ -28,8 +30,12 @@ fn colour(severity: Severity) -> &'static str {
 impl Format for Teams {
     const SECTION: &'static str = "teams";
 
+    fn build(declared: &Declared<'_>) -> Result<(Self, Target), DeliveryError> {
+        Ok((Teams, chat::webhook(declared, Self::SECTION)?))
+    }
+
     /// An "Open in Falconer" action links to the event's dashboard page when `link` is given.
-    fn message(notice: &Notice) -> Value {
+    fn message(&self, notice: &Notice) -> Value {
         let (event, link) = (notice.event, notice.link.as_deref());
         let mut facts: Vec<Value> = chat::facts(event)
             .into_iter()
@@ -108,8 +114,8 @@ mod tests {
                 },
             }],
         });
-        assert_eq!(Teams::message(&notice(&golden_event(), None)), golden);
-        let linked = Teams::message(&notice(
+        assert_eq!(Teams.message(&notice(&golden_event(), None)), golden);
+        let linked = Teams.message(&notice(
             &golden_event(),
             Some("https://falconer.example/ui/#/events/x"),
         ));
