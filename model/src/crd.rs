@@ -493,6 +493,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.pagerduty) || self.type == 'pagerduty'").message("a `pagerduty` section needs type pagerduty"),
     validation = Rule::new("self.type != 'opsgenie' || has(self.opsgenie)").message("type opsgenie needs an `opsgenie` section"),
     validation = Rule::new("!has(self.opsgenie) || self.type == 'opsgenie'").message("an `opsgenie` section needs type opsgenie"),
+    validation = Rule::new("self.type != 'googlechat' || has(self.googlechat)").message("type googlechat needs a `googlechat` section"),
+    validation = Rule::new("!has(self.googlechat) || self.type == 'googlechat'").message("a `googlechat` section needs type googlechat"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -538,6 +540,9 @@ pub struct Consumer {
     /// Settings of an `opsgenie` sink (Alert API; the API key is the Secret's `apiKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opsgenie: Option<OpsgenieConfig>,
+    /// Settings of a `googlechat` sink (a Google Chat space's incoming webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub googlechat: Option<ChatConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -595,6 +600,8 @@ pub enum SinkType {
     Pagerduty,
     /// Opsgenie Alert API: one alert per group, its repeats counted on it.
     Opsgenie,
+    /// A Google Chat incoming webhook: one card per event, a group's messages in one thread.
+    Googlechat,
 }
 
 impl SinkType {
@@ -610,6 +617,7 @@ impl SinkType {
         SinkType::Teams,
         SinkType::Pagerduty,
         SinkType::Opsgenie,
+        SinkType::Googlechat,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -626,6 +634,7 @@ impl SinkType {
             SinkType::Teams => "teams",
             SinkType::Pagerduty => "pagerduty",
             SinkType::Opsgenie => "opsgenie",
+            SinkType::Googlechat => "googlechat",
         }
     }
 
@@ -639,6 +648,7 @@ impl SinkType {
                 | SinkType::Teams
                 | SinkType::Pagerduty
                 | SinkType::Opsgenie
+                | SinkType::Googlechat
         )
     }
 
@@ -673,7 +683,7 @@ impl Consumer {
         match self.sink {
             SinkType::Opensearch => self.opensearch.as_ref().map(|o| o.url.as_str()),
             SinkType::Webhook => self.webhook.as_ref().map(|w| w.url.as_str()),
-            SinkType::Slack | SinkType::Discord | SinkType::Teams => {
+            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Googlechat => {
                 self.chat().map(|c| c.url.as_str())
             }
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
@@ -683,18 +693,20 @@ impl Consumer {
         }
     }
 
-    /// The section of a chat sink (`slack`, `discord`, `teams`) of the consumer's type.
+    /// The section of a chat sink (`slack`, `discord`, `teams`, `googlechat`) of the
+    /// consumer's type.
     pub fn chat(&self) -> Option<&ChatConfig> {
         match self.sink {
             SinkType::Slack => self.slack.as_ref(),
             SinkType::Discord => self.discord.as_ref(),
             SinkType::Teams => self.teams.as_ref(),
+            SinkType::Googlechat => self.googlechat.as_ref(),
             _ => None,
         }
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 10] {
+    pub fn sections(&self) -> [(SinkType, bool); 11] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -706,6 +718,7 @@ impl Consumer {
             (SinkType::Teams, self.teams.is_some()),
             (SinkType::Pagerduty, self.pagerduty.is_some()),
             (SinkType::Opsgenie, self.opsgenie.is_some()),
+            (SinkType::Googlechat, self.googlechat.is_some()),
         ]
     }
 
@@ -744,6 +757,7 @@ impl Consumer {
             teams: None,
             pagerduty: None,
             opsgenie: None,
+            googlechat: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -937,7 +951,8 @@ pub struct FalconerConfig {
     pub tls: SinkTls,
 }
 
-/// Settings of a chat sink (`slack`, `discord`, `teams`): a webhook bound to one channel.
+/// Settings of a chat sink (`slack`, `discord`, `teams`, `googlechat`): a webhook bound to
+/// one channel or space.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChatConfig {

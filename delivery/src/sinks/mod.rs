@@ -5,6 +5,7 @@ pub mod chat;
 pub mod discord;
 pub mod falconer;
 pub mod file;
+pub mod googlechat;
 pub mod http;
 pub mod opensearch;
 pub mod opsgenie;
@@ -154,4 +155,5 @@ sinks! {
     Teams(chat::Chat<teams::Teams>) = Teams,
     PagerDuty(chat::Chat<pagerduty::PagerDuty>) = Pagerduty,
     Opsgenie(chat::Chat<opsgenie::Opsgenie>) = Opsgenie,
+    GoogleChat(chat::Chat<googlechat::GoogleChat>) = Googlechat,
 }
