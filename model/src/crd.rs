@@ -495,6 +495,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.opsgenie) || self.type == 'opsgenie'").message("an `opsgenie` section needs type opsgenie"),
     validation = Rule::new("self.type != 'googlechat' || has(self.googlechat)").message("type googlechat needs a `googlechat` section"),
     validation = Rule::new("!has(self.googlechat) || self.type == 'googlechat'").message("a `googlechat` section needs type googlechat"),
+    validation = Rule::new("self.type != 'mattermost' || has(self.mattermost)").message("type mattermost needs a `mattermost` section"),
+    validation = Rule::new("!has(self.mattermost) || self.type == 'mattermost'").message("a `mattermost` section needs type mattermost"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -543,6 +545,9 @@ pub struct Consumer {
     /// Settings of a `googlechat` sink (a Google Chat space's incoming webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub googlechat: Option<ChatConfig>,
+    /// Settings of a `mattermost` sink (an incoming webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mattermost: Option<MattermostConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -602,6 +607,8 @@ pub enum SinkType {
     Opsgenie,
     /// A Google Chat incoming webhook: one card per event, a group's messages in one thread.
     Googlechat,
+    /// A Mattermost incoming webhook: one Slack-style attachment per event.
+    Mattermost,
 }
 
 impl SinkType {
@@ -618,6 +625,7 @@ impl SinkType {
         SinkType::Pagerduty,
         SinkType::Opsgenie,
         SinkType::Googlechat,
+        SinkType::Mattermost,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -635,6 +643,7 @@ impl SinkType {
             SinkType::Pagerduty => "pagerduty",
             SinkType::Opsgenie => "opsgenie",
             SinkType::Googlechat => "googlechat",
+            SinkType::Mattermost => "mattermost",
         }
     }
 
@@ -649,6 +658,7 @@ impl SinkType {
                 | SinkType::Pagerduty
                 | SinkType::Opsgenie
                 | SinkType::Googlechat
+                | SinkType::Mattermost
         )
     }
 
@@ -689,6 +699,7 @@ impl Consumer {
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
             SinkType::Pagerduty => self.pagerduty.as_ref().map(|p| p.url.as_str()),
             SinkType::Opsgenie => self.opsgenie.as_ref().map(|o| o.url.as_str()),
+            SinkType::Mattermost => self.mattermost.as_ref().map(|c| c.url.as_str()),
             _ => None,
         }
     }
@@ -706,7 +717,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 11] {
+    pub fn sections(&self) -> [(SinkType, bool); 12] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -719,6 +730,7 @@ impl Consumer {
             (SinkType::Pagerduty, self.pagerduty.is_some()),
             (SinkType::Opsgenie, self.opsgenie.is_some()),
             (SinkType::Googlechat, self.googlechat.is_some()),
+            (SinkType::Mattermost, self.mattermost.is_some()),
         ]
     }
 
@@ -733,6 +745,7 @@ impl Consumer {
     pub fn sends_credentials(&self) -> bool {
         // A chat webhook's URL is its credential, inline or not.
         self.chat().is_some()
+            || self.mattermost.is_some()
             || !self.sink.required_secret_keys(self).is_empty()
             || self
                 .webhook
@@ -758,6 +771,7 @@ impl Consumer {
             pagerduty: None,
             opsgenie: None,
             googlechat: None,
+            mattermost: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -1064,6 +1078,28 @@ impl OpsgenieResponderType {
             OpsgenieResponderType::Schedule => "schedule",
         }
     }
+}
+
+/// Settings of a `mattermost` sink: an incoming webhook bound to one channel.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MattermostConfig {
+    /// The webhook URL (`https://<server>/hooks/<key>`), for trials. Empty: the `url` key
+    /// of `secretRef` — the URL is a credential, keep it in a Secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// The name messages are posted as (when the server lets webhooks override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub username: Option<String>,
+    /// The picture messages are posted with (when the server lets webhooks override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub icon_url: Option<String>,
+    /// TLS towards the Mattermost server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
 }
 
 /// A span of time in whole seconds, minutes or hours: `30s`, `10m`, `1h`.

@@ -7,6 +7,7 @@ pub mod falconer;
 pub mod file;
 pub mod googlechat;
 pub mod http;
+pub mod mattermost;
 pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
@@ -156,4 +157,5 @@ sinks! {
     PagerDuty(chat::Chat<pagerduty::PagerDuty>) = Pagerduty,
     Opsgenie(chat::Chat<opsgenie::Opsgenie>) = Opsgenie,
     GoogleChat(chat::Chat<googlechat::GoogleChat>) = Googlechat,
+    Mattermost(chat::Chat<mattermost::Mattermost>) = Mattermost,
 }
