@@ -497,6 +497,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.googlechat) || self.type == 'googlechat'").message("a `googlechat` section needs type googlechat"),
     validation = Rule::new("self.type != 'mattermost' || has(self.mattermost)").message("type mattermost needs a `mattermost` section"),
     validation = Rule::new("!has(self.mattermost) || self.type == 'mattermost'").message("a `mattermost` section needs type mattermost"),
+    validation = Rule::new("self.type != 'rocketchat' || has(self.rocketchat)").message("type rocketchat needs a `rocketchat` section"),
+    validation = Rule::new("!has(self.rocketchat) || self.type == 'rocketchat'").message("a `rocketchat` section needs type rocketchat"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -548,6 +550,9 @@ pub struct Consumer {
     /// Settings of a `mattermost` sink (an incoming webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mattermost: Option<MattermostConfig>,
+    /// Settings of a `rocketchat` sink (an incoming webhook integration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocketchat: Option<RocketChatConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -609,6 +614,8 @@ pub enum SinkType {
     Googlechat,
     /// A Mattermost incoming webhook: one Slack-style attachment per event.
     Mattermost,
+    /// A Rocket.Chat incoming webhook: one Slack-style attachment per event.
+    Rocketchat,
 }
 
 impl SinkType {
@@ -626,6 +633,7 @@ impl SinkType {
         SinkType::Opsgenie,
         SinkType::Googlechat,
         SinkType::Mattermost,
+        SinkType::Rocketchat,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -644,6 +652,7 @@ impl SinkType {
             SinkType::Opsgenie => "opsgenie",
             SinkType::Googlechat => "googlechat",
             SinkType::Mattermost => "mattermost",
+            SinkType::Rocketchat => "rocketchat",
         }
     }
 
@@ -659,6 +668,7 @@ impl SinkType {
                 | SinkType::Opsgenie
                 | SinkType::Googlechat
                 | SinkType::Mattermost
+                | SinkType::Rocketchat
         )
     }
 
@@ -699,6 +709,7 @@ impl Consumer {
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
             SinkType::Pagerduty => self.pagerduty.as_ref().map(|p| p.url.as_str()),
             SinkType::Opsgenie => self.opsgenie.as_ref().map(|o| o.url.as_str()),
+            SinkType::Rocketchat => self.rocketchat.as_ref().map(|c| c.url.as_str()),
             SinkType::Mattermost => self.mattermost.as_ref().map(|c| c.url.as_str()),
             _ => None,
         }
@@ -717,7 +728,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 12] {
+    pub fn sections(&self) -> [(SinkType, bool); 13] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -731,6 +742,7 @@ impl Consumer {
             (SinkType::Opsgenie, self.opsgenie.is_some()),
             (SinkType::Googlechat, self.googlechat.is_some()),
             (SinkType::Mattermost, self.mattermost.is_some()),
+            (SinkType::Rocketchat, self.rocketchat.is_some()),
         ]
     }
 
@@ -745,6 +757,7 @@ impl Consumer {
     pub fn sends_credentials(&self) -> bool {
         // A chat webhook's URL is its credential, inline or not.
         self.chat().is_some()
+            || self.rocketchat.is_some()
             || self.mattermost.is_some()
             || !self.sink.required_secret_keys(self).is_empty()
             || self
@@ -772,6 +785,7 @@ impl Consumer {
             opsgenie: None,
             googlechat: None,
             mattermost: None,
+            rocketchat: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -1098,6 +1112,32 @@ pub struct MattermostConfig {
     #[schemars(length(max = 2048), regex(pattern = r"^https?://\S+$"))]
     pub icon_url: Option<String>,
     /// TLS towards the Mattermost server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Settings of a `rocketchat` sink: an incoming webhook integration bound to one channel.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RocketChatConfig {
+    /// The webhook URL (`https://<server>/hooks/<id>/<token>`), for trials. Empty: the
+    /// `url` key of `secretRef` — the URL is a credential, keep it in a Secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// The name shown on messages instead of the integration's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub alias: Option<String>,
+    /// An emoji shown as the messages' avatar, e.g. `:rotating_light:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^:[a-z0-9_+-]{1,64}:$"))]
+    pub emoji: Option<String>,
+    /// A picture shown as the messages' avatar (Rocket.Chat prefers `emoji` when both are set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub avatar: Option<String>,
+    /// TLS towards the Rocket.Chat server.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
 }

@@ -12,6 +12,7 @@ pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod phoenix;
+pub mod rocketchat;
 pub mod slack;
 pub mod teams;
 pub mod webhook;
@@ -158,4 +159,5 @@ sinks! {
     Opsgenie(chat::Chat<opsgenie::Opsgenie>) = Opsgenie,
     GoogleChat(chat::Chat<googlechat::GoogleChat>) = Googlechat,
     Mattermost(chat::Chat<mattermost::Mattermost>) = Mattermost,
+    RocketChat(chat::Chat<rocketchat::RocketChat>) = Rocketchat,
 }
