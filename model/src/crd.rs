@@ -497,6 +497,12 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.pagerduty) || self.type == 'pagerduty'").message("a `pagerduty` section needs type pagerduty"),
     validation = Rule::new("self.type != 'opsgenie' || has(self.opsgenie)").message("type opsgenie needs an `opsgenie` section"),
     validation = Rule::new("!has(self.opsgenie) || self.type == 'opsgenie'").message("an `opsgenie` section needs type opsgenie"),
+    validation = Rule::new("self.type != 'googlechat' || has(self.googlechat)").message("type googlechat needs a `googlechat` section"),
+    validation = Rule::new("!has(self.googlechat) || self.type == 'googlechat'").message("a `googlechat` section needs type googlechat"),
+    validation = Rule::new("self.type != 'mattermost' || has(self.mattermost)").message("type mattermost needs a `mattermost` section"),
+    validation = Rule::new("!has(self.mattermost) || self.type == 'mattermost'").message("a `mattermost` section needs type mattermost"),
+    validation = Rule::new("self.type != 'rocketchat' || has(self.rocketchat)").message("type rocketchat needs a `rocketchat` section"),
+    validation = Rule::new("!has(self.rocketchat) || self.type == 'rocketchat'").message("a `rocketchat` section needs type rocketchat"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -548,6 +554,15 @@ pub struct Consumer {
     /// Settings of an `opsgenie` sink (Alert API; the API key is the Secret's `apiKey`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opsgenie: Option<OpsgenieConfig>,
+    /// Settings of a `googlechat` sink (a Google Chat space's incoming webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub googlechat: Option<ChatConfig>,
+    /// Settings of a `mattermost` sink (an incoming webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mattermost: Option<MattermostConfig>,
+    /// Settings of a `rocketchat` sink (an incoming webhook integration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocketchat: Option<RocketChatConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -610,6 +625,12 @@ pub enum SinkType {
     Pagerduty,
     /// Opsgenie Alert API: one alert per group, its repeats counted on it.
     Opsgenie,
+    /// A Google Chat incoming webhook: one card per event, a group's messages in one thread.
+    Googlechat,
+    /// A Mattermost incoming webhook: one Slack-style attachment per event.
+    Mattermost,
+    /// A Rocket.Chat incoming webhook: one Slack-style attachment per event.
+    Rocketchat,
 }
 
 impl SinkType {
@@ -627,6 +648,9 @@ impl SinkType {
         SinkType::Email,
         SinkType::Pagerduty,
         SinkType::Opsgenie,
+        SinkType::Googlechat,
+        SinkType::Mattermost,
+        SinkType::Rocketchat,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -645,6 +669,9 @@ impl SinkType {
             SinkType::Email => "email",
             SinkType::Pagerduty => "pagerduty",
             SinkType::Opsgenie => "opsgenie",
+            SinkType::Googlechat => "googlechat",
+            SinkType::Mattermost => "mattermost",
+            SinkType::Rocketchat => "rocketchat",
         }
     }
 
@@ -660,6 +687,9 @@ impl SinkType {
                 | SinkType::Email
                 | SinkType::Pagerduty
                 | SinkType::Opsgenie
+                | SinkType::Googlechat
+                | SinkType::Mattermost
+                | SinkType::Rocketchat
         )
     }
 
@@ -709,28 +739,32 @@ impl Consumer {
         match self.sink {
             SinkType::Opensearch => self.opensearch.as_ref().map(|o| o.url.as_str()),
             SinkType::Webhook => self.webhook.as_ref().map(|w| w.url.as_str()),
-            SinkType::Slack | SinkType::Discord | SinkType::Teams => {
+            SinkType::Slack | SinkType::Discord | SinkType::Teams | SinkType::Googlechat => {
                 self.chat().map(|c| c.url.as_str())
             }
             SinkType::Falconer => self.falconer.as_ref().map(|f| f.url.as_str()),
             SinkType::Pagerduty => self.pagerduty.as_ref().map(|p| p.url.as_str()),
             SinkType::Opsgenie => self.opsgenie.as_ref().map(|o| o.url.as_str()),
+            SinkType::Rocketchat => self.rocketchat.as_ref().map(|c| c.url.as_str()),
+            SinkType::Mattermost => self.mattermost.as_ref().map(|c| c.url.as_str()),
             _ => None,
         }
     }
 
-    /// The section of a chat sink (`slack`, `discord`, `teams`) of the consumer's type.
+    /// The section of a chat sink (`slack`, `discord`, `teams`, `googlechat`) of the
+    /// consumer's type.
     pub fn chat(&self) -> Option<&ChatConfig> {
         match self.sink {
             SinkType::Slack => self.slack.as_ref(),
             SinkType::Discord => self.discord.as_ref(),
             SinkType::Teams => self.teams.as_ref(),
+            SinkType::Googlechat => self.googlechat.as_ref(),
             _ => None,
         }
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 12] {
+    pub fn sections(&self) -> [(SinkType, bool); 15] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -744,6 +778,9 @@ impl Consumer {
             (SinkType::Email, self.email.is_some()),
             (SinkType::Pagerduty, self.pagerduty.is_some()),
             (SinkType::Opsgenie, self.opsgenie.is_some()),
+            (SinkType::Googlechat, self.googlechat.is_some()),
+            (SinkType::Mattermost, self.mattermost.is_some()),
+            (SinkType::Rocketchat, self.rocketchat.is_some()),
         ]
     }
 
@@ -758,6 +795,8 @@ impl Consumer {
     pub fn sends_credentials(&self) -> bool {
         // A chat webhook's URL is its credential, inline or not.
         self.chat().is_some()
+            || self.rocketchat.is_some()
+            || self.mattermost.is_some()
             || !self.sink.required_secret_keys(self).is_empty()
             || self
                 .webhook
@@ -784,6 +823,9 @@ impl Consumer {
             email: None,
             pagerduty: None,
             opsgenie: None,
+            googlechat: None,
+            mattermost: None,
+            rocketchat: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -983,7 +1025,8 @@ pub struct FalconerConfig {
     pub tls: SinkTls,
 }
 
-/// Settings of a chat sink (`slack`, `discord`, `teams`): a webhook bound to one channel.
+/// Settings of a chat sink (`slack`, `discord`, `teams`, `googlechat`): a webhook bound to
+/// one channel or space.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChatConfig {
@@ -1252,6 +1295,54 @@ impl OpsgenieResponderType {
             OpsgenieResponderType::Schedule => "schedule",
         }
     }
+}
+
+/// Settings of a `mattermost` sink: an incoming webhook bound to one channel.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MattermostConfig {
+    /// The webhook URL (`https://<server>/hooks/<key>`), for trials. Empty: the `url` key
+    /// of `secretRef` — the URL is a credential, keep it in a Secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// The name messages are posted as (when the server lets webhooks override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub username: Option<String>,
+    /// The picture messages are posted with (when the server lets webhooks override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub icon_url: Option<String>,
+    /// TLS towards the Mattermost server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Settings of a `rocketchat` sink: an incoming webhook integration bound to one channel.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RocketChatConfig {
+    /// The webhook URL (`https://<server>/hooks/<id>/<token>`), for trials. Empty: the
+    /// `url` key of `secretRef` — the URL is a credential, keep it in a Secret.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// The name shown on messages instead of the integration's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub alias: Option<String>,
+    /// An emoji shown as the messages' avatar, e.g. `:rotating_light:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^:[a-z0-9_+-]{1,64}:$"))]
+    pub emoji: Option<String>,
+    /// A picture shown as the messages' avatar (Rocket.Chat prefers `emoji` when both are set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://\S+$"))]
+    pub avatar: Option<String>,
+    /// TLS towards the Rocket.Chat server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
 }
 
 /// A span of time in whole seconds, minutes or hours: `30s`, `10m`, `1h`.

@@ -251,6 +251,61 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
     facts
 }
 
+/// A Slack-compatible attachment's field value: Mattermost and Rocket.Chat show about this
+/// much in a short field.
+const MAX_ATTACHMENT_VALUE: usize = 500;
+/// The attachment's text: both services take far more; this keeps a message readable.
+const MAX_ATTACHMENT_TEXT: usize = 3000;
+
+/// The message of a service taking Slack's legacy attachments (`mattermost`,
+/// `rocketchat`): a notification line, and one attachment coloured by severity with the
+/// rule as title (linking to the event's dashboard page when `link` is given), the text,
+/// the facts as short fields, and the event id and tags as footer. The notification line
+/// cannot mention anyone: an `@` in it is followed by a zero-width space.
+pub fn attachment_message(notice: &Notice) -> Value {
+    let event = notice.event;
+    let line = format!(
+        "[{}] {} — {}",
+        notice.severity.as_str(),
+        event.rule,
+        place(event)
+    );
+    let line = trimmed(&line, 300, |c, out| {
+        out.push(c);
+        if c == '@' {
+            out.push('\u{200b}');
+        }
+    });
+    let mut fields: Vec<Value> = facts(event)
+        .into_iter()
+        .map(|(title, value)| {
+            serde_json::json!({"title": title, "value": cut(&value, MAX_ATTACHMENT_VALUE), "short": true})
+        })
+        .collect();
+    fields.push(serde_json::json!({
+        "title": "Time",
+        "value": event.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "short": true,
+    }));
+    let mut footer = format!("event {}", event.id);
+    if !event.tags.is_empty() {
+        footer.push_str(" · ");
+        footer.push_str(&cut(&event.tags.join(", "), MAX_ATTACHMENT_VALUE));
+    }
+    let mut attachment = serde_json::json!({
+        "fallback": line,
+        "color": format!("#{:06x}", severity_rgb(notice.severity)),
+        "title": cut(&event.rule, 250),
+        "text": cut(&notice.text, MAX_ATTACHMENT_TEXT),
+        "fields": fields,
+        "footer": footer,
+    });
+    if let Some(link) = &notice.link {
+        attachment["title_link"] = link.as_str().into();
+    }
+    serde_json::json!({"text": line, "attachments": [attachment]})
+}
+
 #[cfg(test)]
 pub mod tests {
     use super::*;

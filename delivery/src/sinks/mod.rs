@@ -7,11 +7,14 @@ pub mod discord;
 pub mod email;
 pub mod falconer;
 pub mod file;
+pub mod googlechat;
 pub mod http;
+pub mod mattermost;
 pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod phoenix;
+pub mod rocketchat;
 pub mod slack;
 pub mod teams;
 pub mod webhook;
@@ -158,4 +161,7 @@ sinks! {
     Email(email::Email) = Email,
     PagerDuty(chat::Chat<pagerduty::PagerDuty>) = Pagerduty,
     Opsgenie(chat::Chat<opsgenie::Opsgenie>) = Opsgenie,
+    GoogleChat(chat::Chat<googlechat::GoogleChat>) = Googlechat,
+    Mattermost(chat::Chat<mattermost::Mattermost>) = Mattermost,
+    RocketChat(chat::Chat<rocketchat::RocketChat>) = Rocketchat,
 }
