@@ -122,7 +122,50 @@ async fn an_opsgenie_alert_carries_the_secrets_key_and_the_groups_alias(backend:
     receiver.stop().await;
 }
 
+async fn a_rocketchat_success_false_answer_is_a_dead_letter_and_delivery_goes_on(backend: Backend) {
+    let (_db, receiver, app) = hub(
+        backend,
+        json!({"type": "rocketchat", "rocketchat": {}, "allowInsecureHttp": true}),
+        &[],
+    )
+    .await;
+    *receiver.state.answer.lock().unwrap() = Some((
+        200,
+        r#"{"success":false,"error":"error-invalid-channel"}"#.into(),
+    ));
+    post(&app, burst("refused", 1)).await;
+    wait_until("the refused message is a dead letter", || async {
+        app.get("/api/v1/consumers/paging/dead-letters")
+            .await
+            .json()["dead_letters"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1)
+    })
+    .await;
+    let letters = app
+        .get("/api/v1/consumers/paging/dead-letters")
+        .await
+        .json();
+    let reason = letters["dead_letters"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("error-invalid-channel"), "{reason}");
+    *receiver.state.answer.lock().unwrap() = None;
+    post(&app, burst("delivered", 1)).await;
+    wait_until("the next message is delivered", || async {
+        receiver
+            .requests()
+            .iter()
+            .any(|r| r.body.to_string().contains("delivered 0"))
+    })
+    .await;
+    app.stop().await;
+    receiver.stop().await;
+}
+
 on_both_stores!(
     a_burst_pages_pagerduty_once_and_its_summary_re_triggers_the_same_alert,
     an_opsgenie_alert_carries_the_secrets_key_and_the_groups_alias,
+    a_rocketchat_success_false_answer_is_a_dead_letter_and_delivery_goes_on,
 );
