@@ -742,7 +742,7 @@ impl Loader {
         };
         let events: usize = records.iter().map(Vec::len).sum();
         if !records.is_empty() {
-            let answers = (self.load)(records.clone()).await;
+            let answers = (self.load)(records).await;
             // A passing failure loads the whole round again (what did commit is dropped by
             // its dedup key); a record the database refuses for good is set aside.
             if let Some(Err(e)) = answers
@@ -751,9 +751,18 @@ impl Loader {
             {
                 return Err(e.clone());
             }
-            for (record, answer) in records.iter().zip(&answers) {
-                if let Err(e) = answer {
-                    self.set_aside(record, e);
+            if answers.iter().any(Result::is_err) {
+                // Rare: the round's records are read again rather than copied on every round.
+                let (dir, at) = (self.dir.clone(), self.at);
+                let again = tokio::task::spawn_blocking(move || read_records(&dir, at, end))
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("journal reader failed: {e}")))?
+                    .map_err(|e| StoreError::Unavailable(format!("reading the journal: {e}")))?;
+                let records = again.map(|(records, _)| records).unwrap_or_default();
+                for (record, answer) in records.iter().zip(&answers) {
+                    if let Err(e) = answer {
+                        self.set_aside(record, e);
+                    }
                 }
             }
         }
