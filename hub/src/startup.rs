@@ -7,16 +7,22 @@ use crate::error::HubError;
 use crate::metrics::HubMetrics;
 use crate::routes;
 use crate::state::AppState;
-use actix_web::dev::{Server, Service};
+use actix_http::{Extensions, HttpService, Request};
+use actix_service::{IntoServiceFactory, ServiceFactory, ServiceFactoryExt, map_config};
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::HttpMessage;
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Server, Service};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{App, HttpServer, web};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, web};
 use falconer_analyst::Analyst;
 use falconer_delivery::Delivery;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A bound, not yet awaited server.
 pub struct Hub {
@@ -80,7 +86,11 @@ impl Hub {
             registry: Arc::new(registry),
             metrics_addr,
         });
-        let mut server = HttpServer::new(move || {
+        let limits = ExpectLimits {
+            max_body_bytes: state.config.ingest.max_body_bytes,
+            max_report_bytes: state.config.ingest.max_report_bytes,
+        };
+        let app = move || {
             App::new()
                 .app_data(state.clone())
                 .configure(routes::configure)
@@ -123,18 +133,14 @@ impl Hub {
                         Ok(response)
                     }
                 })
-        })
-        .on_connect(crate::tls::on_connect)
-        .shutdown_timeout(shutdown_timeout);
+        };
+        // actix-web's HttpServer, assembled here because it cannot be given an `Expect`
+        // handler: every listener serves the same App through actix-http's HttpService.
         let https = tls.is_some();
-        server = match tls {
-            Some(tls) => server.listen_rustls_0_23(listener, tls),
-            None => server.listen(listener),
-        }
-        .map_err(bind)?;
+        let mut server = actix_server::Server::build().shutdown_timeout(shutdown_timeout);
+        server = serve(server, listener, tls, app.clone(), limits).map_err(bind)?;
         if let Some((listener, at)) = metrics_listener {
-            server = server
-                .listen(listener)
+            server = serve(server, listener, None, app, limits)
                 .map_err(|source| HubError::Bind { addr: at, source })?;
             tracing::info!(addr = %at, "Serving /metrics");
         }
@@ -148,6 +154,122 @@ impl Hub {
             server: server.run(),
         })
     }
+}
+
+/// The listener a connection came in on, for `guard` (one App serves both listeners).
+#[derive(Clone, Copy)]
+struct Listener(SocketAddr);
+
+/// The body limits `Expect: 100-continue` is answered against.
+#[derive(Clone, Copy)]
+struct ExpectLimits {
+    max_body_bytes: usize,
+    max_report_bytes: usize,
+}
+
+/// Adds `listener` to `server`: HTTP/1.1 (and HTTP/2 over TLS) into the App `app` makes,
+/// with HttpServer's defaults (keep-alive 5 s, request head within 5 s, 1 s to disconnect,
+/// idle keep-alive connections closed on a graceful shutdown).
+fn serve<F, I, S, B>(
+    server: actix_server::ServerBuilder,
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    app: F,
+    limits: ExpectLimits,
+) -> std::io::Result<actix_server::ServerBuilder>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let addr = listener.local_addr()?;
+    let name = format!("falconer-{addr}");
+    let shutdown = server.graceful_shutdown_signal();
+    let expect = move || {
+        actix_service::fn_service(move |request: Request| async move {
+            match refuse_early(&request, limits) {
+                Some(refused) => Err(actix_web::Error::from(refused)),
+                None => Ok(request),
+            }
+        })
+    };
+    let application = move || {
+        // The host and scheme are read from each request's headers; the local address,
+        // which AppConfig cannot be given outside actix-web, from `Listener`.
+        let factory = app().into_factory().map_err(|e| e.into().error_response());
+        map_config(factory, |_| AppConfig::default())
+    };
+    // One HttpService per worker, over plain TCP or TLS (`$io`); `$connect` reads the
+    // connection (the client certificate's names).
+    macro_rules! http {
+        ($io:ty, $connect:expr) => {{
+            let shutdown = shutdown.clone();
+            HttpService::build()
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .local_addr(addr)
+                .expect(expect())
+                .on_connect_ext(move |io: &$io, data: &mut Extensions| {
+                    data.insert(Listener(addr));
+                    $connect(io, data);
+                })
+                .finish(application())
+        }};
+    }
+    match tls {
+        None => server.listen(name, listener, move || http!(TcpStream, |_, _| {}).tcp()),
+        Some(config) => server.listen(name, listener, move || {
+            http!(TlsStream<TcpStream>, crate::tls::on_connect).rustls_0_23(config.clone())
+        }),
+    }
+}
+
+/// `Expect: 100-continue` on ingest: a Content-Length over the body limit is answered 413
+/// before the client sends the body, instead of `100 Continue` and then 413. A request that
+/// may name a scanner report is held to `max_report_bytes` here; the handler applies the
+/// exact limit once it knows the source.
+fn refuse_early(request: &Request, limits: ExpectLimits) -> Option<HubError> {
+    if request.method() != actix_web::http::Method::POST
+        || !matches!(request.path(), "/ingest" | "/")
+    {
+        return None;
+    }
+    let declared: usize = request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let report = request.headers().contains_key("x-falconer-source")
+        || request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("source=")));
+    let (limit, key) = match report {
+        true => (
+            limits.max_report_bytes.max(limits.max_body_bytes),
+            "ingest.max_report_bytes",
+        ),
+        false => (limits.max_body_bytes, "ingest.max_body_bytes"),
+    };
+    (declared > limit).then(|| {
+        HubError::PayloadTooLarge(format!(
+            "the body ({declared} bytes, Content-Length) exceeds {limit} bytes ({key}); \
+             split it into smaller requests"
+        ))
+    })
 }
 
 /// Checks the caller against the access of the route asked for and hands the handler who it
@@ -166,7 +288,9 @@ fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), HubError> {
     };
     if let Some(metrics_addr) = state.metrics_addr {
         // One listener for the API, another for the metrics; neither answers the other's.
-        let on_metrics = request.app_config().local_addr() == metrics_addr;
+        let on_metrics = request
+            .conn_data::<Listener>()
+            .is_some_and(|l| l.0 == metrics_addr);
         let is_metrics = request.path() == "/metrics";
         if on_metrics != is_metrics {
             return Err(HubError::NotFound(format!(

@@ -584,3 +584,61 @@ on_both_stores!(
     the_cluster_comes_from_header_then_query_then_payload_then_config,
     an_unknown_source_or_parameter_is_a_400_naming_it,
 );
+
+/// Sends `head` (request line and headers, no body) and reads what the hub answers before
+/// any body byte is sent.
+async fn answer_to_head(app: &TestApp, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("the hub answers the head alone")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn expect_100_continue_with_a_content_length_over_the_limit_is_answered_413_before_the_body()
+{
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = hub_config();
+    config.ingest.max_body_bytes = 4_096;
+    config.ingest.max_report_bytes = 65_536;
+    let app = TestApp::spawn_with(&db, config, db.store_config()).await;
+    let head = |path: &str, length: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+        )
+    };
+
+    for path in ["/ingest", "/"] {
+        let answer = answer_to_head(&app, &head(path, 5_000)).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(answer.contains("ingest.max_body_bytes"), "{answer}");
+    }
+    // A request naming a scanner report is held to the report limit.
+    let answer = answer_to_head(&app, &head("/ingest?source=trivy", 70_000)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("ingest.max_report_bytes"), "{answer}");
+
+    // Within the limit: 100 Continue, then the body, then 202.
+    let body = alert("continue", "2026-05-04T10:00:00Z", "small").to_string();
+    let answer = answer_to_head(&app, &head("/ingest?source=trivy", 20_000)).await;
+    assert!(answer.starts_with("HTTP/1.1 100 Continue"), "{answer}");
+    let answer = answer_to_head(&app, &head("/ingest", body.len())).await;
+    assert!(answer.starts_with("HTTP/1.1 100 Continue"), "{answer}");
+    let sent = app
+        .client
+        .post(app.url("/ingest"))
+        .header("content-type", "application/json")
+        .header("expect", "100-continue")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    app.stop().await;
+}
