@@ -66,6 +66,10 @@ impl From<StoreError> for HubError {
             StoreError::Overloaded => HubError::Overloaded,
             StoreError::Unavailable(m) => HubError::Unavailable(format!("store unavailable: {m}")),
             StoreError::JournalFull(m) => HubError::InsufficientStorage(m),
+            // The database's text (paths, SQL) is for the log, where the writer put it.
+            StoreError::DiskFull(_) => HubError::InsufficientStorage(
+                "the store's disk is full: nothing of this request was stored".into(),
+            ),
             other => HubError::Internal(other.to_string()),
         }
     }

@@ -12,6 +12,10 @@ pub enum StoreError {
     /// or cannot be written (its disk): nothing was accepted.
     #[error("{0}")]
     JournalFull(String),
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL `53100`): nothing of
+    /// the write was kept; writing again succeeds once space returns.
+    #[error("disk full: {0}")]
+    DiskFull(String),
     /// The write queue is full: the hub is overloaded.
     #[error("store write queue is full")]
     Overloaded,
@@ -38,6 +42,10 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) => is_unavailable_code(db.code().as_deref()),
             _ => false,
         };
+        let full = match &e {
+            sqlx::Error::Database(db) => is_disk_full_code(db.code().as_deref()),
+            _ => false,
+        };
         let mut message = e.to_string();
         let mut source = e.source();
         while let Some(cause) = source {
@@ -45,7 +53,9 @@ impl From<sqlx::Error> for StoreError {
             message.push_str(&cause.to_string());
             source = cause.source();
         }
-        if unavailable {
+        if full {
+            StoreError::DiskFull(message)
+        } else if unavailable {
             StoreError::Unavailable(message)
         } else {
             StoreError::Database(message)
@@ -63,6 +73,12 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
             other => StoreError::Migration(other.to_string()),
         }
     }
+}
+
+/// PostgreSQL's `disk_full` and SQLite's `SQLITE_FULL` (13, in the low byte of extended codes).
+fn is_disk_full_code(code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    code == "53100" || code.parse::<i32>().is_ok_and(|c| c & 0xff == 13)
 }
 
 /// PostgreSQL SQLSTATEs and SQLite result codes that mean "not now" rather than "wrong".
@@ -99,7 +115,10 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable(_) | StoreError::Overloaded | StoreError::JournalFull(_)
+            StoreError::Unavailable(_)
+                | StoreError::Overloaded
+                | StoreError::JournalFull(_)
+                | StoreError::DiskFull(_)
         )
     }
 }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row};
+use sqlx::{Connection, QueryBuilder, Row};
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
@@ -49,6 +49,26 @@ impl Sqlite {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(connect_timeout)
+            // After a failed write SQLite may have rolled the transaction back by itself
+            // (SQLITE_FULL, IOERR, NOMEM); sqlx's own ROLLBACK then fails and the connection
+            // believes it is still in a transaction, so the next BEGIN becomes a SAVEPOINT
+            // and later "commits" never reach the file. A connection that is not back at
+            // depth 0 (the ping runs after the dropped transaction's queued ROLLBACK) is
+            // closed, which rolls back whatever SQLite still holds; the next write opens a
+            // fresh one.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!(
+                            "SQLite writer connection left inside a transaction after a failed \
+                             write; closing it"
+                        );
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(options.clone().create_if_missing(true))
             .await?;
         let readers = SqlitePoolOptions::new()

@@ -146,7 +146,9 @@ impl Writer {
                 }
             }
             Err(error) => {
-                let result = if error.is_retryable() {
+                let result = if matches!(error, StoreError::DiskFull(_)) {
+                    "disk_full"
+                } else if error.is_retryable() {
                     "unavailable"
                 } else {
                     "error"

@@ -811,3 +811,60 @@ async fn a_central_hub_answering_413_makes_the_edge_send_smaller_batches_and_dea
     edge.stop().await;
     central.stop().await;
 }
+
+/// A PostgreSQL restart drops every session, so the advisory lock of the replica that was
+/// delivering is gone while its worker runs on: it must notice before its next batch and
+/// stand down, or both replicas deliver every event after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_after_a_database_restart_only_one_of_two_replicas_delivers_a_consumer() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.jsonl");
+    let declare = || vec![file_consumer("shared", &path)];
+    let first =
+        TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), declare()).await;
+    wait_until("the first replica delivers", || async {
+        consumer_view(&first, "shared").await["state"] == "Active"
+    })
+    .await;
+    let second =
+        TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), declare()).await;
+    wait_until("the second replica stands by", || async {
+        consumer_view(&second, "shared").await["state"] == "Pending"
+    })
+    .await;
+    let mut posted = post_alerts(&first, "before", 0..50).await;
+    // Delivered and its cursor saved: nothing is in flight when the database goes.
+    wait_until("50 events delivered and acknowledged", || async {
+        lines(&path).len() >= 50 && consumer_view(&first, "shared").await["lag_events"] == 0
+    })
+    .await;
+
+    // Every session ends, the advisory lock with them; both hubs reconnect.
+    db.break_store().await.restore().await;
+    for round in 0..4 {
+        let app = if round % 2 == 0 { &first } else { &second };
+        let rule = format!("after{round}");
+        posted.extend(post_alerts(app, &rule, 0..50).await);
+    }
+    wait_until("250 events in the file", || async {
+        lines(&path).len() >= 250
+    })
+    .await;
+    wait_until("one replica delivers, the other stands by", || async {
+        let states = [
+            consumer_view(&first, "shared").await["state"].clone(),
+            consumer_view(&second, "shared").await["state"].clone(),
+        ];
+        states.contains(&json!("Active")) && states.contains(&json!("Pending"))
+    })
+    .await;
+    let delivered = ids(&lines(&path));
+    assert_eq!(delivered.len(), 250, "events delivered by both replicas");
+    assert_eq!(
+        delivered.iter().collect::<HashSet<_>>(),
+        posted.iter().collect::<HashSet<_>>()
+    );
+    first.stop().await;
+    second.stop().await;
+}

@@ -190,3 +190,104 @@ async fn consumers_are_listed_from_their_last_known_state_while_postgresql_is_do
     app.stop().await;
     hook.stop().await;
 }
+
+/// The `falconer hub` binary on `db`, journaling under `data_dir`, killed with SIGKILL when
+/// dropped unless stopped before.
+struct HubProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl HubProcess {
+    async fn start(db: &TestDb, data_dir: &std::path::Path) -> HubProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let url = db
+            .store_config()
+            .database_url
+            .expect("a PostgreSQL test database")
+            .0;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_falconer"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FALCONER__") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .args(["hub", "--listen", &addr.to_string(), "--database-url", &url])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("FALCONER__INGEST__JOURNAL__SEGMENT_BYTES", "65536")
+            .env("FALCONER__INGEST__JOURNAL__MAX_BYTES", "67108864")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start falconer hub");
+        let hub = HubProcess { child, addr };
+        let client = reqwest::Client::new();
+        let health = format!("http://{addr}/healthz");
+        wait_until("the hub answers", || async {
+            client.get(&health).send().await.is_ok()
+        })
+        .await;
+        hub
+    }
+
+    async fn post(&self, body: String) -> u16 {
+        reqwest::Client::new()
+            .post(format!("http://{}/ingest", self.addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no drain, no shutdown of anything.
+        self.child.kill().expect("kill -9 the hub");
+        self.child.wait().expect("reap the hub");
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn alerts_acknowledged_across_a_postgresql_stop_and_two_kill_9s_of_the_hub_are_all_stored_once()
+ {
+    let db = TestDb::new(Backend::Postgres).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut bodies = alerts("falco", 600).into_iter();
+    let mut send = async |hub: &HubProcess, n: usize| {
+        for body in bodies.by_ref().take(n) {
+            assert_eq!(hub.post(body).await, 202, "an alert was not acknowledged");
+        }
+    };
+
+    let hub = HubProcess::start(&db, data.path()).await;
+    send(&hub, 200).await;
+    let outage = db.break_store().await;
+    send(&hub, 200).await;
+    // Killed with everything since the outage only in the journal.
+    hub.kill();
+    outage.restore().await;
+
+    // Killed again as soon as it has taken 100 more: the loader is mid-load or has just
+    // committed without marking it.
+    let hub = HubProcess::start(&db, data.path()).await;
+    send(&hub, 100).await;
+    hub.kill();
+
+    let hub = HubProcess::start(&db, data.path()).await;
+    send(&hub, 100).await;
+    stored_once(&db, 600).await;
+    drop(hub);
+}

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod dashboard;
 mod delivery;
+mod disk_full;
 mod email;
 mod ingest;
 mod journal;

@@ -353,6 +353,7 @@ async fn accept(
                 StoreError::Overloaded => "overloaded",
                 StoreError::Unavailable(_) => "unavailable",
                 StoreError::JournalFull(_) => "journal_full",
+                StoreError::DiskFull(_) => "disk_full",
                 _ => "error",
             };
             metrics.reject(label.source, reason, count);
