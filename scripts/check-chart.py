@@ -102,7 +102,8 @@ def check_render(name, path):
     # Falconer's configuration ConfigMaps (the dashboard's is checked below).
     config_maps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])
                    if "falconer.yaml" in c.get("data", {})}
-    for deployment in by_kind.get("Deployment", []):
+    workloads = by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])
+    for deployment in workloads:
         dname = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]["spec"]
         if not pod.get("securityContext", {}).get("runAsNonRoot"):
@@ -148,6 +149,18 @@ def check_render(name, path):
                 separate = any(component(d) == "analyst" for d in by_kind["Deployment"])
                 if analyst_off != separate:
                     fail(name, f"{where}: analyst in the hub ({not analyst_off}) and separate ({separate})")
+                # The journal's directory is a volume of its own: a claim per replica of a
+                # StatefulSet, or an emptyDir; never the read-only root filesystem.
+                journal = config.get("ingest", {}).get("journal", {})
+                if "FALCONER__STORE__DATABASE_URL" in {e["name"] for e in container.get("env", [])} \
+                        and journal.get("enabled", True):
+                    at = journal.get("dir", "/var/lib/falconer/journal")
+                    claims = {c["metadata"]["name"] for c in deployment["spec"].get("volumeClaimTemplates", [])}
+                    volume = mounts.get(at)
+                    if deployment["kind"] == "StatefulSet" and volume not in claims:
+                        fail(name, f"{where}: journal {at} is not on a claim of the StatefulSet")
+                    if deployment["kind"] == "Deployment" and "emptyDir" not in volumes.get(volume, {}):
+                        fail(name, f"{where}: journal {at} is not on an emptyDir")
 
     # Generated tokens: URL-safe (Falco sends the ingest token in a URL), at least 128 bits,
     # and their hashes are the ones the hub's auth Secret configures: an agent's bound to its
@@ -182,10 +195,10 @@ def check_render(name, path):
     services = by_kind.get("Service", [])
     for service in services:
         selector = service["spec"]["selector"]
-        pods = [d["spec"]["template"] for d in by_kind.get("Deployment", [])
+        pods = [d["spec"]["template"] for d in workloads
                 if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
         if len(pods) != 1:
-            fail(name, f"Service {service['metadata']['name']} selects {len(pods)} Deployments")
+            fail(name, f"Service {service['metadata']['name']} selects {len(pods)} workloads")
             continue
         names = {p["name"] for c in pods[0]["spec"]["containers"] for p in c.get("ports", [])}
         for port in service["spec"]["ports"]:

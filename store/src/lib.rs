@@ -575,14 +575,16 @@ impl Store {
 
     /// Closes the connections once in-flight work has finished.
     pub async fn close(&self) {
-        if let Some(journal) = &self.inner.journal
-            && !journal.close().await
-        {
-            tracing::warn!(
-                wait_secs = journal.drain().as_secs(),
-                "The journal was not loaded into the database before stopping; it is loaded \
-                 at the next start from the same journal directory"
-            );
+        if let Some(journal) = &self.inner.journal {
+            if journal.close().await {
+                tracing::info!("Journal drained: everything it held is in the database");
+            } else {
+                tracing::warn!(
+                    wait_secs = journal.drain().as_secs(),
+                    "The journal was not loaded into the database before stopping; it is \
+                     loaded at the next start from the same journal directory"
+                );
+            }
         }
         let backend = self.inner.backend.clone();
         let _ = self
