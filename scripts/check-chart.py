@@ -8,6 +8,8 @@ Run by scripts/check-manifests with the renders of `helm template`.
 """
 import base64
 import hashlib
+import json
+import os
 import re
 import sys
 
@@ -97,7 +99,9 @@ def check_render(name, path):
                                        f"resourceNames [falconer:trivy-image-lister]")
 
     # Workloads: non-root, read-only root filesystem, probes, resources, /tmp.
-    config_maps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
+    # Falconer's configuration ConfigMaps (the dashboard's is checked below).
+    config_maps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])
+                   if "falconer.yaml" in c.get("data", {})}
     workloads = by_kind.get("Deployment", []) + by_kind.get("StatefulSet", [])
     for deployment in workloads:
         dname = deployment["metadata"]["name"]
@@ -224,7 +228,118 @@ def check_render(name, path):
             for duration in ("interval", "scrapeTimeout"):
                 if not re.fullmatch(r"[0-9]+(ms|s|m|h)", str(endpoint.get(duration, ""))):
                     fail(name, f"ServiceMonitor {mname}: bad {duration}")
+
+    for rule_object in by_kind.get("PrometheusRule", []):
+        check_prometheus_rule(name, rule_object, services, by_kind)
+    for cm in by_kind.get("ConfigMap", []):
+        if "falconer.yaml" not in cm.get("data", {}):
+            check_dashboard(name, cm)
     print(f"ok: {name}: {len(docs)} objects keep the chart's rules")
+
+
+SEVERITIES = {"critical", "warning", "info"}
+DURATION = r"([0-9]+(ms|s|m|h|d|w|y))+"
+
+
+def runbook_anchors():
+    """The anchors of docs/operations.md's headings, as GitHub makes them."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "operations.md")
+    with open(path) as f:
+        headings = re.findall(r"^#+\s+(.*?)\s*$", f.read(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def check_prometheus_rule(name, rule_object, services, by_kind):
+    """A PrometheusRule (not a built-in kind, so kubernetes-validate cannot check it): the
+    Operator's fields only; every alert with a severity, a summary, a description and a
+    runbook_url into docs/operations.md; selectors naming this release's scrape jobs (the
+    Services its ServiceMonitors select) in its namespace, and its hub workload."""
+    rname = f"PrometheusRule {rule_object['metadata']['name']}"
+    if rule_object.get("apiVersion") != "monitoring.coreos.com/v1":
+        fail(name, f"{rname}: apiVersion {rule_object.get('apiVersion')}")
+    spec = rule_object.get("spec", {})
+    if set(spec) != {"groups"}:
+        fail(name, f"{rname}: spec fields {sorted(spec)}, expected [groups]")
+    namespace = rule_object["metadata"]["namespace"]
+    jobs = {s["metadata"]["name"] for s in services if s["metadata"]["namespace"] == namespace}
+    hub = [d["metadata"]["name"] for kind in ("Deployment", "StatefulSet")
+           for d in by_kind.get(kind, []) if component(d) == "hub"]
+    anchors = runbook_anchors()
+    groups = spec.get("groups", [])
+    if len({g.get("name") for g in groups}) != len(groups):
+        fail(name, f"{rname}: group names repeat")
+    alerts = set()
+    for group in groups:
+        if set(group) - {"name", "rules", "interval", "limit"} or not group.get("rules"):
+            fail(name, f"{rname}: group {group.get('name')}: unexpected fields or no rules")
+        for rule in group.get("rules", []):
+            what = f"{rname} {group.get('name')}/{rule.get('alert') or rule.get('record')}"
+            if set(rule) - {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"} \
+                    or ("alert" in rule) == ("record" in rule) or not isinstance(rule.get("expr"), str):
+                fail(name, f"{what}: not one alert or record with an expr: {sorted(rule)}")
+                continue
+            for duration in ("for", "keep_firing_for"):
+                if duration in rule and not re.fullmatch(DURATION, str(rule[duration])):
+                    fail(name, f"{what}: bad {duration} {rule[duration]!r}")
+            for field in ("labels", "annotations"):
+                if not all(isinstance(v, str) for v in rule.get(field, {}).values()):
+                    fail(name, f"{what}: {field} must be strings")
+            if "<" in rule["expr"] and re.search(r"<[a-z_]+>", rule["expr"]):
+                fail(name, f"{what}: a placeholder of files/alerts.yaml is left: {rule['expr']}")
+            if group["name"] == "falconer-additional" or "record" in rule:
+                continue
+            alerts.add(rule["alert"])
+            if rule.get("labels", {}).get("severity") not in SEVERITIES:
+                fail(name, f"{what}: severity label not one of {sorted(SEVERITIES)}")
+            annotations = rule.get("annotations", {})
+            missing = {"summary", "description", "runbook_url"} - set(annotations)
+            if missing:
+                fail(name, f"{what}: no {sorted(missing)} annotation")
+            anchor = annotations.get("runbook_url", "").rpartition("#")[2]
+            if anchor != rule["alert"].lower() or anchor not in anchors:
+                fail(name, f"{what}: runbook_url {annotations.get('runbook_url')!r} is not a heading "
+                           f"`{rule['alert']}` of docs/operations.md")
+            for label, value in re.findall(r'\b(job|namespace|deployment|statefulset)="([^"]*)"', rule["expr"]):
+                if (label == "job" and value not in jobs) or (label == "namespace" and value != namespace) \
+                        or (label in ("deployment", "statefulset") and value not in hub):
+                    fail(name, f"{what}: {label}=\"{value}\" is not this release's "
+                               f"(jobs {sorted(jobs)}, namespace {namespace}, hub {hub})")
+    if alerts and not alerts >= {"FalconerIngestRefusing", "FalconerHubNotReady", "FalconerDeadLetters"}:
+        fail(name, f"{rname}: the hub's alerts are missing: {sorted(alerts)}")
+
+
+def check_dashboard(name, cm):
+    """A dashboard ConfigMap: labelled for Grafana's sidecar, each JSON file a dashboard whose
+    queries use the $datasource variable and whose panels have unique ids and fit the grid."""
+    cname = f"ConfigMap {cm['metadata']['name']}"
+    files = {k: v for k, v in cm.get("data", {}).items() if k.endswith(".json")}
+    if not files:
+        fail(name, f"{cname}: neither Falconer's configuration nor a dashboard")
+    for key, text in files.items():
+        try:
+            board = json.loads(text)
+        except ValueError as e:
+            fail(name, f"{cname} {key}: not JSON: {e}")
+            continue
+        variables = {v.get("name"): v for v in board.get("templating", {}).get("list", [])}
+        if variables.get("datasource", {}).get("type") != "datasource" or not board.get("uid"):
+            fail(name, f"{cname} {key}: no uid, or no datasource variable")
+        ids = []
+        for panel in board.get("panels", []):
+            ids.append(panel.get("id"))
+            grid = panel.get("gridPos", {})
+            if grid.get("x", 0) + grid.get("w", 0) > 24:
+                fail(name, f"{cname} {key}: panel {panel.get('title')!r} is wider than the grid")
+            if panel.get("type") == "row":
+                continue
+            if panel.get("datasource", {}).get("uid") != "${datasource}" or not panel.get("targets"):
+                fail(name, f"{cname} {key}: panel {panel.get('title')!r} does not query ${{datasource}}")
+            for target in panel.get("targets", []):
+                if target.get("datasource", {}).get("uid") != "${datasource}":
+                    fail(name, f"{cname} {key}: panel {panel.get('title')!r} query {target.get('refId')} "
+                               f"does not use ${{datasource}}")
+        if len(ids) != len(set(ids)):
+            fail(name, f"{cname} {key}: panel ids repeat")
 
 
 def commands(text):

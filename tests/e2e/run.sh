@@ -2,7 +2,9 @@
 # End-to-end test on a kind cluster: build the image, install the chart (SQLite trial mode,
 # CRDs included), apply a Policy and a Setting with a file consumer, post a Falco alert to
 # the hub, and check that it is queryable through /api/v1/events and was written by the file
-# consumer; then upgrade the release and check the tokens and the data survived.
+# consumer; render the alert rules and load the Grafana dashboard as a ConfigMap the way
+# docs/operations.md does without the Prometheus Operator; then upgrade the release and check
+# the tokens and the data survived.
 #
 # Runnable by hand against any kind cluster:
 #   tests/e2e/run.sh                        # creates kind cluster falconer-e2e if missing
@@ -272,6 +274,16 @@ fi
 step "metrics"
 curl -fsS http://127.0.0.1:8080/metrics | grep -E '^falconer_ingest_events_accepted_total' \
   || die "no ingest metrics"
+
+step "alert rules and dashboard without the Operator, as docs/operations.md makes them"
+helm template falconer charts/falconer --namespace falconer-system --set prometheusRule.enabled=true --set prometheusRule.force=true --show-only templates/prometheusrule.yaml >prometheusrule.yaml
+grep -q '^kind: PrometheusRule$' prometheusrule.yaml || die "no PrometheusRule rendered"
+kubectl create namespace monitoring --dry-run=client -o yaml | kubectl apply -f -
+kubectl delete configmap falconer-dashboard --namespace monitoring --ignore-not-found
+kubectl create configmap falconer-dashboard --namespace monitoring --from-file=charts/falconer/dashboards/falconer.json
+kubectl label configmap falconer-dashboard --namespace monitoring grafana_dashboard=1
+kubectl get configmap falconer-dashboard --namespace monitoring -o jsonpath='{.data.falconer\.json}' \
+  | python3 -c 'import json, sys; json.load(sys.stdin)' || die "the dashboard ConfigMap holds no dashboard"
 
 step "upgrade: same tokens, same data"
 kill "$port_forward" 2>/dev/null || true
