@@ -125,12 +125,16 @@ fn decode(bytes: &[u8]) -> Result<Option<(Vec<Event>, usize)>, String> {
     let Some(body) = bytes.get(HEADER..HEADER + length) else {
         return Ok(None);
     };
+    Ok(Some((events_of(body, crc)?, HEADER + length)))
+}
+
+/// The events of a record's `body`, `Err` when it does not match its checksum or is not
+/// readable.
+fn events_of(body: &[u8], crc: u32) -> Result<Vec<Event>, String> {
     if crc32fast::hash(body) != crc {
         return Err("checksum mismatch".into());
     }
-    let events: Vec<Event> =
-        serde_json::from_slice(body).map_err(|e| format!("unreadable record: {e}"))?;
-    Ok(Some((events, HEADER + length)))
+    serde_json::from_slice(body).map_err(|e| format!("unreadable record: {e}"))
 }
 
 /// Reads `segment` whole and cuts it after its last whole, intact record. Answers the
@@ -327,6 +331,13 @@ impl Journal {
         }
         metrics.torn.inc_by(torn);
         let next = segments.last().map_or(1, |s| s + 1);
+        if segments.is_empty() {
+            // A new journal: the first segment the appender opens is where loading starts.
+            start = Position {
+                segment: next,
+                offset: 0,
+            };
+        }
         let replay = segments
             .iter()
             .filter(|&&s| s >= start.segment)
@@ -778,6 +789,7 @@ impl Loader {
             let size = fs::metadata(&path).map_or(0, |m| m.len());
             match fs::remove_file(&path) {
                 Ok(()) => freed += size,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => tracing::warn!(error = %e, segment = %path.display(),
                     "Could not delete a loaded journal segment"),
             }
@@ -833,22 +845,33 @@ fn read_records(
             file.metadata()?.len()
         };
         file.seek(SeekFrom::Start(at.offset))?;
-        let mut bytes = Vec::new();
-        file.take(limit.saturating_sub(at.offset))
-            .read_to_end(&mut bytes)?;
-        let mut used = 0;
+        // Record by record, so a round holds its own records only, never the rest of a
+        // 64 MiB segment.
+        let available = limit.saturating_sub(at.offset);
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file.take(available));
+        let mut used = 0u64;
         let mut torn = None;
-        while events < LOAD_EVENTS {
-            match decode(&bytes[used..]) {
-                Ok(Some((record, length))) => {
+        while events < LOAD_EVENTS && used < available {
+            let left = available - used;
+            let mut header = [0; HEADER];
+            if left < HEADER as u64 {
+                torn = Some("a partial record".to_string());
+                break;
+            }
+            reader.read_exact(&mut header)?;
+            let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            if u64::from(length) > left - HEADER as u64 {
+                torn = Some("a partial record".to_string());
+                break;
+            }
+            let mut body = vec![0; length as usize];
+            reader.read_exact(&mut body)?;
+            match events_of(&body, crc) {
+                Ok(record) => {
                     events += record.len();
                     records.push(record);
-                    used += length;
-                }
-                Ok(None) if used == bytes.len() => break,
-                Ok(None) => {
-                    torn = Some("a partial record".to_string());
-                    break;
+                    used += HEADER as u64 + u64::from(length);
                 }
                 Err(why) => {
                     torn = Some(why);
@@ -858,16 +881,16 @@ fn read_records(
         }
         let closed = at.segment < end.segment;
         if let Some(why) = torn {
-            let place = format!("{} at byte {}", path.display(), at.offset + used as u64);
+            let place = format!("{} at byte {}", path.display(), at.offset + used);
             if !closed {
                 return Err(std::io::Error::other(format!("{place}: {why}")));
             }
             // A closed segment ends in a write that failed and was never acknowledged.
             tracing::warn!(segment = %place, reason = %why,
                 "Skipping the torn end of a closed journal segment: it was never acknowledged");
-            used = bytes.len();
+            used = available;
         }
-        at.offset += used as u64;
+        at.offset += used;
         if closed && at.offset >= limit {
             at = Position {
                 segment: at.segment + 1,
