@@ -24,3 +24,27 @@ pub fn event(rule: &str) -> Event {
     .to_string();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("test event: {e}"))
 }
+
+/// A Secret's keys and values, as the declared consumer hands them to a sink.
+pub fn secrets(pairs: &[(&str, &str)]) -> crate::declared::Secrets {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), crate::declared::SecretValue(v.to_string())))
+        .collect()
+}
+
+/// `consumer` declared with `secrets`, outside any cluster, without a file directory or a
+/// dashboard: what a sink's `build` is given in its unit tests.
+pub fn declared<'a>(
+    consumer: &'a falconer_model::crd::Consumer,
+    secrets: &'a crate::declared::Secrets,
+) -> crate::sinks::Declared<'a> {
+    crate::sinks::Declared {
+        name: &consumer.name,
+        consumer,
+        secrets,
+        home: None,
+        file_dir: None,
+        dashboard: None,
+    }
+}

@@ -1,5 +1,5 @@
 use super::*;
-use crate::declared::{SecretValue, Secrets};
+use crate::declared::Secrets;
 use crate::notify::Summary;
 use crate::sinks::chat::tests::{golden_event, notice};
 use falconer_model::crd::Consumer;
@@ -133,22 +133,10 @@ pub fn consumer(section: Value) -> Consumer {
     .unwrap()
 }
 
-pub fn secrets(pairs: &[(&str, &str)]) -> Secrets {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), SecretValue(v.to_string())))
-        .collect()
-}
+pub use crate::fixtures::secrets;
 
 pub fn build(consumer: &Consumer, secrets: &Secrets) -> Result<Alertmanager, String> {
-    let declared = Declared {
-        name: &consumer.name,
-        consumer,
-        secrets,
-        home: None,
-        file_dir: None,
-        dashboard: None,
-    };
+    let declared = crate::fixtures::declared(consumer, secrets);
     Alertmanager::from_consumer(&declared).map_err(|e| e.to_string())
 }
 

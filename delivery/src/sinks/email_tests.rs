@@ -1,5 +1,4 @@
 use super::*;
-use crate::declared::{SecretValue, Secrets};
 use crate::fixtures::event;
 use crate::sinks::chat::tests::{golden_event, notice};
 use falconer_model::crd::{Consumer, SinkType};
@@ -25,18 +24,8 @@ fn consumer(email: Value) -> Consumer {
 }
 
 fn build(consumer: &Consumer, secrets: &[(&str, &str)]) -> Result<Email, String> {
-    let secrets: Secrets = secrets
-        .iter()
-        .map(|(k, v)| (k.to_string(), SecretValue(v.to_string())))
-        .collect();
-    let declared = Declared {
-        name: &consumer.name,
-        consumer,
-        secrets: &secrets,
-        home: None,
-        file_dir: None,
-        dashboard: None,
-    };
+    let secrets = crate::fixtures::secrets(secrets);
+    let declared = crate::fixtures::declared(consumer, &secrets);
     Email::from_consumer(&declared).map_err(|e| e.to_string())
 }
 

@@ -182,14 +182,7 @@ mod tests {
         }))
         .unwrap();
         let secrets = crate::declared::Secrets::new();
-        let declared = Declared {
-            name: &consumer.name,
-            consumer: &consumer,
-            secrets: &secrets,
-            home: None,
-            file_dir: None,
-            dashboard: None,
-        };
+        let declared = crate::fixtures::declared(&consumer, &secrets);
         GoogleChat::build(&declared)
             .map(|(_, target)| target.url.to_string())
             .map_err(|e| e.to_string())

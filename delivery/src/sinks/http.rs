@@ -354,14 +354,7 @@ mod tests {
     }
 
     fn endpoint_of(consumer: &Consumer, secrets: &Secrets) -> Result<reqwest::Url, String> {
-        let declared = Declared {
-            name: &consumer.name,
-            consumer,
-            secrets,
-            home: None,
-            file_dir: None,
-            dashboard: None,
-        };
+        let declared = crate::fixtures::declared(consumer, secrets);
         let url = consumer.configured_url().unwrap_or_default();
         endpoint(&declared, "webhook.url", url).map_err(|e| e.to_string())
     }

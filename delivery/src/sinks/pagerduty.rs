@@ -212,18 +212,8 @@ mod tests {
     /// The routing key the sink of `spec` would send, or why it cannot run.
     fn build(spec: Value, secrets: &[(&str, &str)]) -> Result<String, String> {
         let consumer: falconer_model::crd::Consumer = serde_json::from_value(spec).unwrap();
-        let secrets: crate::declared::Secrets = secrets
-            .iter()
-            .map(|(k, v)| (k.to_string(), crate::declared::SecretValue(v.to_string())))
-            .collect();
-        let declared = Declared {
-            name: &consumer.name,
-            consumer: &consumer,
-            secrets: &secrets,
-            home: None,
-            file_dir: None,
-            dashboard: None,
-        };
+        let secrets = crate::fixtures::secrets(secrets);
+        let declared = crate::fixtures::declared(&consumer, &secrets);
         PagerDuty::build(&declared)
             .map(|(format, target)| {
                 assert_eq!(
