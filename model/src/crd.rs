@@ -508,6 +508,14 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
     validation = Rule::new("!has(self.falconer) || self.type == 'falconer'").message("a `falconer` section needs type falconer"),
     validation = Rule::new("!has(self.file) || self.type == 'file'").message("a `file` section needs type file"),
+    validation = Rule::new("self.type != 'nats' || has(self.nats)").message("type nats needs a `nats` section"),
+    validation = Rule::new("!has(self.nats) || self.type == 'nats'").message("a `nats` section needs type nats"),
+    validation = Rule::new("self.type != 'rabbitmq' || has(self.rabbitmq)").message("type rabbitmq needs a `rabbitmq` section"),
+    validation = Rule::new("!has(self.rabbitmq) || self.type == 'rabbitmq'").message("a `rabbitmq` section needs type rabbitmq"),
+    validation = Rule::new("self.type != 'mqtt' || has(self.mqtt)").message("type mqtt needs an `mqtt` section"),
+    validation = Rule::new("!has(self.mqtt) || self.type == 'mqtt'").message("an `mqtt` section needs type mqtt"),
+    validation = Rule::new("self.type != 'redis' || has(self.redis)").message("type redis needs a `redis` section"),
+    validation = Rule::new("!has(self.redis) || self.type == 'redis'").message("a `redis` section needs type redis"),
 )]
 pub struct Consumer {
     /// Unique name across all Settings; the consumer's cursor, metrics and status are keyed
@@ -563,6 +571,18 @@ pub struct Consumer {
     /// Settings of a `rocketchat` sink (an incoming webhook integration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rocketchat: Option<RocketChatConfig>,
+    /// Settings of a `nats` sink (JetStream publish with acknowledgement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsConfig>,
+    /// Settings of a `rabbitmq` sink (AMQP 0.9.1 with publisher confirms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq: Option<RabbitmqConfig>,
+    /// Settings of an `mqtt` sink (QoS 1, persistent session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConfig>,
+    /// Settings of a `redis` sink (`XADD` to a stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
     /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
     /// Absent: the event's message.
@@ -631,6 +651,14 @@ pub enum SinkType {
     Mattermost,
     /// A Rocket.Chat incoming webhook: one Slack-style attachment per event.
     Rocketchat,
+    /// NATS JetStream: one message per event, acknowledged by the stream.
+    Nats,
+    /// RabbitMQ (AMQP 0.9.1): one persistent message per event, confirmed by the broker.
+    Rabbitmq,
+    /// An MQTT broker: one QoS 1 message per event.
+    Mqtt,
+    /// A Redis stream: one entry per event.
+    Redis,
 }
 
 impl SinkType {
@@ -651,6 +679,10 @@ impl SinkType {
         SinkType::Googlechat,
         SinkType::Mattermost,
         SinkType::Rocketchat,
+        SinkType::Nats,
+        SinkType::Rabbitmq,
+        SinkType::Mqtt,
+        SinkType::Redis,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -672,7 +704,20 @@ impl SinkType {
             SinkType::Googlechat => "googlechat",
             SinkType::Mattermost => "mattermost",
             SinkType::Rocketchat => "rocketchat",
+            SinkType::Nats => "nats",
+            SinkType::Rabbitmq => "rabbitmq",
+            SinkType::Mqtt => "mqtt",
+            SinkType::Redis => "redis",
         }
+    }
+
+    /// Whether the sink publishes to a message broker (`nats`, `rabbitmq`, `mqtt`, `redis`),
+    /// whose URL schemes are the broker's own (its sink checks them).
+    pub fn is_broker(self) -> bool {
+        matches!(
+            self,
+            SinkType::Nats | SinkType::Rabbitmq | SinkType::Mqtt | SinkType::Redis
+        )
     }
 
     /// Whether the sink sends notices for people (chat, paging, Alertmanager, e-mail):
@@ -697,7 +742,10 @@ impl SinkType {
     /// ones and the TLS keys: the `email` sink's SMTP credentials (both or neither).
     pub fn optional_secret_keys(self) -> &'static [&'static str] {
         match self {
-            SinkType::Email => &["username", "password"],
+            SinkType::Email | SinkType::Rabbitmq | SinkType::Mqtt | SinkType::Redis => {
+                &["username", "password"]
+            }
+            SinkType::Nats => &["token", "username", "password", "nkey", "creds"],
             _ => &[],
         }
     }
@@ -747,6 +795,10 @@ impl Consumer {
             SinkType::Opsgenie => self.opsgenie.as_ref().map(|o| o.url.as_str()),
             SinkType::Rocketchat => self.rocketchat.as_ref().map(|c| c.url.as_str()),
             SinkType::Mattermost => self.mattermost.as_ref().map(|c| c.url.as_str()),
+            SinkType::Nats => self.nats.as_ref().map(|c| c.url.as_str()),
+            SinkType::Rabbitmq => self.rabbitmq.as_ref().map(|c| c.url.as_str()),
+            SinkType::Mqtt => self.mqtt.as_ref().map(|c| c.url.as_str()),
+            SinkType::Redis => self.redis.as_ref().map(|c| c.url.as_str()),
             _ => None,
         }
     }
@@ -764,7 +816,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 15] {
+    pub fn sections(&self) -> [(SinkType, bool); 19] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -781,6 +833,10 @@ impl Consumer {
             (SinkType::Googlechat, self.googlechat.is_some()),
             (SinkType::Mattermost, self.mattermost.is_some()),
             (SinkType::Rocketchat, self.rocketchat.is_some()),
+            (SinkType::Nats, self.nats.is_some()),
+            (SinkType::Rabbitmq, self.rabbitmq.is_some()),
+            (SinkType::Mqtt, self.mqtt.is_some()),
+            (SinkType::Redis, self.redis.is_some()),
         ]
     }
 
@@ -826,6 +882,10 @@ impl Consumer {
             googlechat: None,
             mattermost: None,
             rocketchat: None,
+            nats: None,
+            rabbitmq: None,
+            mqtt: None,
+            redis: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -1319,6 +1379,140 @@ pub struct MattermostConfig {
     pub tls: SinkTls,
 }
 
+/// What the body of a broker message (and, with the log-outputs work, of other sinks) is.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageFormat {
+    /// The event as JSON, the schema of the webhook and file sinks (`GET /api/v1/events/{id}`).
+    #[default]
+    Falconer,
+    /// The payload exactly as the source sent it (a Falco alert as Falco's `http_output`
+    /// posts it), so tools written for the source's own output read it unchanged.
+    Falco,
+}
+
+impl MessageFormat {
+    fn is_default(&self) -> bool {
+        *self == MessageFormat::default()
+    }
+}
+
+/// Settings of a `nats` sink: each event published to JetStream and acknowledged by the
+/// stream, `Nats-Msg-Id` = the event id (the stream's duplicate window drops a re-send).
+/// Credentials from `secretRef`, all optional: `creds` (a credentials file), `nkey` (an
+/// NKey seed), `token`, or `username` + `password`; `ca.crt`, `tls.crt`/`tls.key` for TLS.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL, `nats://host:4222` or `tls://host:4222`. Empty: the `url` key of
+    /// `secretRef`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^((nats|tls)://\S+)?$"))]
+    pub url: String,
+    /// Subject of each message; `{cluster}`, `{source}`, `{severity}`, `{kind}` and
+    /// `{namespace}` are replaced by the event's (characters a subject cannot hold become `_`).
+    #[serde(default = "default_nats_subject")]
+    #[schemars(length(min = 1, max = 255))]
+    pub subject: String,
+    /// The stream that must capture the subjects: checked when the consumer starts, so a
+    /// subject no stream captures is reported instead of retried blind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub stream: Option<String>,
+    /// The message body.
+    #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
+    pub format: MessageFormat,
+    /// TLS towards the server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Settings of a `rabbitmq` sink: each event a persistent message with `message_id` = the
+/// event id, published with publisher confirms; `mandatory`, so a message no queue takes
+/// is reported, not dropped. `username`/`password` from `secretRef` (else the URL's, else
+/// guest).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RabbitmqConfig {
+    /// Broker URL, `amqp://host:5672/vhost` or `amqps://host:5671/vhost`. Empty: the `url`
+    /// key of `secretRef`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(amqps?://\S+)?$"))]
+    pub url: String,
+    /// Exchange to publish to; empty: the default exchange, where the routing key is a
+    /// queue's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 255))]
+    pub exchange: String,
+    /// Routing key of each message, with the placeholders of `nats.subject`.
+    #[serde(default = "default_routing_key")]
+    #[schemars(length(min = 1, max = 255))]
+    pub routing_key: String,
+    /// The message body.
+    #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
+    pub format: MessageFormat,
+    /// TLS towards the broker.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Settings of an `mqtt` sink: each event published at QoS 1 on a session that is kept
+/// (clean session off), so messages in flight survive a reconnect. `username`/`password`
+/// from `secretRef`.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker URL, `mqtt://host:1883` or `mqtts://host:8883`. Empty: the `url` key of
+    /// `secretRef`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(mqtts?://\S+)?$"))]
+    pub url: String,
+    /// Topic of each message, with the placeholders of `nats.subject` (`+`, `#` and `/`
+    /// in a value become `_`).
+    #[serde(default = "default_mqtt_topic")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub topic: String,
+    /// The client id, which names the kept session. Absent: `falconer-<consumer>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub client_id: Option<String>,
+    /// Publish with the retain flag.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retain: bool,
+    /// The message body.
+    #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
+    pub format: MessageFormat,
+    /// TLS towards the broker.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// Settings of a `redis` sink: each event one `XADD` entry with the fields `id` (the event
+/// id) and `event` (the body). `username`/`password` from `secretRef`.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Server URL, `redis://host:6379/0` or `rediss://host:6380/0`. Empty: the `url` key of
+    /// `secretRef`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(rediss?://\S+)?$"))]
+    pub url: String,
+    /// The stream's key, with the placeholders of `nats.subject`.
+    #[serde(default = "default_redis_stream")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub stream: String,
+    /// Trim the stream to about this many entries (`MAXLEN ~`). Absent: no trimming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_len: Option<u64>,
+    /// The message body.
+    #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
+    pub format: MessageFormat,
+    /// TLS towards the server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
 /// Settings of a `rocketchat` sink: an incoming webhook integration bound to one channel.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -1700,6 +1894,18 @@ fn default_uploader_image() -> String {
 }
 fn default_falconer_image() -> String {
     DEFAULT_FALCONER_IMAGE.into()
+}
+fn default_nats_subject() -> String {
+    "falconer.{cluster}.{severity}".into()
+}
+fn default_routing_key() -> String {
+    "falconer.{source}.{severity}".into()
+}
+fn default_mqtt_topic() -> String {
+    "falconer/{cluster}/{severity}".into()
+}
+fn default_redis_stream() -> String {
+    "falconer:events".into()
 }
 fn default_index() -> String {
     "falconer-events".into()

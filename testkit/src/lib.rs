@@ -23,6 +23,8 @@
 //! Not a fake: [`alertmanager`] starts the real Prometheus Alertmanager (Debian's
 //! `prometheus-alertmanager`, installed by `scripts/test`) on a free port and reads its
 //! alerts back.
+//! - [`gate`]: not a fake either: a TCP relay in front of a real broker (NATS, RabbitMQ,
+//!   Mosquitto, Redis run on the machine) that a test cuts and restores, for outages.
 //! - [`smtp`]: not a fake: aiosmtpd, a standalone SMTP server, run as a process with
 //!   STARTTLS or implicit TLS, optional AUTH and scripted replies per recipient.
 
@@ -30,6 +32,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod alertmanager;
+pub mod gate;
 pub mod kube;
 pub mod opensearch;
 pub mod smtp;

@@ -31,7 +31,7 @@ fn ids(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-async fn post_alerts(app: &TestApp, rule: &str, range: std::ops::Range<usize>) -> Vec<String> {
+pub async fn post_alerts(app: &TestApp, rule: &str, range: std::ops::Range<usize>) -> Vec<String> {
     let body: Vec<Value> = range
         .map(|i| alert(rule, "2026-05-04T10:00:00Z", &format!("{rule} {i}")))
         .collect();
@@ -40,14 +40,14 @@ async fn post_alerts(app: &TestApp, rule: &str, range: std::ops::Range<usize>) -
     reply.ids()
 }
 
-async fn consumers(app: &TestApp) -> Vec<Value> {
+pub async fn consumers(app: &TestApp) -> Vec<Value> {
     app.get("/api/v1/consumers").await.json()["consumers"]
         .as_array()
         .unwrap()
         .clone()
 }
 
-async fn consumer_view(app: &TestApp, name: &str) -> Value {
+pub async fn consumer_view(app: &TestApp, name: &str) -> Value {
     consumers(app)
         .await
         .into_iter()

@@ -193,13 +193,18 @@ async fn consumers_are_listed_from_their_last_known_state_while_postgresql_is_do
 
 /// The `falconer hub` binary on `db`, journaling under `data_dir`, killed with SIGKILL when
 /// dropped unless stopped before.
-struct HubProcess {
+pub struct HubProcess {
     child: std::process::Child,
     addr: std::net::SocketAddr,
 }
 
 impl HubProcess {
-    async fn start(db: &TestDb, data_dir: &std::path::Path) -> HubProcess {
+    pub async fn start(db: &TestDb, data_dir: &std::path::Path) -> HubProcess {
+        HubProcess::start_with(db, data_dir, &[]).await
+    }
+
+    /// The hub with extra command-line arguments (e.g. `--config FILE`).
+    pub async fn start_with(db: &TestDb, data_dir: &std::path::Path, args: &[&str]) -> HubProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -220,6 +225,7 @@ impl HubProcess {
             .args(["hub", "--listen", &addr.to_string(), "--database-url", &url])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(args)
             .env("FALCONER__INGEST__JOURNAL__SEGMENT_BYTES", "65536")
             .env("FALCONER__INGEST__JOURNAL__MAX_BYTES", "67108864")
             .stdout(std::process::Stdio::null())
@@ -235,7 +241,7 @@ impl HubProcess {
         hub
     }
 
-    async fn post(&self, body: String) -> u16 {
+    pub async fn post(&self, body: String) -> u16 {
         reqwest::Client::new()
             .post(format!("http://{}/ingest", self.addr))
             .header("content-type", "application/json")
@@ -246,7 +252,7 @@ impl HubProcess {
             .unwrap_or(0)
     }
 
-    fn kill(mut self) {
+    pub fn kill(mut self) {
         // SIGKILL: no drain, no shutdown of anything.
         self.child.kill().expect("kill -9 the hub");
         self.child.wait().expect("reap the hub");

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod auth;
+mod brokers;
 mod cli;
 mod dashboard;
 mod delivery;

@@ -2,6 +2,7 @@
 //! label.
 
 pub mod alertmanager;
+pub mod broker;
 pub mod chat;
 pub mod discord;
 pub mod email;
@@ -10,10 +11,14 @@ pub mod file;
 pub mod googlechat;
 pub mod http;
 pub mod mattermost;
+pub mod mqtt;
+pub mod nats;
 pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod phoenix;
+pub mod rabbitmq;
+pub mod redis;
 pub mod rocketchat;
 pub mod slack;
 pub mod teams;
@@ -164,4 +169,8 @@ sinks! {
     GoogleChat(chat::Chat<googlechat::GoogleChat>) = Googlechat,
     Mattermost(chat::Chat<mattermost::Mattermost>) = Mattermost,
     RocketChat(chat::Chat<rocketchat::RocketChat>) = Rocketchat,
+    Nats(nats::NatsSink) = Nats,
+    Rabbitmq(rabbitmq::RabbitmqSink) = Rabbitmq,
+    Mqtt(mqtt::MqttSink) = Mqtt,
+    Redis(redis::RedisSink) = Redis,
 }
