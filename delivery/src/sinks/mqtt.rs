@@ -1,9 +1,11 @@
 //! `mqtt`: each event published at QoS 1 (MQTT 3.1.1) on a session the broker keeps (clean
 //! session off, client id `falconer-<consumer>` unless set); an event counts as delivered
 //! when its PUBACK arrives. The client's event loop runs in its own task and reports what
-//! was written and acknowledged; a batch without all its acks within the timeout is retried
-//! from there (QoS 1 is at least once: a message whose PUBACK was lost arrives twice). A
-//! message larger than the packet limit goes to the dead letters.
+//! was written and acknowledged. A batch without all its acks within the timeout is retried,
+//! but what the client still holds is not published again: the client retransmits it after
+//! a reconnect, and the retry waits for its PUBACK. (QoS 1 is at least once: a message the
+//! broker took whose PUBACK was lost with the connection arrives twice.) A message larger
+//! than the packet limit goes to the dead letters.
 
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
@@ -12,16 +14,20 @@ use crate::sinks::{Declared, FromConsumer};
 use falconer_model::crd::MessageFormat;
 use falconer_store::Event;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use uuid::Uuid;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Largest message published; a larger one is refused for good.
 pub const MAX_MESSAGE: usize = 10 * 1024 * 1024;
+/// Sends in a row without progress after which the client is made anew.
+const STALLED_SENDS: u32 = 6;
 
 pub struct MqttSink {
     options: MqttOptions,
     link: Option<Link>,
+    flight: Flight,
     topic: Topic,
     retain: bool,
     format: MessageFormat,
@@ -51,6 +57,59 @@ enum Note {
     Acked(u16),
     /// The connection failed (the loop reconnects).
     Down(String),
+}
+
+/// The events handed to the client and not yet reported delivered. The client keeps its
+/// session across reconnects (and retransmits what was not acknowledged), so a retried
+/// batch waits for these instead of publishing them again.
+#[derive(Default)]
+struct Flight {
+    /// Publish requests not yet written, in order: packet ids are assigned in this order.
+    queued: VecDeque<Uuid>,
+    /// Written, waiting for their PUBACK, by packet id.
+    written: HashMap<u16, Uuid>,
+    /// Acknowledged, not yet reported to the worker.
+    acked: HashSet<Uuid>,
+    last_error: Option<String>,
+    /// Whether a note of progress (a write or an ack) arrived since the last send.
+    progress: bool,
+    /// Sends in a row that ended without any progress.
+    stalled: u32,
+}
+
+impl Flight {
+    fn holds(&self, id: &Uuid) -> bool {
+        self.acked.contains(id)
+            || self.queued.contains(id)
+            || self.written.values().any(|w| w == id)
+    }
+
+    fn take(&mut self, note: Note) {
+        match note {
+            Note::Sent(pkid) => {
+                self.progress = true;
+                // A packet id still waiting is a retransmission after a reconnect.
+                if !self.written.contains_key(&pkid)
+                    && let Some(id) = self.queued.pop_front()
+                {
+                    self.written.insert(pkid, id);
+                }
+            }
+            Note::Acked(pkid) => {
+                self.progress = true;
+                if let Some(id) = self.written.remove(&pkid) {
+                    self.acked.insert(id);
+                }
+            }
+            Note::Down(why) => self.last_error = Some(why),
+        }
+    }
+
+    fn take_notes(&mut self, notes: &mut mpsc::UnboundedReceiver<Note>) {
+        while let Ok(note) = notes.try_recv() {
+            self.take(note);
+        }
+    }
 }
 
 /// The broker's address from an `mqtt://` or `mqtts://` URL.
@@ -112,6 +171,7 @@ impl FromConsumer for MqttSink {
         Ok(MqttSink {
             options,
             link: None,
+            flight: Flight::default(),
             topic,
             retain: settings.retain,
             format: settings.format,
@@ -164,19 +224,20 @@ impl Sink for MqttSink {
 
     async fn send(&mut self, events: &[Event]) -> Outcome {
         let deadline = tokio::time::Instant::now() + broker::TIMEOUT;
-        let (topic, retain, format, server) =
-            (&self.topic, self.retain, self.format, self.server.clone());
-        let mut messages = Vec::with_capacity(events.len());
-        for event in events {
-            let body = broker::body(event, format);
-            messages.push((topic.render(event), body));
-        }
-        let link = self.link();
-        // Notes of an earlier batch that timed out are stale.
-        while link.notes.try_recv().is_ok() {}
-        let mut published = Vec::new();
+        let server = self.server.clone();
+        self.link();
+        let (Some(link), flight) = (self.link.as_mut(), &mut self.flight) else {
+            return Outcome::Retry(format!("{server}: no client"));
+        };
+        flight.take_notes(&mut link.notes);
         let mut results: Vec<Option<ItemResult>> = vec![None; events.len()];
-        for (i, (topic, body)) in messages.into_iter().enumerate() {
+        for (i, event) in events.iter().enumerate() {
+            if flight.holds(&event.id) {
+                // Published by an earlier try and still in the client's session: it is
+                // retransmitted there (or already acknowledged), not published twice.
+                continue;
+            }
+            let body = broker::body(event, self.format);
             if body.len() > MAX_MESSAGE {
                 results[i] = Some(ItemResult::Refused(format!(
                     "the message is {} bytes, over the {MAX_MESSAGE}-byte limit",
@@ -184,59 +245,55 @@ impl Sink for MqttSink {
                 )));
                 continue;
             }
-            let publish = link.client.publish(topic, QoS::AtLeastOnce, retain, body);
+            let topic = self.topic.render(event);
+            let publish = link
+                .client
+                .publish(topic, QoS::AtLeastOnce, self.retain, body);
             match tokio::time::timeout_at(deadline, publish).await {
-                Ok(Ok(())) => published.push(i),
-                Ok(Err(e)) => return Outcome::Retry(format!("publish to {server}: {e}")),
+                Ok(Ok(())) => flight.queued.push_back(event.id),
+                Ok(Err(e)) => {
+                    flight.last_error = Some(e.to_string());
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        // Packet ids are assigned in the order of the requests: the n-th write is the n-th
-        // published event. An id is reused once acknowledged; a write of an id still
-        // waiting for its ack is a retransmission after a reconnect.
-        let mut acks: Vec<bool> = Vec::with_capacity(published.len());
-        let mut waiting: HashMap<u16, usize> = HashMap::new();
-        let mut last_error = None;
-        while acks.len() < published.len() || !waiting.is_empty() {
+        let waiting = |flight: &Flight| {
+            events
+                .iter()
+                .zip(&results)
+                .any(|(e, r)| r.is_none() && flight.holds(&e.id) && !flight.acked.contains(&e.id))
+        };
+        while waiting(flight) {
             match tokio::time::timeout_at(deadline, link.notes.recv()).await {
-                Ok(Some(Note::Sent(pkid))) => {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = waiting.entry(pkid) {
-                        slot.insert(acks.len());
-                        acks.push(false);
-                    }
-                }
-                Ok(Some(Note::Acked(pkid))) => {
-                    if let Some(n) = waiting.remove(&pkid) {
-                        acks[n] = true;
-                    }
-                }
-                Ok(Some(Note::Down(why))) => last_error = Some(why),
+                Ok(Some(note)) => flight.take(note),
                 Ok(None) | Err(_) => break,
             }
         }
-        let why = match &last_error {
+        let why = match &flight.last_error {
             Some(e) => format!("{server}: {e}"),
             None => format!("{server}: no PUBACK within {:?}", broker::TIMEOUT),
         };
-        let mut all_acked = true;
-        for (n, i) in published.iter().enumerate() {
-            let ok = acks.get(n).copied().unwrap_or(false);
-            all_acked &= ok;
-            results[*i] = Some(if ok {
-                ItemResult::Delivered
-            } else {
-                ItemResult::Retry(why.clone())
-            });
-        }
-        if !all_acked || published.len() < events.len() {
-            // A fresh client for the retry: no stale packet ids, no message queued twice.
-            self.link = None;
-        }
-        let results: Vec<ItemResult> = results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| ItemResult::Retry(why.clone())))
+        let results: Vec<ItemResult> = events
+            .iter()
+            .zip(results)
+            .map(|(event, result)| match result {
+                Some(result) => result,
+                None if flight.acked.remove(&event.id) => ItemResult::Delivered,
+                None => ItemResult::Retry(why.clone()),
+            })
             .collect();
-        if results.iter().all(|r| *r == ItemResult::Delivered) {
+        flight.last_error = None;
+        let delivered = results.iter().all(|r| *r == ItemResult::Delivered);
+        flight.stalled = if delivered || flight.progress { 0 } else { flight.stalled + 1 };
+        flight.progress = false;
+        if flight.stalled >= STALLED_SENDS {
+            // Nothing written or acknowledged for a minute: a fresh client and session state,
+            // and what it held is published again (it never reached the broker).
+            self.link = None;
+            self.flight = Flight::default();
+        }
+        if delivered {
             Outcome::Delivered
         } else if results.iter().all(|r| matches!(r, ItemResult::Retry(_))) {
             Outcome::Retry(why)
