@@ -476,3 +476,41 @@ async fn a_hub_killed_during_nats_delivery_adds_no_jetstream_duplicate() {
     );
     assert_eq!(ids.len(), TOTAL, "no event is in the stream twice");
 }
+
+/// The test send goes to the broker like an event (and `preview` shows the destination and
+/// body without sending): for each broker, one message arrives with the test event's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_send_reaches_each_broker_and_a_preview_names_its_destination() {
+    for kind in ["nats", "rabbitmq", "mqtt", "redis"] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let dest = unique("falconer");
+        let mut readback = bus(kind, &dest).await;
+        let secrets = secrets(kind);
+        let declared = consumer(spec(kind, target(kind), &dest), &secrets);
+        let app =
+            TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![declared])
+                .await;
+        let reply = app
+            .post("/api/v1/consumers/bus/test", "application/json", "")
+            .await;
+        assert_eq!(reply.status, 200, "{kind}: {}", reply.text);
+        assert_eq!(reply.json()["delivered"], true, "{kind}: {}", reply.text);
+        let mut ids = Vec::new();
+        for _ in 0..200 {
+            ids = readback.ids().await;
+            if !ids.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(ids.len(), 1, "{kind}: one test message");
+
+        let preview = app
+            .post("/api/v1/consumers/bus/preview", "application/json", "")
+            .await;
+        assert_eq!(preview.status, 200, "{kind}: {}", preview.text);
+        let shown = preview.json().to_string();
+        assert!(shown.contains(&dest), "{kind}: the destination in {shown}");
+        app.stop().await;
+    }
+}

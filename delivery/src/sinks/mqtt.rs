@@ -15,9 +15,9 @@ use falconer_model::crd::MessageFormat;
 use falconer_store::Event;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::{HashMap, HashSet, VecDeque};
-use uuid::Uuid;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 /// Largest message published; a larger one is refused for good.
 pub const MAX_MESSAGE: usize = 10 * 1024 * 1024;
@@ -285,7 +285,11 @@ impl Sink for MqttSink {
             .collect();
         flight.last_error = None;
         let delivered = results.iter().all(|r| *r == ItemResult::Delivered);
-        flight.stalled = if delivered || flight.progress { 0 } else { flight.stalled + 1 };
+        flight.stalled = if delivered || flight.progress {
+            0
+        } else {
+            flight.stalled + 1
+        };
         flight.progress = false;
         if flight.stalled >= STALLED_SENDS {
             // Nothing written or acknowledged for a minute: a fresh client and session state,
