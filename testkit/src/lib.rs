@@ -25,6 +25,8 @@
 //! alerts back.
 //! - [`gate`]: not a fake either: a TCP relay in front of a real broker (NATS, RabbitMQ,
 //!   Mosquitto, Redis run on the machine) that a test cuts and restores, for outages.
+//! - [`nats`]: not a fake: a private `nats-server` with JetStream and a test's own settings
+//!   (payload limit, users and permissions).
 //! - [`smtp`]: not a fake: aiosmtpd, a standalone SMTP server, run as a process with
 //!   STARTTLS or implicit TLS, optional AUTH and scripted replies per recipient.
 
@@ -34,6 +36,7 @@
 pub mod alertmanager;
 pub mod gate;
 pub mod kube;
+pub mod nats;
 pub mod opensearch;
 pub mod smtp;
 pub mod webhook;

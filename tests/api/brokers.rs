@@ -514,3 +514,102 @@ async fn a_test_send_reaches_each_broker_and_a_preview_names_its_destination() {
         app.stop().await;
     }
 }
+
+/// On a NATS server with a small `max_payload` and a user who may publish only under
+/// `allowed.>`: an event over the limit, and every event to a subject the user may not
+/// publish to, go to the dead letters with the reason; the others are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_dead_letters_a_message_over_max_payload_and_one_the_user_may_not_publish() {
+    let server = falconer_testkit::nats::NatsServer::start(
+        "max_payload: 16384\n\
+         authorization { users: [\n\
+           {user: falconer, password: pw, permissions: {publish: {allow: [\"allowed.>\", \"$JS.API.>\"]}, subscribe: {allow: [\"_INBOX.>\"]}}}\n\
+           {user: admin, password: pw}\n\
+         ] }",
+    )
+    .await;
+    let url = format!("127.0.0.1:{}", server.port);
+    let admin = async_nats::ConnectOptions::with_user_and_password("admin".into(), "pw".into())
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(admin);
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "ALL".into(),
+            subjects: vec!["allowed.>".into(), "denied.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let db = TestDb::new(Backend::Sqlite).await;
+    let login = [("username", "falconer"), ("password", "pw")];
+    let allowed = consumer(spec("nats", &url, "allowed"), &login);
+    let mut denied = spec("nats", &url, "denied");
+    denied["name"] = json!("denied");
+    let denied = consumer(denied, &login);
+    let app =
+        TestApp::spawn_with_consumers(&db, hub_config(), db.store_config(), vec![allowed, denied])
+            .await;
+    let big = "x".repeat(20_000);
+    let body = json!([
+        crate::helpers::alert("bus", "2026-05-04T10:00:00Z", "small 1"),
+        crate::helpers::alert("bus", "2026-05-04T10:00:00Z", &big),
+        crate::helpers::alert("bus", "2026-05-04T10:00:00Z", "small 2"),
+    ]);
+    let reply = app.ingest(body.to_string()).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let ids = reply.ids();
+
+    let letters = |name: &'static str, n: usize| {
+        let app = &app;
+        async move {
+            let path = format!("/api/v1/consumers/{name}/dead-letters");
+            let mut found = Vec::new();
+            for _ in 0..1200 {
+                found = app.get(&path).await.json()["dead_letters"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if found.len() >= n {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            found
+        }
+    };
+    let too_big = letters("bus", 1).await;
+    assert_eq!(too_big.len(), 1, "{too_big:?}");
+    assert_eq!(too_big[0]["event_id"], ids[1].as_str());
+    assert!(
+        too_big[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_payload"),
+        "{}",
+        too_big[0]
+    );
+    let refused = letters("denied", 3).await;
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    for letter in &refused {
+        let reason = letter["reason"].as_str().unwrap();
+        // The size is checked before the subject's permission.
+        let expected = if letter["event_id"] == ids[1].as_str() {
+            "max_payload"
+        } else {
+            "not authorized: nats: permissions violation"
+        };
+        assert!(
+            reason.to_lowercase().contains(&expected.to_lowercase()),
+            "{letter}"
+        );
+    }
+    let state = stream.info().await.unwrap().state.messages;
+    assert_eq!(
+        state, 2,
+        "the two small events, only from the allowed consumer"
+    );
+    app.stop().await;
+}
