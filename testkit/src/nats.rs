@@ -31,7 +31,7 @@ impl NatsServer {
             ),
         )
         .unwrap();
-        let child = Command::new("nats-server")
+        let mut child = Command::new("nats-server")
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
@@ -51,6 +51,8 @@ impl NatsServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("nats-server did not listen on {port}");
     }
 }
