@@ -481,6 +481,7 @@ pub struct SettingSpec {
 #[x_kube(
     validation = Rule::new("self.type != 'opensearch' || has(self.opensearch)").message("type opensearch needs an `opensearch` section"),
     validation = Rule::new("self.type != 'webhook' || has(self.webhook)").message("type webhook needs a `webhook` section"),
+    validation = Rule::new("!has(self.webhook) || !has(self.webhook.format) || self.webhook.format != 'template' || has(self.template)").message("webhook.format template needs the consumer's `template`"),
     validation = Rule::new("self.type != 'falconer' || has(self.falconer)").message("type falconer needs a `falconer` section"),
     validation = Rule::new("self.type != 'file' || has(self.file)").message("type file needs a `file` section"),
     validation = Rule::new("self.type != 'slack' || has(self.slack)").message("type slack needs a `slack` section"),
@@ -563,9 +564,9 @@ pub struct Consumer {
     /// Settings of a `rocketchat` sink (an incoming webhook integration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rocketchat: Option<RocketChatConfig>,
-    /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
-    /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
-    /// Absent: the event's message.
+    /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), or the
+    /// body of a `webhook` with `format: template`, in Jinja syntax over the event's fields,
+    /// `fields`, `group` and `link` (docs/templates.md). Absent: the event's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 8192))]
     pub template: Option<String>,
@@ -805,6 +806,20 @@ impl Consumer {
             || self.configured_url().is_some_and(str::is_empty)
     }
 
+    /// The message format of the consumer's section, for the sinks that have one.
+    pub fn message_format(&self) -> Option<MessageFormat> {
+        match self.sink {
+            SinkType::Webhook => self.webhook.as_ref().map(|w| w.format),
+            _ => None,
+        }
+    }
+
+    /// Whether the consumer's `template` is used: by a notification sink, or as the body of
+    /// a sink whose format is `template`.
+    pub fn takes_template(&self) -> bool {
+        self.sink.is_notification() || self.message_format() == Some(MessageFormat::Template)
+    }
+
     /// A consumer of `sink` with no section, filter or secret yet (tests and builders fill
     /// in what they need).
     pub fn new(name: &str, sink: SinkType) -> Consumer {
@@ -986,8 +1001,11 @@ pub struct PhoenixConfig {
 }
 
 /// Webhook sink settings.
-#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("!(has(self.batch) && self.batch && has(self.format) && self.format in ['falco', 'template'])").message("format falco and format template send one event per request: set batch: false"),
+)]
 pub struct WebhookConfig {
     /// Where to POST. Empty: the `url` key of `secretRef` (for URLs that are themselves a
     /// credential, like a chat webhook's).
@@ -1006,9 +1024,67 @@ pub struct WebhookConfig {
     /// Sign each body with HMAC-SHA256 using the `hmacKey` of `secretRef`.
     #[serde(default)]
     pub sign: bool,
+    /// What each body is: `falconer` (the event as the query API shows it, default),
+    /// `falco` (the alert exactly as Falco sent it, for falcosidekick and falco-talon),
+    /// `cloudevents` (a CloudEvents 1.0 structured JSON event) or `template` (the consumer's
+    /// `template`, rendered). `falco` and `template` send one event per request: no `batch`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub format: MessageFormat,
+    /// `POST` (default) or `PUT` (falcosidekick's `webhook.method` choice).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub method: WebhookMethod,
     /// TLS towards the webhook.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    value == &T::default()
+}
+
+/// What the body of a broker message (and, with the log-outputs work, of other sinks) is.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageFormat {
+    /// The event as the query API shows it: normalized fields, `fields` and the raw payload.
+    #[default]
+    Falconer,
+    /// The alert exactly as the source sent it (Falco's JSON, falcosidekick's payload); an
+    /// event of another source as a Falco-shaped alert built from its fields.
+    Falco,
+    /// A CloudEvents 1.0 event in the structured JSON format, the Falconer event as `data`.
+    Cloudevents,
+    /// The consumer's `template`, rendered.
+    Template,
+}
+
+impl MessageFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageFormat::Falconer => "falconer",
+            MessageFormat::Falco => "falco",
+            MessageFormat::Cloudevents => "cloudevents",
+            MessageFormat::Template => "template",
+        }
+    }
+}
+
+/// The HTTP method of a `webhook` consumer's requests.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WebhookMethod {
+    #[default]
+    Post,
+    Put,
+}
+
+impl WebhookMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookMethod::Post => "POST",
+            WebhookMethod::Put => "PUT",
+        }
+    }
 }
 
 /// Settings of a sink that forwards to another hub.

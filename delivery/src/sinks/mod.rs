@@ -7,6 +7,7 @@ pub mod discord;
 pub mod email;
 pub mod falconer;
 pub mod file;
+pub mod format;
 pub mod googlechat;
 pub mod http;
 pub mod mattermost;
