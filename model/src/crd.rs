@@ -504,6 +504,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.mattermost) || self.type == 'mattermost'").message("a `mattermost` section needs type mattermost"),
     validation = Rule::new("self.type != 'rocketchat' || has(self.rocketchat)").message("type rocketchat needs a `rocketchat` section"),
     validation = Rule::new("!has(self.rocketchat) || self.type == 'rocketchat'").message("a `rocketchat` section needs type rocketchat"),
+    validation = Rule::new("self.type != 'syslog' || has(self.syslog)").message("type syslog needs a `syslog` section"),
+    validation = Rule::new("!has(self.syslog) || self.type == 'syslog'").message("a `syslog` section needs type syslog"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -564,6 +566,9 @@ pub struct Consumer {
     /// Settings of a `rocketchat` sink (an incoming webhook integration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rocketchat: Option<RocketChatConfig>,
+    /// Settings of a `syslog` sink (RFC 5424, RFC 3164 or CEF over UDP, TCP or TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), or the
     /// body of a `webhook` with `format: template`, in Jinja syntax over the event's fields,
     /// `fields`, `group` and `link` (docs/templates.md). Absent: the event's message.
@@ -632,6 +637,8 @@ pub enum SinkType {
     Mattermost,
     /// A Rocket.Chat incoming webhook: one Slack-style attachment per event.
     Rocketchat,
+    /// A syslog server (rsyslog, syslog-ng, a SIEM's collector): one message per event.
+    Syslog,
 }
 
 impl SinkType {
@@ -652,6 +659,7 @@ impl SinkType {
         SinkType::Googlechat,
         SinkType::Mattermost,
         SinkType::Rocketchat,
+        SinkType::Syslog,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -673,6 +681,7 @@ impl SinkType {
             SinkType::Googlechat => "googlechat",
             SinkType::Mattermost => "mattermost",
             SinkType::Rocketchat => "rocketchat",
+            SinkType::Syslog => "syslog",
         }
     }
 
@@ -765,7 +774,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 15] {
+    pub fn sections(&self) -> [(SinkType, bool); 16] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -782,6 +791,7 @@ impl Consumer {
             (SinkType::Googlechat, self.googlechat.is_some()),
             (SinkType::Mattermost, self.mattermost.is_some()),
             (SinkType::Rocketchat, self.rocketchat.is_some()),
+            (SinkType::Syslog, self.syslog.is_some()),
         ]
     }
 
@@ -841,6 +851,7 @@ impl Consumer {
             googlechat: None,
             mattermost: None,
             rocketchat: None,
+            syslog: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -1417,6 +1428,130 @@ pub struct RocketChatConfig {
     #[schemars(length(max = 2048), regex(pattern = r"^https?://\S+$"))]
     pub avatar: Option<String>,
     /// TLS towards the Rocket.Chat server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// How a `syslog` sink reaches its server.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    /// One datagram per message (RFC 5426): nothing confirms that a message arrived.
+    Udp,
+    /// TCP with octet-counting framing (RFC 6587).
+    #[default]
+    Tcp,
+    /// TLS over TCP with octet-counting framing (RFC 5425).
+    Tls,
+}
+
+impl SyslogProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyslogProtocol::Udp => "udp",
+            SyslogProtocol::Tcp => "tcp",
+            SyslogProtocol::Tls => "tls",
+        }
+    }
+}
+
+/// What a `syslog` message looks like.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormat {
+    /// RFC 5424 header, the event's JSON as the message.
+    #[default]
+    Rfc5424,
+    /// RFC 3164 ("BSD") header, the event's JSON as the message.
+    Rfc3164,
+    /// ArcSight CEF (`CEF:0|Falconer|Falconer|…`) after an RFC 3164 header.
+    Cef,
+}
+
+/// The syslog facility of a `syslog` sink's messages (RFC 5424 §6.2.1).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFacility {
+    User,
+    Daemon,
+    Auth,
+    Syslog,
+    Authpriv,
+    #[default]
+    Local0,
+    Local1,
+    Local2,
+    Local3,
+    Local4,
+    Local5,
+    Local6,
+    Local7,
+}
+
+impl SyslogFacility {
+    /// The facility's number.
+    pub fn code(self) -> u8 {
+        match self {
+            SyslogFacility::User => 1,
+            SyslogFacility::Daemon => 3,
+            SyslogFacility::Auth => 4,
+            SyslogFacility::Syslog => 5,
+            SyslogFacility::Authpriv => 10,
+            SyslogFacility::Local0 => 16,
+            SyslogFacility::Local1 => 17,
+            SyslogFacility::Local2 => 18,
+            SyslogFacility::Local3 => 19,
+            SyslogFacility::Local4 => 20,
+            SyslogFacility::Local5 => 21,
+            SyslogFacility::Local6 => 22,
+            SyslogFacility::Local7 => 23,
+        }
+    }
+}
+
+/// The largest datagram a `syslog` sink sends over UDP.
+pub const MAX_SYSLOG_UDP_BYTES: u32 = 65_000;
+
+fn default_syslog_max_message_bytes() -> u32 {
+    8192
+}
+
+/// Settings of a `syslog` sink: one message per event to a syslog server. With `protocol:
+/// tls`, the `ca.crt` of `secretRef` is trusted besides the system roots and its `tls.crt` +
+/// `tls.key` are the client certificate.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("!has(self.protocol) || self.protocol != 'udp' || !has(self.maxMessageBytes) || self.maxMessageBytes <= 65000").message("maxMessageBytes: a UDP datagram carries at most 65000 bytes"),
+)]
+pub struct SyslogConfig {
+    /// The server, `host:port` (`[::1]:6514` for an IPv6 address), e.g.
+    /// `rsyslog.logging.svc:514`. With TLS, the host is the name its certificate must carry.
+    #[schemars(
+        length(min = 3, max = 261),
+        regex(pattern = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
+    )]
+    pub address: String,
+    /// `udp`, `tcp` (default) or `tls`.
+    #[serde(default)]
+    pub protocol: SyslogProtocol,
+    /// `rfc5424` (default), `rfc3164` or `cef`.
+    #[serde(default)]
+    pub format: SyslogFormat,
+    /// The facility of every message; default `local0`.
+    #[serde(default)]
+    pub facility: SyslogFacility,
+    /// APP-NAME (RFC 5424) or TAG (RFC 3164) of the messages; default `falconer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub app_name: Option<String>,
+    /// The longest message sent, header included (default 8192, rsyslog's and most servers'
+    /// default limit; at most 65000 over UDP). A longer message is not cut: its event goes
+    /// to the dead letters with the reason.
+    #[serde(default = "default_syslog_max_message_bytes")]
+    #[schemars(range(min = 480, max = 1048576))]
+    pub max_message_bytes: u32,
+    /// TLS towards the server (`protocol: tls`).
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
 }

@@ -25,6 +25,10 @@
 //! alerts back.
 //! - [`smtp`]: not a fake: aiosmtpd, a standalone SMTP server, run as a process with
 //!   STARTTLS or implicit TLS, optional AUTH and scripted replies per recipient.
+//! - [`syslog`]: not a fake: Debian's rsyslog (`rsyslog`, `rsyslog-gnutls`) run in the
+//!   foreground with its own configuration — UDP, TCP or TLS (optionally requiring a client
+//!   certificate) on a free port — writing each received message as received to a file; it
+//!   can be stopped and started again for outage tests.
 
 // Test support: a panic fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,4 +37,5 @@ pub mod alertmanager;
 pub mod kube;
 pub mod opensearch;
 pub mod smtp;
+pub mod syslog;
 pub mod webhook;

@@ -17,6 +17,7 @@ pub mod pagerduty;
 pub mod phoenix;
 pub mod rocketchat;
 pub mod slack;
+pub mod syslog;
 pub mod teams;
 pub mod webhook;
 
@@ -165,4 +166,5 @@ sinks! {
     GoogleChat(chat::Chat<googlechat::GoogleChat>) = Googlechat,
     Mattermost(chat::Chat<mattermost::Mattermost>) = Mattermost,
     RocketChat(chat::Chat<rocketchat::RocketChat>) = Rocketchat,
+    Syslog(syslog::Syslog) = Syslog,
 }
