@@ -17,8 +17,9 @@
 //!   the script says: the fake knows paths and bodies, not resources, and checks CRD objects
 //!   against their structural schema ([`kube::schema_errors`]).
 //! - [`webhook`]: an HTTP receiver for the `webhook` sink: takes a JSON event or a JSON array
-//!   of events by `POST` on any path, answers 200, records headers, bodies and event ids, and
-//!   can be told to answer 503 to everything or 400 to events of one rule.
+//!   of events (or a text body, kept as a string) by `POST` or `PUT` on any path, answers 200,
+//!   records the method, headers, bodies (parsed and raw) and event ids, and can be told to
+//!   answer 503 to everything or 400 to events of one rule.
 //!
 //! Not a fake: [`alertmanager`] starts the real Prometheus Alertmanager (Debian's
 //! `prometheus-alertmanager`, installed by `scripts/test`) on a free port and reads its
