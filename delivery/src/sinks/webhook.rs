@@ -124,7 +124,7 @@ impl Webhook {
                 http::redact(&self.url),
                 chain(&e.without_url())
             )),
-            Ok(response) => answer(response, &mut self.asked).await,
+            Ok(response) => answer(response, &self.method, &mut self.asked).await,
         }
     }
 }
@@ -213,11 +213,20 @@ impl BatchPost for Webhook {
     }
 }
 
-async fn answer(response: reqwest::Response, asked: &mut Option<std::time::Duration>) -> Answer {
+async fn answer(
+    response: reqwest::Response,
+    method: &reqwest::Method,
+    asked: &mut Option<std::time::Duration>,
+) -> Answer {
     if http::action(response.status().as_u16()) == Action::Deliver {
         return Answer::Delivered;
     }
     let (action, why) = http::failure(response, asked).await;
+    // The shared reason names the method POST, which every other HTTP sink uses.
+    let why = match *method {
+        reqwest::Method::POST => why,
+        _ => why.replacen("POST ", &format!("{method} "), 1),
+    };
     match action {
         Action::Deliver => Answer::Delivered,
         Action::Retry => Answer::Retry(why),
@@ -321,6 +330,24 @@ mod tests {
         assert_eq!(requests[0].raw, raw, "the raw bytes, unchanged");
         assert_eq!(requests[0].headers["content-type"], "application/json");
         assert_eq!(requests[0].headers["idempotency-key"], event.id.to_string());
+        receiver.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_put_names_put_in_its_reason() {
+        let receiver = falconer_testkit::webhook::WebhookServer::start();
+        *receiver.state.answer.lock().unwrap() = Some((400, "no".into()));
+        let mut hook = sink(&consumer(serde_json::json!({
+            "url": receiver.url(), "method": "PUT"
+        })))
+        .unwrap();
+        let Outcome::Each(results) = hook.send(&[crate::fixtures::event("r")]).await else {
+            panic!("per event");
+        };
+        let ItemResult::Refused(why) = &results[0] else {
+            panic!("{results:?}");
+        };
+        assert!(why.starts_with("PUT http://127.0.0.1:"), "{why}");
         receiver.stop().await;
     }
 
