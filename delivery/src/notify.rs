@@ -199,8 +199,28 @@ impl Notifier {
 /// a template that compiles, windows of 1 s to 24 h. The error names the field.
 pub fn check(consumer: &Consumer) -> Result<(), (&'static str, String)> {
     let kind = consumer.sink.as_str();
+    if consumer.template.is_some() && !consumer.takes_template() {
+        let why = match consumer.message_format() {
+            Some(format) => format!(
+                "type {kind} with format {} sends events as they are; `template` is for \
+                 notification sinks and format: template",
+                format.as_str()
+            ),
+            None => format!(
+                "type {kind} sends events as they are; `template` is for notification sinks"
+            ),
+        };
+        return Err(("template", why));
+    }
+    if consumer.template.is_none()
+        && consumer.message_format() == Some(falconer_model::crd::MessageFormat::Template)
+    {
+        return Err((
+            "template",
+            format!("type {kind} with format: template needs the consumer's `template`"),
+        ));
+    }
     for (key, set) in [
-        ("template", consumer.template.is_some()),
         ("aggregate", consumer.aggregate.is_some()),
         ("rateLimit", consumer.rate_limit.is_some()),
     ] {

@@ -99,10 +99,15 @@ impl Principal {
     /// Removes the hub's reserved tags an event claims, then marks it as posted by this
     /// credential when the credential is bound to the event's cluster (what the Phoenix
     /// sink's `requireBoundSender` asks for). Forwarded events (`source`
-    /// `falconer`) are never marked: another hub vouches for nothing here.
+    /// `falconer`) are never marked: another hub vouches for nothing here. The KubeArmor
+    /// parser's own [`RECEIVED_TIME_TAG`](falconer_model::event::RECEIVED_TIME_TAG) stays:
+    /// that parser drops the reserved tags of the payload before it adds it.
     pub fn stamp(&self, event: &mut falconer_model::event::Event, source: Source) {
-        use falconer_model::event::{BOUND_SENDER_TAG, RESERVED_TAG_PREFIX};
-        event.tags.retain(|t| !t.starts_with(RESERVED_TAG_PREFIX));
+        use falconer_model::event::{BOUND_SENDER_TAG, RECEIVED_TIME_TAG, RESERVED_TAG_PREFIX};
+        event.tags.retain(|t| {
+            !t.starts_with(RESERVED_TAG_PREFIX)
+                || (source == Source::KubeArmor && t == RECEIVED_TIME_TAG)
+        });
         if source != Source::Falconer
             && self.has(Scope::Ingest)
             && self.clusters.contains(&event.cluster)

@@ -239,9 +239,13 @@ where
 /// may name a scanner report is held to `max_report_bytes` here; the handler applies the
 /// exact limit once it knows the source.
 fn refuse_early(request: &Request, limits: ExpectLimits) -> Option<HubError> {
-    if request.method() != actix_web::http::Method::POST
-        || !matches!(request.path(), "/ingest" | "/")
-    {
+    let method = request.method();
+    let ingest = match request.path() {
+        "/ingest" => method == actix_web::http::Method::POST,
+        "/" => method == actix_web::http::Method::POST || method == actix_web::http::Method::PUT,
+        _ => false,
+    };
+    if !ingest {
         return None;
     }
     let declared: usize = request
@@ -276,8 +280,8 @@ fn refuse_early(request: &Request, limits: ExpectLimits) -> Option<HubError> {
 /// is (`auth::caller`); unknown routes go on to the 404/405 fallback. On an open API (no
 /// tokens, loopback only) a request must come to a loopback host name and not from another
 /// site, so a web page the operator visits cannot post or act through the browser. Every
-/// POST carries a JSON body type (415 otherwise), which a page cannot send cross-site
-/// without the browser asking first.
+/// POST (and `PUT /`) carries a JSON body type (415 otherwise), which a page cannot send
+/// cross-site without the browser asking first.
 fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), HubError> {
     use actix_web::HttpMessage;
     let Some(access) = routes::access(request.method().as_str(), request.path()) else {
@@ -303,7 +307,9 @@ fn guard(request: &actix_web::dev::ServiceRequest) -> Result<(), HubError> {
     if principal.as_ref().is_some_and(|p| p.anonymous) {
         same_site_loopback(request.request())?;
     }
-    if request.method() == actix_web::http::Method::POST {
+    if request.method() == actix_web::http::Method::POST
+        || request.method() == actix_web::http::Method::PUT
+    {
         crate::body::format_of(request.request())?;
     }
     if let Some(principal) = principal {

@@ -291,6 +291,8 @@ pub(crate) mod tests {
             headers: Default::default(),
             secret_headers: BTreeMap::from([("X-Api-Key".into(), "apiKey".into())]),
             sign: true,
+            format: Default::default(),
+            method: Default::default(),
             tls: Default::default(),
         });
         hook.secret_ref = Some(SecretRef {

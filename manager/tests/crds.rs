@@ -150,6 +150,81 @@ fn an_alertmanager_consumer_names_exactly_one_of_url_and_urls() {
 }
 
 #[test]
+fn a_webhook_format_without_a_batch_body_refuses_batch_and_template_needs_a_template() {
+    let hook = |section: Value, template: Option<&str>| {
+        let mut consumer = json!({"name": "hook", "type": "webhook", "webhook": section});
+        if let Some(template) = template {
+            consumer["template"] = template.into();
+        }
+        setting(json!([consumer]))
+    };
+    for format in ["falco", "template"] {
+        let section = json!({"url": "https://x", "format": format, "batch": true});
+        let error = cel(&hook(section, Some("{{ rule }}")), None).expect_err("refused");
+        assert!(error.contains("set batch: false"), "{format}: {error}");
+    }
+    let error = cel(
+        &hook(json!({"url": "https://x", "format": "template"}), None),
+        None,
+    )
+    .expect_err("refused");
+    assert!(
+        error.contains("webhook.format template needs the consumer's `template`"),
+        "{error}"
+    );
+    for (section, template) in [
+        (
+            json!({"url": "https://x", "format": "template"}),
+            Some("{{ rule }}"),
+        ),
+        (
+            json!({"url": "https://x", "format": "falco", "method": "PUT"}),
+            None,
+        ),
+        (
+            json!({"url": "https://x", "format": "cloudevents", "batch": true}),
+            None,
+        ),
+    ] {
+        cel(&hook(section.clone(), template), None).unwrap_or_else(|e| panic!("{section}: {e}"));
+    }
+}
+
+#[test]
+fn a_syslog_consumer_needs_its_section_an_address_and_a_datagram_sized_limit_over_udp() {
+    let with = |consumer: Value| setting(json!([consumer]));
+    let error = cel(&with(json!({"name": "logs", "type": "syslog"})), None).expect_err("refused");
+    assert!(
+        error.contains("type syslog needs a `syslog` section"),
+        "{error}"
+    );
+    let error = cel(
+        &with(json!({"name": "logs", "type": "stdout", "syslog": {"address": "h:514"}})),
+        None,
+    )
+    .expect_err("refused");
+    assert!(
+        error.contains("a `syslog` section needs type syslog"),
+        "{error}"
+    );
+    let error = cel(
+        &with(json!({"name": "logs", "type": "syslog",
+                     "syslog": {"address": "h:514", "protocol": "udp", "maxMessageBytes": 70000}})),
+        None,
+    )
+    .expect_err("refused");
+    assert!(error.contains("at most 65000 bytes"), "{error}");
+    cel(
+        &with(json!({"name": "logs", "type": "syslog",
+                     "syslog": {"address": "rsyslog.logging.svc:6514", "protocol": "tls",
+                                "format": "cef", "facility": "auth", "appName": "falconer",
+                                "maxMessageBytes": 70000}})),
+        None,
+    )
+    .expect("a TLS consumer may send long messages");
+}
+
+#[test]
 fn a_policy_name_longer_than_forty_characters_is_refused() {
     let long = "p".repeat(41);
     let error = cel(&policy(&long, json!({})), None).expect_err("refused");

@@ -481,6 +481,7 @@ pub struct SettingSpec {
 #[x_kube(
     validation = Rule::new("self.type != 'opensearch' || has(self.opensearch)").message("type opensearch needs an `opensearch` section"),
     validation = Rule::new("self.type != 'webhook' || has(self.webhook)").message("type webhook needs a `webhook` section"),
+    validation = Rule::new("!has(self.webhook) || !has(self.webhook.format) || self.webhook.format != 'template' || has(self.template)").message("webhook.format template needs the consumer's `template`"),
     validation = Rule::new("self.type != 'falconer' || has(self.falconer)").message("type falconer needs a `falconer` section"),
     validation = Rule::new("self.type != 'file' || has(self.file)").message("type file needs a `file` section"),
     validation = Rule::new("self.type != 'slack' || has(self.slack)").message("type slack needs a `slack` section"),
@@ -503,6 +504,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.mattermost) || self.type == 'mattermost'").message("a `mattermost` section needs type mattermost"),
     validation = Rule::new("self.type != 'rocketchat' || has(self.rocketchat)").message("type rocketchat needs a `rocketchat` section"),
     validation = Rule::new("!has(self.rocketchat) || self.type == 'rocketchat'").message("a `rocketchat` section needs type rocketchat"),
+    validation = Rule::new("self.type != 'syslog' || has(self.syslog)").message("type syslog needs a `syslog` section"),
+    validation = Rule::new("!has(self.syslog) || self.type == 'syslog'").message("a `syslog` section needs type syslog"),
     validation = Rule::new("!has(self.opensearch) || self.type == 'opensearch'").message("an `opensearch` section needs type opensearch"),
     validation = Rule::new("!has(self.phoenix) || self.type == 'phoenix'").message("a `phoenix` section needs type phoenix"),
     validation = Rule::new("!has(self.webhook) || self.type == 'webhook'").message("a `webhook` section needs type webhook"),
@@ -571,6 +574,9 @@ pub struct Consumer {
     /// Settings of a `rocketchat` sink (an incoming webhook integration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rocketchat: Option<RocketChatConfig>,
+    /// Settings of a `syslog` sink (RFC 5424, RFC 3164 or CEF over UDP, TCP or TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogConfig>,
     /// Settings of a `nats` sink (JetStream publish with acknowledgement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats: Option<NatsConfig>,
@@ -583,9 +589,9 @@ pub struct Consumer {
     /// Settings of a `redis` sink (`XADD` to a stream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConfig>,
-    /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), in Jinja
-    /// syntax over the event's fields, `fields`, `group` and `link` (docs/templates.md).
-    /// Absent: the event's message.
+    /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), or the
+    /// body of a `webhook` with `format: template`, in Jinja syntax over the event's fields,
+    /// `fields`, `group` and `link` (docs/templates.md). Absent: the event's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 8192))]
     pub template: Option<String>,
@@ -651,6 +657,8 @@ pub enum SinkType {
     Mattermost,
     /// A Rocket.Chat incoming webhook: one Slack-style attachment per event.
     Rocketchat,
+    /// A syslog server (rsyslog, syslog-ng, a SIEM's collector): one message per event.
+    Syslog,
     /// NATS JetStream: one message per event, acknowledged by the stream.
     Nats,
     /// RabbitMQ (AMQP 0.9.1): one persistent message per event, confirmed by the broker.
@@ -679,6 +687,7 @@ impl SinkType {
         SinkType::Googlechat,
         SinkType::Mattermost,
         SinkType::Rocketchat,
+        SinkType::Syslog,
         SinkType::Nats,
         SinkType::Rabbitmq,
         SinkType::Mqtt,
@@ -704,6 +713,7 @@ impl SinkType {
             SinkType::Googlechat => "googlechat",
             SinkType::Mattermost => "mattermost",
             SinkType::Rocketchat => "rocketchat",
+            SinkType::Syslog => "syslog",
             SinkType::Nats => "nats",
             SinkType::Rabbitmq => "rabbitmq",
             SinkType::Mqtt => "mqtt",
@@ -816,7 +826,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 19] {
+    pub fn sections(&self) -> [(SinkType, bool); 20] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -833,6 +843,7 @@ impl Consumer {
             (SinkType::Googlechat, self.googlechat.is_some()),
             (SinkType::Mattermost, self.mattermost.is_some()),
             (SinkType::Rocketchat, self.rocketchat.is_some()),
+            (SinkType::Syslog, self.syslog.is_some()),
             (SinkType::Nats, self.nats.is_some()),
             (SinkType::Rabbitmq, self.rabbitmq.is_some()),
             (SinkType::Mqtt, self.mqtt.is_some()),
@@ -861,6 +872,24 @@ impl Consumer {
             || self.configured_url().is_some_and(str::is_empty)
     }
 
+    /// The message format of the consumer's section, for the sinks that have one.
+    pub fn message_format(&self) -> Option<MessageFormat> {
+        match self.sink {
+            SinkType::Webhook => self.webhook.as_ref().map(|w| w.format),
+            SinkType::Nats => self.nats.as_ref().map(|c| c.format),
+            SinkType::Rabbitmq => self.rabbitmq.as_ref().map(|c| c.format),
+            SinkType::Mqtt => self.mqtt.as_ref().map(|c| c.format),
+            SinkType::Redis => self.redis.as_ref().map(|c| c.format),
+            _ => None,
+        }
+    }
+
+    /// Whether the consumer's `template` is used: by a notification sink, or as the body of
+    /// a sink whose format is `template`.
+    pub fn takes_template(&self) -> bool {
+        self.sink.is_notification() || self.message_format() == Some(MessageFormat::Template)
+    }
+
     /// A consumer of `sink` with no section, filter or secret yet (tests and builders fill
     /// in what they need).
     pub fn new(name: &str, sink: SinkType) -> Consumer {
@@ -882,6 +911,7 @@ impl Consumer {
             googlechat: None,
             mattermost: None,
             rocketchat: None,
+            syslog: None,
             nats: None,
             rabbitmq: None,
             mqtt: None,
@@ -1046,8 +1076,11 @@ pub struct PhoenixConfig {
 }
 
 /// Webhook sink settings.
-#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("!(has(self.batch) && self.batch && has(self.format) && self.format in ['falco', 'template'])").message("format falco and format template send one event per request: set batch: false"),
+)]
 pub struct WebhookConfig {
     /// Where to POST. Empty: the `url` key of `secretRef` (for URLs that are themselves a
     /// credential, like a chat webhook's).
@@ -1066,9 +1099,71 @@ pub struct WebhookConfig {
     /// Sign each body with HMAC-SHA256 using the `hmacKey` of `secretRef`.
     #[serde(default)]
     pub sign: bool,
+    /// What each body is: `falconer` (the event as the query API shows it, default),
+    /// `falco` (the alert exactly as Falco sent it, for falcosidekick and falco-talon),
+    /// `cloudevents` (a CloudEvents 1.0 structured JSON event) or `template` (the consumer's
+    /// `template`, rendered). `falco` and `template` send one event per request: no `batch`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub format: MessageFormat,
+    /// `POST` (default) or `PUT` (falcosidekick's `webhook.method` choice).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub method: WebhookMethod,
     /// TLS towards the webhook.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    value == &T::default()
+}
+
+/// What the body of a broker message (and, with the log-outputs work, of other sinks) is.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageFormat {
+    /// The event as the query API shows it: normalized fields, `fields` and the raw payload.
+    #[default]
+    Falconer,
+    /// The alert exactly as the source sent it (Falco's JSON, falcosidekick's payload); an
+    /// event of another source as a Falco-shaped alert built from its fields.
+    Falco,
+    /// A CloudEvents 1.0 event in the structured JSON format, the Falconer event as `data`.
+    Cloudevents,
+    /// The consumer's `template`, rendered.
+    Template,
+}
+
+impl MessageFormat {
+    fn is_default(&self) -> bool {
+        *self == MessageFormat::default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageFormat::Falconer => "falconer",
+            MessageFormat::Falco => "falco",
+            MessageFormat::Cloudevents => "cloudevents",
+            MessageFormat::Template => "template",
+        }
+    }
+}
+
+/// The HTTP method of a `webhook` consumer's requests.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum WebhookMethod {
+    #[default]
+    Post,
+    Put,
+}
+
+impl WebhookMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookMethod::Post => "POST",
+            WebhookMethod::Put => "PUT",
+        }
+    }
 }
 
 /// Settings of a sink that forwards to another hub.
@@ -1379,24 +1474,6 @@ pub struct MattermostConfig {
     pub tls: SinkTls,
 }
 
-/// What the body of a broker message (and, with the log-outputs work, of other sinks) is.
-#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageFormat {
-    /// The event as JSON, the schema of the webhook and file sinks (`GET /api/v1/events/{id}`).
-    #[default]
-    Falconer,
-    /// The payload exactly as the source sent it (a Falco alert as Falco's `http_output`
-    /// posts it), so tools written for the source's own output read it unchanged.
-    Falco,
-}
-
-impl MessageFormat {
-    fn is_default(&self) -> bool {
-        *self == MessageFormat::default()
-    }
-}
-
 /// Settings of a `nats` sink: each event published to JetStream and acknowledged by the
 /// stream, `Nats-Msg-Id` = the event id (the stream's duplicate window drops a re-send).
 /// Credentials from `secretRef`, all optional: `creds` (a credentials file), `nkey` (an
@@ -1419,7 +1496,8 @@ pub struct NatsConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub stream: Option<String>,
-    /// The message body.
+    /// The message body: `falconer` (default), `falco`, `cloudevents` or `template`
+    /// (docs/sinks/webhook.md#formats).
     #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
     pub format: MessageFormat,
     /// TLS towards the server.
@@ -1448,7 +1526,8 @@ pub struct RabbitmqConfig {
     #[serde(default = "default_routing_key")]
     #[schemars(length(min = 1, max = 255))]
     pub routing_key: String,
-    /// The message body.
+    /// The message body: `falconer` (default), `falco`, `cloudevents` or `template`
+    /// (docs/sinks/webhook.md#formats).
     #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
     pub format: MessageFormat,
     /// TLS towards the broker.
@@ -1479,7 +1558,8 @@ pub struct MqttConfig {
     /// Publish with the retain flag.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retain: bool,
-    /// The message body.
+    /// The message body: `falconer` (default), `falco`, `cloudevents` or `template`
+    /// (docs/sinks/webhook.md#formats).
     #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
     pub format: MessageFormat,
     /// TLS towards the broker.
@@ -1505,7 +1585,8 @@ pub struct RedisConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_len: Option<u64>,
-    /// The message body.
+    /// The message body: `falconer` (default), `falco`, `cloudevents` or `template`
+    /// (docs/sinks/webhook.md#formats).
     #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
     pub format: MessageFormat,
     /// TLS towards the server.
@@ -1535,6 +1616,130 @@ pub struct RocketChatConfig {
     #[schemars(length(max = 2048), regex(pattern = r"^https?://\S+$"))]
     pub avatar: Option<String>,
     /// TLS towards the Rocket.Chat server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// How a `syslog` sink reaches its server.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    /// One datagram per message (RFC 5426): nothing confirms that a message arrived.
+    Udp,
+    /// TCP with octet-counting framing (RFC 6587).
+    #[default]
+    Tcp,
+    /// TLS over TCP with octet-counting framing (RFC 5425).
+    Tls,
+}
+
+impl SyslogProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyslogProtocol::Udp => "udp",
+            SyslogProtocol::Tcp => "tcp",
+            SyslogProtocol::Tls => "tls",
+        }
+    }
+}
+
+/// What a `syslog` message looks like.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormat {
+    /// RFC 5424 header, the event's JSON as the message.
+    #[default]
+    Rfc5424,
+    /// RFC 3164 ("BSD") header, the event's JSON as the message.
+    Rfc3164,
+    /// ArcSight CEF (`CEF:0|Falconer|Falconer|…`) after an RFC 3164 header.
+    Cef,
+}
+
+/// The syslog facility of a `syslog` sink's messages (RFC 5424 §6.2.1).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFacility {
+    User,
+    Daemon,
+    Auth,
+    Syslog,
+    Authpriv,
+    #[default]
+    Local0,
+    Local1,
+    Local2,
+    Local3,
+    Local4,
+    Local5,
+    Local6,
+    Local7,
+}
+
+impl SyslogFacility {
+    /// The facility's number.
+    pub fn code(self) -> u8 {
+        match self {
+            SyslogFacility::User => 1,
+            SyslogFacility::Daemon => 3,
+            SyslogFacility::Auth => 4,
+            SyslogFacility::Syslog => 5,
+            SyslogFacility::Authpriv => 10,
+            SyslogFacility::Local0 => 16,
+            SyslogFacility::Local1 => 17,
+            SyslogFacility::Local2 => 18,
+            SyslogFacility::Local3 => 19,
+            SyslogFacility::Local4 => 20,
+            SyslogFacility::Local5 => 21,
+            SyslogFacility::Local6 => 22,
+            SyslogFacility::Local7 => 23,
+        }
+    }
+}
+
+/// The largest datagram a `syslog` sink sends over UDP.
+pub const MAX_SYSLOG_UDP_BYTES: u32 = 65_000;
+
+fn default_syslog_max_message_bytes() -> u32 {
+    8192
+}
+
+/// Settings of a `syslog` sink: one message per event to a syslog server. With `protocol:
+/// tls`, the `ca.crt` of `secretRef` is trusted besides the system roots and its `tls.crt` +
+/// `tls.key` are the client certificate.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("!has(self.protocol) || self.protocol != 'udp' || !has(self.maxMessageBytes) || self.maxMessageBytes <= 65000").message("maxMessageBytes: a UDP datagram carries at most 65000 bytes"),
+)]
+pub struct SyslogConfig {
+    /// The server, `host:port` (`[::1]:6514` for an IPv6 address), e.g.
+    /// `rsyslog.logging.svc:514`. With TLS, the host is the name its certificate must carry.
+    #[schemars(
+        length(min = 3, max = 261),
+        regex(pattern = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$")
+    )]
+    pub address: String,
+    /// `udp`, `tcp` (default) or `tls`.
+    #[serde(default)]
+    pub protocol: SyslogProtocol,
+    /// `rfc5424` (default), `rfc3164` or `cef`.
+    #[serde(default)]
+    pub format: SyslogFormat,
+    /// The facility of every message; default `local0`.
+    #[serde(default)]
+    pub facility: SyslogFacility,
+    /// APP-NAME (RFC 5424) or TAG (RFC 3164) of the messages; default `falconer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub app_name: Option<String>,
+    /// The longest message sent, header included (default 8192, rsyslog's and most servers'
+    /// default limit; at most 65000 over UDP). A longer message is not cut: its event goes
+    /// to the dead letters with the reason.
+    #[serde(default = "default_syslog_max_message_bytes")]
+    #[schemars(range(min = 480, max = 1048576))]
+    pub max_message_bytes: u32,
+    /// TLS towards the server (`protocol: tls`).
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
 }

@@ -12,6 +12,9 @@ use uuid::Uuid;
 pub const BOUND_SENDER_TAG: &str = "falconer.io/bound-sender=";
 /// Tags starting with this are the hub's own.
 pub const RESERVED_TAG_PREFIX: &str = "falconer.io/";
+/// The tag of an event whose source gave no time (a KubeArmor alert without `Timestamp` and
+/// `UpdatedTime`): its `time` is when the hub received it.
+pub const RECEIVED_TIME_TAG: &str = "falconer.io/time=received";
 
 /// One normalized security event, as stored and as served by the query API.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,8 +17,9 @@
 //!   the script says: the fake knows paths and bodies, not resources, and checks CRD objects
 //!   against their structural schema ([`kube::schema_errors`]).
 //! - [`webhook`]: an HTTP receiver for the `webhook` sink: takes a JSON event or a JSON array
-//!   of events by `POST` on any path, answers 200, records headers, bodies and event ids, and
-//!   can be told to answer 503 to everything or 400 to events of one rule.
+//!   of events (or a text body, kept as a string) by `POST` or `PUT` on any path, answers 200,
+//!   records the method, headers, bodies (parsed and raw) and event ids, and can be told to
+//!   answer 503 to everything or 400 to events of one rule.
 //!
 //! Not a fake: [`alertmanager`] starts the real Prometheus Alertmanager (Debian's
 //! `prometheus-alertmanager`, installed by `scripts/test`) on a free port and reads its
@@ -29,6 +30,10 @@
 //!   (payload limit, users and permissions).
 //! - [`smtp`]: not a fake: aiosmtpd, a standalone SMTP server, run as a process with
 //!   STARTTLS or implicit TLS, optional AUTH and scripted replies per recipient.
+//! - [`syslog`]: not a fake: Debian's rsyslog (`rsyslog`, `rsyslog-gnutls`) run in the
+//!   foreground with its own configuration — UDP, TCP or TLS (optionally requiring a client
+//!   certificate) on a free port — writing each received message as received to a file; it
+//!   can be stopped and started again for outage tests.
 
 // Test support: a panic fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -39,4 +44,5 @@ pub mod kube;
 pub mod nats;
 pub mod opensearch;
 pub mod smtp;
+pub mod syslog;
 pub mod webhook;

@@ -9,8 +9,12 @@ use std::sync::{Arc, Mutex};
 /// One request as received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub headers: BTreeMap<String, String>,
+    /// The body as JSON; a body that is not JSON (a rendered text template) as a string.
     pub body: serde_json::Value,
+    /// The body's bytes, as text.
+    pub raw: String,
 }
 
 #[derive(Default)]
@@ -65,9 +69,9 @@ async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<State>
             .insert_header(("location", location))
             .body("moved");
     }
-    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return HttpResponse::BadRequest().body("not JSON");
-    };
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    let body = serde_json::from_slice::<serde_json::Value>(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
     let refuse = state.refuse_rule.lock().unwrap().clone();
     if let Some(rule) = refuse {
         let rules: Vec<&serde_json::Value> = match &body {
@@ -97,11 +101,12 @@ async fn receive(request: HttpRequest, body: web::Bytes, state: web::Data<State>
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    state
-        .received
-        .lock()
-        .unwrap()
-        .push(Received { headers, body });
+    state.received.lock().unwrap().push(Received {
+        method: request.method().to_string(),
+        headers,
+        body,
+        raw,
+    });
     HttpResponse::Ok().finish()
 }
 
@@ -113,7 +118,14 @@ impl WebhookServer {
             App::new()
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(64 << 20))
-                .default_service(web::post().to(receive))
+                .default_service(
+                    web::route()
+                        .guard(
+                            actix_web::guard::Any(actix_web::guard::Post())
+                                .or(actix_web::guard::Put()),
+                        )
+                        .to(receive),
+                )
         })
         .workers(1)
         .bind("127.0.0.1:0")

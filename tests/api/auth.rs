@@ -23,6 +23,7 @@ fn token(name: &str, scopes: &[Scope]) -> TokenEntry {
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/ingest", "ingest"),
     ("POST", "/", "ingest"),
+    ("PUT", "/", "ingest"),
     ("GET", "/", "open"),
     ("GET", "/api/v1/events", "read"),
     ("GET", "/api/v1/events/{id}", "read"),
@@ -89,7 +90,7 @@ async fn every_route_answers_each_credential_as_its_scope_says(backend: Backend)
                 .client
                 .request(method.parse().unwrap(), app.url(&path))
                 .header("content-type", "application/json");
-            if *method == "POST" {
+            if *method == "POST" || *method == "PUT" {
                 request = request.body(body.clone());
             }
             if let Some(token) = credential {

@@ -566,7 +566,63 @@ async fn stalled_bodies_get_a_408_and_bytes_in_flight_are_bounded_with_a_429(bac
     app.stop().await;
 }
 
+async fn put_to_the_root_and_falco_keys_in_any_case_are_ingested_like_post(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    // falcosidekick's webhook output with `webhook.method: PUT`.
+    let text = fixture("falcosidekick-webhook.json");
+    let put = app
+        .client
+        .put(app.url("/"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
+    let put = crate::helpers::Reply::read(put).await;
+    assert_eq!(put.status, 202, "{}", put.text);
+    let id = put.ids().remove(0);
+    let event = app.get(&format!("/api/v1/events/{id}")).await.json();
+    let posted: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(event["raw"], posted);
+    // The same alert POSTed is the same event.
+    let post = app.post("/", "application/json", text).await;
+    assert_eq!(post.ids(), [id]);
+
+    // falco-talon's style: PascalCase keys, to `/` and detected on `/ingest`.
+    let talon = fixture("talon-pascal-case.json");
+    let reply = app.post("/", "application/json", talon.clone()).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let event = app
+        .get(&format!("/api/v1/events/{}", reply.ids()[0]))
+        .await
+        .json();
+    assert_eq!(event["rule"], "Netcat Remote Code Execution in Container");
+    assert_eq!(event["severity"], "warning");
+    assert_eq!(event["pod"], "web-7d9f8-abcde");
+    let detected = app.ingest(talon).await;
+    assert_eq!(
+        detected.ids(),
+        reply.ids(),
+        "detected as falco: a duplicate"
+    );
+
+    // PUT is not a method of /ingest.
+    let wrong = app
+        .client
+        .put(app.url("/ingest"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "POST");
+    app.stop().await;
+}
+
 on_both_stores!(
+    put_to_the_root_and_falco_keys_in_any_case_are_ingested_like_post,
     a_falco_alert_is_acknowledged_with_its_id_after_commit,
     an_item_nested_deeper_than_64_levels_is_rejected_by_index,
     an_event_dated_more_than_five_minutes_ahead_is_rejected_naming_time,

@@ -14,6 +14,7 @@ mod disk_full;
 mod email;
 mod ingest;
 mod journal;
+mod logs;
 mod notify;
 mod opensearch_sink;
 mod ops;

@@ -518,7 +518,39 @@ async fn a_report_is_written_whole_or_not_at_all(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_kubearmor_alert_without_a_time_is_stored_at_its_receipt_time_and_tagged_so(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    let before = chrono::Utc::now();
+    let reply = app
+        .ingest(source_fixture("kubearmor/container-alert-no-time.json"))
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let event = app
+        .get(&format!("/api/v1/events/{}", reply.ids()[0]))
+        .await
+        .json();
+    assert_eq!(event["source"], "kubearmor");
+    assert_eq!(event["time"], event["received_at"]);
+    let time: chrono::DateTime<chrono::Utc> = event["time"].as_str().unwrap().parse().unwrap();
+    assert!(time >= before - chrono::TimeDelta::seconds(1), "{time}");
+    assert_eq!(event["tags"], json!(["MITRE", "falconer.io/time=received"]));
+    // The tag is the hub's: a Falco alert claiming it loses it.
+    let mut forged = crate::helpers::alert("forged", "2026-05-04T10:00:00Z", "x");
+    forged["tags"] = json!(["falconer.io/time=received"]);
+    let reply = app.post("/", "application/json", forged.to_string()).await;
+    let event = app
+        .get(&format!("/api/v1/events/{}", reply.ids()[0]))
+        .await
+        .json();
+    assert_eq!(event["tags"], json!([]));
+    app.stop().await;
+}
+
 on_both_stores!(
+    a_kubearmor_alert_without_a_time_is_stored_at_its_receipt_time_and_tagged_so,
     a_report_is_written_whole_or_not_at_all,
     a_report_over_the_body_limit_needs_its_source_named_and_stays_under_the_report_limit,
     each_source_is_detected_from_its_shape_and_round_trips,

@@ -194,6 +194,8 @@ fn a_webhooks_secret_headers_are_required_keys() {
         headers: Default::default(),
         secret_headers: BTreeMap::from([("X-Api-Key".into(), "apiKey".into())]),
         sign: true,
+        format: Default::default(),
+        method: Default::default(),
         tls: Default::default(),
     });
     assert_eq!(hook.required_secret_keys(), ["apiKey", "hmacKey"]);

@@ -4,8 +4,8 @@
 
 use crate::declared::Secrets;
 use crate::error::DeliveryError;
-use crate::sinks::{Declared, event_json, http::require};
-use falconer_model::crd::{MessageFormat, SinkTls};
+use crate::sinks::{Declared, http::require};
+use falconer_model::crd::SinkTls;
 use falconer_store::Event;
 use std::time::Duration;
 
@@ -16,12 +16,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages per `send`: published together, confirmed together.
 pub const BATCH: usize = 200;
 
-/// The body of the message for `event`.
-pub fn body(event: &Event, format: MessageFormat) -> Vec<u8> {
-    match (format, &event.raw) {
-        (MessageFormat::Falco, Some(raw)) => raw.get().as_bytes().to_vec(),
-        _ => event_json(event),
-    }
+/// A body as a preview shows it: its JSON, or its text (a `template` body).
+pub fn preview(body: &crate::sinks::format::Body) -> serde_json::Value {
+    serde_json::from_slice(&body.bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body.bytes).into()))
 }
 
 /// The fields a subject, topic, routing key or stream name may be built from: each has few
@@ -311,19 +309,6 @@ mod tests {
         assert_eq!(err, "mqtt.topic: `{` without a closing `}`");
         let err = Topic::parse("falconer.cluster}", "mqtt.topic").unwrap_err();
         assert_eq!(err, "mqtt.topic: `}` without an opening `{`");
-    }
-
-    #[test]
-    fn the_falco_format_sends_the_payload_as_received_and_the_default_the_event() {
-        let e = event("Terminal shell");
-        assert_eq!(
-            body(&e, MessageFormat::Falco),
-            br#"{"rule":"Terminal shell"}"#
-        );
-        assert_eq!(body(&e, MessageFormat::Falconer), event_json(&e));
-        let mut bare = e.clone();
-        bare.raw = None;
-        assert_eq!(body(&bare, MessageFormat::Falco), event_json(&bare));
     }
 
     #[test]

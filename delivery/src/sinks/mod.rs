@@ -8,6 +8,7 @@ pub mod discord;
 pub mod email;
 pub mod falconer;
 pub mod file;
+pub mod format;
 pub mod googlechat;
 pub mod http;
 pub mod mattermost;
@@ -21,6 +22,7 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod rocketchat;
 pub mod slack;
+pub mod syslog;
 pub mod teams;
 pub mod webhook;
 
@@ -173,4 +175,5 @@ sinks! {
     Rabbitmq(rabbitmq::RabbitmqSink) = Rabbitmq,
     Mqtt(mqtt::MqttSink) = Mqtt,
     Redis(redis::RedisSink) = Redis,
+    Syslog(syslog::Syslog) = Syslog,
 }

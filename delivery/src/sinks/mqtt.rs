@@ -10,8 +10,8 @@
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::broker::{self, Topic};
+use crate::sinks::format::{self, BodyFormat};
 use crate::sinks::{Declared, FromConsumer};
-use falconer_model::crd::MessageFormat;
 use falconer_store::Event;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -30,7 +30,7 @@ pub struct MqttSink {
     flight: Flight,
     topic: Topic,
     retain: bool,
-    format: MessageFormat,
+    format: BodyFormat,
     /// Scheme and host, for messages.
     server: String,
 }
@@ -174,7 +174,7 @@ impl FromConsumer for MqttSink {
             flight: Flight::default(),
             topic,
             retain: settings.retain,
-            format: settings.format,
+            format: BodyFormat::new(settings.format, declared, "mqtt.format")?,
             server: broker::redact(&url),
         })
     }
@@ -237,7 +237,7 @@ impl Sink for MqttSink {
                 // retransmitted there (or already acknowledged), not published twice.
                 continue;
             }
-            let body = broker::body(event, self.format);
+            let body = format::body(&self.format, event).bytes;
             if body.len() > MAX_MESSAGE {
                 results[i] = Some(ItemResult::Refused(format!(
                     "the message is {} bytes, over the {MAX_MESSAGE}-byte limit",
@@ -307,12 +307,12 @@ impl Sink for MqttSink {
     }
 
     fn preview(&self, event: &Event) -> serde_json::Value {
-        let body = broker::body(event, self.format);
+        let body = format::body(&self.format, event);
         serde_json::json!({
             "topic": self.topic.render(event),
             "qos": 1,
             "retain": self.retain,
-            "payload": serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            "payload": broker::preview(&body),
         })
     }
 }

@@ -9,9 +9,9 @@
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::broker::{self, Topic};
+use crate::sinks::format::{self, BodyFormat};
 use crate::sinks::{Declared, FromConsumer};
 use async_nats::jetstream::context::PublishErrorKind;
-use falconer_model::crd::MessageFormat;
 use falconer_store::Event;
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +21,7 @@ pub struct NatsSink {
     connection: Option<async_nats::jetstream::Context>,
     subject: Topic,
     stream: Option<String>,
-    format: MessageFormat,
+    format: BodyFormat,
     /// The last "Permissions Violation" the server reported on this connection.
     violation: Arc<Mutex<Option<String>>>,
     /// Scheme and host, for messages.
@@ -90,7 +90,7 @@ impl FromConsumer for NatsSink {
             connection: None,
             subject,
             stream: settings.stream.clone(),
-            format: settings.format,
+            format: BodyFormat::new(settings.format, declared, "nats.format")?,
             violation: Arc::default(),
         })
     }
@@ -199,17 +199,13 @@ pub fn subject_matches(filter: &str, subject: &str) -> bool {
 }
 
 /// The headers of one event's message.
-pub fn headers(event: &Event, format: MessageFormat) -> async_nats::HeaderMap {
+pub fn headers(event: &Event, content_type: &str) -> async_nats::HeaderMap {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
         async_nats::header::NATS_MESSAGE_ID,
         event.id.to_string().as_str(),
     );
-    let content = match format {
-        MessageFormat::Falconer => "application/json",
-        MessageFormat::Falco => "application/json; profile=source",
-    };
-    headers.insert("Content-Type", content);
+    headers.insert("Content-Type", content_type);
     headers
 }
 
@@ -232,11 +228,11 @@ impl Sink for NatsSink {
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
             let subject = self.subject.render(event);
-            let body = broker::body(event, self.format);
+            let body = format::body(&self.format, event);
             let publish = context.publish_with_headers(
                 subject.clone(),
-                headers(event, self.format),
-                body.into(),
+                headers(event, body.content_type),
+                body.bytes.into(),
             );
             match tokio::time::timeout_at(deadline, publish).await {
                 Ok(sent) => pending.push((subject, sent)),
@@ -307,11 +303,11 @@ impl Sink for NatsSink {
     }
 
     fn preview(&self, event: &Event) -> serde_json::Value {
-        let body = broker::body(event, self.format);
+        let body = format::body(&self.format, event);
         serde_json::json!({
             "subject": self.subject.render(event),
             "headers": {"Nats-Msg-Id": event.id.to_string()},
-            "body": serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            "body": broker::preview(&body),
         })
     }
 }
@@ -338,7 +334,7 @@ mod tests {
     #[test]
     fn a_message_carries_the_event_id_as_nats_msg_id() {
         let e = event("Terminal shell");
-        let h = headers(&e, MessageFormat::Falconer);
+        let h = headers(&e, format::JSON);
         assert_eq!(
             h.get(async_nats::header::NATS_MESSAGE_ID)
                 .map(|v| v.as_str()),

@@ -51,6 +51,9 @@ use uuid::Uuid;
 /// `rule.source` of Falco events unless the consumer says otherwise: what Phoenix's own
 /// falco-integrator writes, so existing strategies keep matching.
 pub const FALCO_RULE_SOURCE: &str = "FalcoIntegrator";
+/// `rule.source` of KubeArmor events unless the consumer says otherwise: what Phoenix's own
+/// kubearmor-integrator writes, so strategies written for it match.
+pub const KUBEARMOR_RULE_SOURCE: &str = "KubeArmorIntegrator";
 /// Field manager of the creates and value of the `app.kubernetes.io/managed-by` label.
 pub const MANAGED_BY: &str = "falconer-hub";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -146,12 +149,14 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
-/// `rule.source` for `event`: the consumer's `ruleSource`, else `FalcoIntegrator` for Falco
-/// events, else the event's source.
+/// `rule.source` for `event`: the consumer's `ruleSource`, else what Phoenix's own
+/// integrator of the event's source writes (`FalcoIntegrator`, `KubeArmorIntegrator`), else
+/// the event's source.
 pub fn rule_source<'a>(configured: Option<&'a str>, event: &'a Event) -> &'a str {
     match configured {
         Some(source) => source,
         None if event.source == "falco" => FALCO_RULE_SOURCE,
+        None if event.source == "kubearmor" => KUBEARMOR_RULE_SOURCE,
         None => &event.source,
     }
 }
@@ -475,8 +480,10 @@ impl FromConsumer for PhoenixSink {
     fn from_consumer(declared: &Declared<'_>) -> Result<Self, DeliveryError> {
         let home = declared.home.ok_or_else(|| {
             declared.config(
-                "type phoenix creates SecurityEvents in the hub's own cluster; this hub does \
-                 not run in one"
+                "type phoenix creates SecurityEvents in the hub's own cluster, and this hub has \
+                 no connection to a cluster: set kubernetes.settings: on (the hub then connects \
+                 with KUBECONFIG or its pod's service account and takes its consumers from \
+                 Setting objects; `auto` connects only in the `hub` subcommand inside a pod)"
                     .into(),
             )
         })?;

@@ -107,12 +107,39 @@ fn the_threat_level_is_the_sources_own_severity_text_not_the_normalized_one() {
 }
 
 #[test]
-fn other_sources_default_to_their_own_name_and_a_configured_rule_source_wins() {
+fn kubearmor_events_keep_the_rule_source_of_phoenixs_kubearmor_integrator() {
     let mut event = falco_event(1);
     event.source = "kubearmor".into();
+    event.rule = "block-pkg-mgmt-tools-exec".into();
     event.severity_raw = "1".into();
     let object = security_event("phoenix", None, &event).expect("has a pod");
-    assert_eq!(object.spec.rule.source, "kubearmor");
+    // kubearmor-integrator: source KubeArmorIntegrator, type PolicyName, threatLevel Severity.
+    assert_eq!(object.spec.rule.source, "KubeArmorIntegrator");
+    assert_eq!(object.spec.rule.rule_type, "block-pkg-mgmt-tools-exec");
+    assert_eq!(object.spec.rule.threat_level, "1");
+}
+
+#[test]
+fn a_phoenix_consumer_outside_a_cluster_names_the_setting_that_connects_one() {
+    let consumer =
+        falconer_model::crd::Consumer::new("phoenix", falconer_model::crd::SinkType::Phoenix);
+    let secrets = crate::declared::Secrets::new();
+    let declared = crate::fixtures::declared(&consumer, &secrets);
+    let error = PhoenixSink::from_consumer(&declared)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("kubernetes.settings: on"), "{error}");
+    assert!(error.contains("KUBECONFIG"), "{error}");
+}
+
+#[test]
+fn other_sources_default_to_their_own_name_and_a_configured_rule_source_wins() {
+    let mut event = falco_event(1);
+    event.source = "tetragon".into();
+    event.severity_raw = "1".into();
+    let object = security_event("phoenix", None, &event).expect("has a pod");
+    assert_eq!(object.spec.rule.source, "tetragon");
     assert_eq!(object.spec.rule.threat_level, "1");
     let object = security_event("phoenix", Some("Falconer"), &falco_event(1)).expect("pod");
     assert_eq!(object.spec.rule.source, "Falconer");

@@ -8,8 +8,8 @@
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::broker::{self, Topic};
+use crate::sinks::format::{self, BodyFormat};
 use crate::sinks::{Declared, FromConsumer};
-use falconer_model::crd::MessageFormat;
 use falconer_store::Event;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
@@ -22,7 +22,7 @@ pub struct RabbitmqSink {
     link: Option<(Connection, lapin::Channel)>,
     exchange: String,
     routing_key: Topic,
-    format: MessageFormat,
+    format: BodyFormat,
     /// Scheme and host, for messages.
     server: String,
 }
@@ -83,18 +83,14 @@ impl FromConsumer for RabbitmqSink {
             link: None,
             exchange: settings.exchange.clone(),
             routing_key,
-            format: settings.format,
+            format: BodyFormat::new(settings.format, declared, "rabbitmq.format")?,
             server: broker::redact(&url),
         })
     }
 }
 
 /// The properties of one event's message.
-pub fn properties(event: &Event, format: MessageFormat) -> BasicProperties {
-    let content = match format {
-        MessageFormat::Falconer => "application/json",
-        MessageFormat::Falco => "application/json; profile=source",
-    };
+pub fn properties(event: &Event, content: &str) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_message_id(event.id.to_string().into())
@@ -176,14 +172,14 @@ impl Sink for RabbitmqSink {
         let mut pending = Vec::with_capacity(events.len());
         for event in events {
             let key = self.routing_key.render(event);
-            let body = broker::body(event, self.format);
+            let body = format::body(&self.format, event);
             let published = channel
                 .basic_publish(
                     self.exchange.as_str().into(),
                     key.as_str().into(),
                     options,
-                    &body,
-                    properties(event, self.format),
+                    &body.bytes,
+                    properties(event, body.content_type),
                 )
                 .await;
             let failed = published.is_err();
@@ -271,7 +267,7 @@ impl Sink for RabbitmqSink {
     }
 
     fn preview(&self, event: &Event) -> serde_json::Value {
-        let body = broker::body(event, self.format);
+        let body = format::body(&self.format, event);
         serde_json::json!({
             "exchange": self.exchange,
             "routingKey": self.routing_key.render(event),
@@ -280,7 +276,7 @@ impl Sink for RabbitmqSink {
                 "messageId": event.id.to_string(),
                 "type": event.kind.as_str(),
             },
-            "body": serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            "body": broker::preview(&body),
         })
     }
 }
@@ -299,7 +295,7 @@ mod tests {
     #[test]
     fn a_message_is_persistent_and_carries_the_event_id() {
         let e = event("Terminal shell");
-        let p = properties(&e, MessageFormat::Falconer);
+        let p = properties(&e, format::JSON);
         assert_eq!(p.delivery_mode(), &Some(2));
         assert_eq!(
             p.message_id().as_ref().map(|m| m.to_string()),

@@ -6,8 +6,8 @@
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::broker::{self, Topic};
+use crate::sinks::format::{self, BodyFormat};
 use crate::sinks::{Declared, FromConsumer};
-use falconer_model::crd::MessageFormat;
 use falconer_store::Event;
 
 pub struct RedisSink {
@@ -15,7 +15,7 @@ pub struct RedisSink {
     connection: Option<redis::aio::MultiplexedConnection>,
     stream: Topic,
     max_len: Option<u64>,
-    format: MessageFormat,
+    format: BodyFormat,
     /// Scheme and host, for messages.
     server: String,
 }
@@ -76,14 +76,14 @@ impl FromConsumer for RedisSink {
             connection: None,
             stream,
             max_len: settings.max_len,
-            format: settings.format,
+            format: BodyFormat::new(settings.format, declared, "redis.format")?,
             server: broker::redact(&url),
         })
     }
 }
 
 /// The `XADD` arguments of one event, after the stream's key.
-pub fn entry(event: &Event, max_len: Option<u64>, format: MessageFormat) -> Vec<Vec<u8>> {
+pub fn entry(event: &Event, max_len: Option<u64>, format: &BodyFormat) -> Vec<Vec<u8>> {
     let mut args: Vec<Vec<u8>> = Vec::with_capacity(8);
     if let Some(n) = max_len {
         args.push(b"MAXLEN".to_vec());
@@ -94,7 +94,7 @@ pub fn entry(event: &Event, max_len: Option<u64>, format: MessageFormat) -> Vec<
     args.push(b"id".to_vec());
     args.push(event.id.to_string().into_bytes());
     args.push(b"event".to_vec());
-    args.push(broker::body(event, format));
+    args.push(format::body(format, event).bytes);
     args
 }
 
@@ -138,7 +138,7 @@ impl Sink for RedisSink {
         pipe.ignore_errors();
         for event in events {
             let cmd = pipe.cmd("XADD").arg(self.stream.render(event));
-            for arg in entry(event, self.max_len, self.format) {
+            for arg in entry(event, self.max_len, &self.format) {
                 cmd.arg(arg);
             }
         }
@@ -177,13 +177,13 @@ impl Sink for RedisSink {
     }
 
     fn preview(&self, event: &Event) -> serde_json::Value {
-        let body = broker::body(event, self.format);
+        let body = format::body(&self.format, event);
         serde_json::json!({
             "stream": self.stream.render(event),
             "maxLen": self.max_len,
             "fields": {
                 "id": event.id.to_string(),
-                "event": serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+                "event": broker::preview(&body),
             },
         })
     }
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn an_entry_carries_the_event_id_and_trims_about_max_len() {
         let e = event("Terminal shell");
-        let args = entry(&e, Some(10000), MessageFormat::Falco);
+        let args = entry(&e, Some(10000), &BodyFormat::Falco);
         let text: Vec<String> = args
             .iter()
             .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -220,7 +220,7 @@ mod tests {
                 r#"{"rule":"Terminal shell"}"#
             ]
         );
-        assert_eq!(entry(&e, None, MessageFormat::Falco)[0], b"*");
+        assert_eq!(entry(&e, None, &BodyFormat::Falco)[0], b"*");
     }
 
     #[test]

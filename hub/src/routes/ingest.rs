@@ -54,7 +54,8 @@ pub async fn ingest(request: HttpRequest, payload: Payload, state: Data<AppState
     handle(request, payload, state, None).await
 }
 
-/// `POST /`: Falco JSON exactly as Falco's `http_output` and falcosidekick's webhook send it.
+/// `POST /` and `PUT /`: Falco JSON exactly as Falco's `http_output` and falcosidekick's
+/// webhook send it (falcosidekick's `webhook.method` may be `PUT`).
 pub async fn falco_root(
     request: HttpRequest,
     payload: Payload,

@@ -36,7 +36,7 @@ macro_rules! routes {
 
 routes! {
     "/ingest" => { POST: ingest::ingest [Ingest] },
-    "/" => { POST: ingest::falco_root [Ingest], GET: ui::root [Open] },
+    "/" => { POST: ingest::falco_root [Ingest], PUT: ingest::falco_root [Ingest], GET: ui::root [Open] },
     "/api/v1/events" => { GET: query::events [Read] },
     "/api/v1/events/{id}" => { GET: query::event [Read] },
     "/api/v1/findings" => { GET: query::findings [Read] },

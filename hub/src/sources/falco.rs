@@ -33,27 +33,107 @@ const AUDIT_SOURCES: &[&str] = &[
     "github",
 ];
 
-/// The alert as Falco writes it, borrowing from the request body: the fast path.
-#[derive(Deserialize)]
+/// The alert as Falco writes it, borrowing from the request body: the fast path. Top-level
+/// keys are read in any case, and `OutputFields` as `output_fields` ([`falco_key`]).
 struct Alert<'a> {
-    #[serde(borrow)]
     time: Cow<'a, str>,
-    #[serde(borrow)]
     rule: Cow<'a, str>,
-    #[serde(borrow)]
     priority: Cow<'a, str>,
-    #[serde(borrow, default)]
     source: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     hostname: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     output: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     message: Option<Cow<'a, str>>,
-    #[serde(default)]
     tags: Option<Vec<String>>,
-    #[serde(borrow, default)]
     output_fields: Option<&'a RawValue>,
+}
+
+/// Falco's top-level keys, as Falco writes them.
+const FALCO_KEYS: [&str; 9] = [
+    "time",
+    "rule",
+    "priority",
+    "source",
+    "hostname",
+    "output",
+    "message",
+    "tags",
+    "output_fields",
+];
+
+/// The Falco key `key` stands for: itself, or a spelling in another case (`Rule`,
+/// `PRIORITY`) or without the underscore (`OutputFields`), as Go senders write them —
+/// falco-talon's examples do, and Go's JSON decoder matches keys without regard to case.
+pub fn falco_key(key: &str) -> Option<&'static str> {
+    if let Some(exact) = FALCO_KEYS.iter().find(|k| **k == key) {
+        return Some(exact);
+    }
+    FALCO_KEYS.iter().copied().find(|canonical| {
+        let mut given = key.bytes().filter(|b| *b != b'_');
+        let mut wanted = canonical.bytes().filter(|b| *b != b'_');
+        loop {
+            match (given.next(), wanted.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b)) if a.eq_ignore_ascii_case(&b) => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
+/// A string borrowed from the body when it needs no unescaping.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Alert<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Alert<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Falco alert")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Alert<'de>, A::Error> {
+                let mut seen: [Option<Cow<'de, str>>; 9] = Default::default();
+                let mut strings: [Option<Cow<'de, str>>; 7] = Default::default();
+                let mut tags = None;
+                let mut output_fields = None;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    let Some(name) = falco_key(&key) else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    let slot = FALCO_KEYS.iter().position(|k| *k == name).unwrap_or(0);
+                    if let Some(first) = &seen[slot] {
+                        return Err(A::Error::custom(format!(
+                            "field `{name}` is given twice (as `{first}` and `{key}`)"
+                        )));
+                    }
+                    seen[slot] = Some(key);
+                    match name {
+                        "tags" => tags = map.next_value::<Option<Vec<String>>>()?,
+                        "output_fields" => {
+                            output_fields = map.next_value::<Option<&'de RawValue>>()?
+                        }
+                        _ => strings[slot] = map.next_value::<Option<Text<'de>>>()?.map(|t| t.0),
+                    }
+                }
+                let [time, rule, priority, source, hostname, output, message] = strings;
+                Ok(Alert {
+                    time: time.ok_or_else(|| A::Error::missing_field("time"))?,
+                    rule: rule.ok_or_else(|| A::Error::missing_field("rule"))?,
+                    priority: priority.ok_or_else(|| A::Error::missing_field("priority"))?,
+                    source,
+                    hostname,
+                    output,
+                    message,
+                    tags,
+                    output_fields,
+                })
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 /// `output_fields`, borrowed from the body. Keys may repeat or come in several spellings
@@ -223,8 +303,14 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
 /// Why an item is not a Falco alert, naming the field: checked one field at a time on a
 /// generic parse, which the fast path does not do.
 fn explain(text: &str, fast_path_error: serde_json::Error) -> String {
-    let map: Map<String, Value> = match serde_json::from_str(text) {
-        Ok(map) => map,
+    let map: Map<String, Value> = match serde_json::from_str::<Map<String, Value>>(text) {
+        Ok(map) => map
+            .into_iter()
+            .map(|(key, value)| match falco_key(&key) {
+                Some(name) => (name.to_owned(), value),
+                None => (key, value),
+            })
+            .collect(),
         Err(_) => {
             return "expected a JSON object (a Falco alert with `rule`, `priority` and `time`)"
                 .into();
@@ -464,6 +550,55 @@ mod tests {
         assert_eq!(e.cluster, "prod-eu");
         assert_eq!(e.severity, Severity::Error);
         assert_ne!(e.id.to_string(), "6f1c3b0e-2a8e-4d4c-9d1f-3c2b1a0e9f8d");
+    }
+
+    #[test]
+    fn top_level_keys_are_read_in_any_case_as_go_senders_write_them() {
+        let e = fixture("talon-pascal-case.json");
+        assert_eq!(e.rule, "Netcat Remote Code Execution in Container");
+        assert_eq!(e.severity, Severity::Warning);
+        assert_eq!(e.severity_raw, "Warning");
+        assert_eq!(e.node.as_deref(), Some("node-d"));
+        assert_eq!(e.namespace.as_deref(), Some("shop"));
+        assert_eq!(e.pod.as_deref(), Some("web-7d9f8-abcde"));
+        assert_eq!(e.tags, ["network", "process", "mitre_execution", "T1059"]);
+        assert!(
+            e.message.starts_with("Netcat runs inside container"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.time.to_rfc3339(), "2026-05-04T10:11:12.123456+00:00");
+        // Upper case and snake case too; the raw payload keeps the sender's spelling.
+        let e = parse_text(
+            r#"{"TIME":"2026-05-04T10:11:12Z","RULE":"r","PRIORITY":"debug","Output_Fields":{"k8s.pod.name":"p"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.pod.as_deref(), Some("p"));
+        assert!(e.raw.unwrap().get().contains("\"RULE\""));
+        assert_eq!(falco_key("OutputFields"), Some("output_fields"));
+        assert_eq!(falco_key("host_name"), Some("hostname"));
+        assert_eq!(falco_key("rules"), None);
+    }
+
+    #[test]
+    fn a_key_given_in_two_spellings_is_refused_naming_both() {
+        let error = parse_text(
+            r#"{"time":"2026-05-04T10:11:12Z","rule":"a","Rule":"b","priority":"debug"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("field `rule` is given twice (as `rule` and `Rule`)"),
+            "{error}"
+        );
+        // A missing field is named in Falco's spelling, whatever the others' case.
+        let error = parse_text(r#"{"Time":"2026-05-04T10:11:12Z","Rule":"a"}"#).unwrap_err();
+        assert!(error.starts_with("field `priority` is missing"), "{error}");
+        let error =
+            parse_text(r#"{"Time":"2026-05-04T10:11:12Z","Rule":"a","Priority":7}"#).unwrap_err();
+        assert!(
+            error.starts_with("field `priority`: expected a string"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //!
 //! Alerts (`Type` `MatchedPolicy`, `MatchedHostPolicy`, `MatchedNativePolicy`) are runtime
 //! alerts with KubeArmor's `Severity` "1"–"10" mapped by [`SEVERITY`]; logs (`ContainerLog`,
-//! `HostLog`) are telemetry of kind `other`. Host events carry no pod fields.
+//! `HostLog`) are telemetry of kind `other`. Host events carry no pod fields. A record
+//! without `UpdatedTime` and `Timestamp` (KubeArmor's documented container alert has
+//! neither) is timed when the hub received it and tagged [`RECEIVED_TIME_TAG`].
 
 use super::{Context, Obj, check_long_name, check_name, cluster, finish};
 use chrono::{DateTime, SubsecRound, Utc};
+use falconer_model::event::{RECEIVED_TIME_TAG, RESERVED_TAG_PREFIX};
 use falconer_store::{Event, Kind, Severity, Workload, dedup_key};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -61,7 +64,8 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
             LOG_TYPES.join(", ")
         ));
     };
-    let time = time(&item)?;
+    let given = time(&item)?;
+    let time = given.unwrap_or(ctx.received_at);
     let action = item.string("Action")?;
     let severity_text = item.text("Severity")?;
     let (severity, severity_raw) = match (alert, severity(severity_text.as_deref())?) {
@@ -125,7 +129,7 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
             result.as_deref().unwrap_or("-"),
         ),
     };
-    let tags = match item.strings("ATags")? {
+    let mut tags: Vec<String> = match item.strings("ATags")? {
         tags if !tags.is_empty() => tags,
         _ => item
             .string("Tags")?
@@ -138,10 +142,21 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
             })
             .unwrap_or_default(),
     };
+    // The hub's tags are the hub's: none comes from the payload.
+    tags.retain(|t| !t.starts_with(RESERVED_TAG_PREFIX));
+    if given.is_none() {
+        tags.push(RECEIVED_TIME_TAG.to_owned());
+    }
     let cluster_name = item.string("ClusterName")?;
     let cluster = cluster(ctx, cluster_name.as_deref(), "ClusterName")?;
-    // A relay may deliver an alert twice; these fields identify it.
+    // A relay may deliver an alert twice; these fields identify it. Without a time of its
+    // own, an alert is told from an identical later one by when it was received (a retried
+    // POST of it is then stored twice: better than merging two alerts into one).
     let text = |key: &str| item.raw(key).map_or("", |r| r.get());
+    let received = match given {
+        Some(_) => String::new(),
+        None => ctx.received_at.to_rfc3339(),
+    };
     let dedup = dedup_key(
         "kubearmor",
         &[
@@ -160,6 +175,7 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
             text("Data").as_bytes(),
             text("Result").as_bytes(),
             text("HashID").as_bytes(),
+            received.as_bytes(),
         ],
     );
     // The flat record is the structured fields; KubeArmor has no nesting worth keeping apart.
@@ -195,17 +211,19 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
     finish(event, raw.get())
 }
 
-/// `UpdatedTime` (RFC 3339, microseconds) when present, else `Timestamp` (Unix seconds).
-fn time(item: &Obj<'_>) -> Result<DateTime<Utc>, String> {
+/// `UpdatedTime` (RFC 3339, microseconds) when present, else `Timestamp` (Unix seconds);
+/// `None` when the record has neither.
+fn time(item: &Obj<'_>) -> Result<Option<DateTime<Utc>>, String> {
     if let Some(text) = item.str("UpdatedTime")? {
         return DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+            .map(|t| Some(t.with_timezone(&Utc).trunc_subsecs(6)))
             .map_err(|_| format!("field `UpdatedTime`: `{text}` is not an RFC 3339 timestamp"));
     }
     match item.i64("Timestamp")? {
         Some(seconds) => DateTime::from_timestamp(seconds, 0)
+            .map(Some)
             .ok_or_else(|| format!("field `Timestamp`: {seconds} is out of range")),
-        None => Err("field `UpdatedTime` (or `Timestamp`) is missing".into()),
+        None => Ok(None),
     }
 }
 
@@ -351,10 +369,6 @@ mod tests {
                 "field `Type`: `Weird` is not a KubeArmor alert",
             ),
             (
-                r#"{"Type":"MatchedPolicy"}"#,
-                "field `UpdatedTime` (or `Timestamp`) is missing",
-            ),
-            (
                 r#"{"Type":"MatchedPolicy","Timestamp":"soon"}"#,
                 "field `Timestamp`: expected a whole number, got a string",
             ),
@@ -375,6 +389,35 @@ mod tests {
             let error = parse_text(text).unwrap_err();
             assert!(error.starts_with(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn an_alert_without_a_time_is_timed_when_received_and_says_so() {
+        let context = ctx();
+        let path = format!(
+            "{}/../tests/fixtures/kubearmor/container-alert-no-time.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let e = parse(&RawValue::from_string(text.clone()).unwrap(), &context).unwrap();
+        assert_eq!(e.time, context.received_at);
+        assert_eq!(e.rule, "ksp-block-shell");
+        assert_eq!(e.pod.as_deref(), Some("checkout-5d8f7-x2x9q"));
+        assert_eq!(e.tags, ["MITRE", RECEIVED_TIME_TAG]);
+        // An alert with a time of its own has no such tag, and one sent with the tag
+        // does not keep it.
+        let forged = parse_text(
+            r#"{"Type":"MatchedPolicy","Timestamp":1,"ATags":["falconer.io/time=received"]}"#,
+        )
+        .unwrap();
+        assert!(forged.tags.is_empty(), "{:?}", forged.tags);
+        // Two identical alerts without a time, received apart, are two events.
+        let later = Context {
+            received_at: context.received_at + chrono::TimeDelta::seconds(1),
+            ..ctx()
+        };
+        let again = parse(&RawValue::from_string(text).unwrap(), &later).unwrap();
+        assert_ne!(e.dedup_key, again.dedup_key);
     }
 
     #[test]

@@ -186,6 +186,18 @@ pub fn detect(raw: &RawValue) -> Result<Source, String> {
             found.push((*source, marker));
         }
     }
+    // Falco's keys in another case (`Priority`, `OutputFields`: Go senders such as
+    // falco-talon's examples). Not `hostname`: KubeArmor writes `HostName`.
+    if !found.iter().any(|(s, _)| *s == Source::Falco)
+        && let Some(key) = keys.iter().find(|k| {
+            matches!(
+                falco::falco_key(k),
+                Some("priority" | "output" | "output_fields")
+            )
+        })
+    {
+        found.push((Source::Falco, key.as_ref()));
+    }
     if has("auditID") {
         return Err(
             "this looks like a raw Kubernetes audit event; send audit events through \
@@ -543,6 +555,11 @@ mod tests {
                 r#"{"time":"t","rule":"r","priority":"Notice","output_fields":{}}"#,
                 Source::Falco,
             ),
+            (
+                r#"{"Time":"t","Rule":"r","Priority":"Notice","OutputFields":{}}"#,
+                Source::Falco,
+            ),
+            (r#"{"Output":"o","Rule":"r"}"#, Source::Falco),
             (
                 r#"{"Timestamp":1,"HostName":"n","Type":"HostLog"}"#,
                 Source::KubeArmor,
