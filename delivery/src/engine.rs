@@ -5,12 +5,12 @@
 use crate::config::DeliveryConfig;
 use crate::declared::{ConsumerReport, Desired, Origin};
 use crate::error::DeliveryError;
-use crate::filter::Matcher;
 use crate::metrics::{ConsumerLabel, DeliveryMetrics};
 use crate::sink::{Outcome, Sink};
 use crate::sinks::AnySink;
 use crate::worker::{Board, Worker};
 use falconer_model::crd::ConsumerState;
+use falconer_model::matcher::Matcher;
 use falconer_store::{ConsumerRecord, Event, Kind, Lag, Severity, Start, Store};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -228,6 +228,7 @@ impl Delivery {
             sink_type: d.consumer.sink.as_str(),
             sink,
             matcher: Matcher::new(&d.consumer.filter),
+            include_suppressed: d.consumer.include_suppressed,
             start,
             store: self.inner.store.clone(),
             config: self.inner.config.clone(),
@@ -526,5 +527,7 @@ pub fn synthetic_event() -> Event {
             serde_json::value::RawValue::from_string("{}".into()).unwrap_or_default()
         }),
         raw: serde_json::value::to_raw_value(&raw).ok(),
+        group: None,
+        suppressed: None,
     }
 }

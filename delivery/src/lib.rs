@@ -8,7 +8,6 @@ pub mod config;
 pub mod declared;
 pub mod engine;
 pub mod error;
-pub mod filter;
 #[cfg(test)]
 mod fixtures;
 pub mod metrics;

@@ -5,11 +5,11 @@
 
 use crate::backoff::Backoff;
 use crate::config::DeliveryConfig;
-use crate::filter::Matcher;
 use crate::metrics::{ConsumerLabel, DeliveryMetrics, ResultLabel};
 use crate::noise::{Admit, Noise};
 use crate::sink::{ItemResult, Outcome, Sink};
 use falconer_model::crd::ConsumerState;
+use falconer_model::matcher::Matcher;
 use falconer_store::{Event, Position, Progress, Start, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -83,6 +83,8 @@ pub struct Worker<S: Sink> {
     pub sink_type: &'static str,
     pub sink: S,
     pub matcher: Matcher,
+    /// Whether events a suppression matched are sent too (`includeSuppressed`).
+    pub include_suppressed: bool,
     pub start: Start,
     pub store: Store,
     pub config: DeliveryConfig,
@@ -230,12 +232,18 @@ impl<S: Sink> Worker<S> {
             return Err(Interrupted::Stopped);
         };
         let total = batch.len();
+        let mut suppressed = 0;
         let selected: Vec<(Position, Event)> = batch
             .into_iter()
-            .filter(|(_, e)| e.received_at >= since && self.matcher.matches(e))
+            .filter(|(_, e)| {
+                let silenced = e.suppressed.is_some() && !self.include_suppressed;
+                suppressed += u64::from(silenced);
+                !silenced && e.received_at >= since && self.matcher.matches(e)
+            })
             .collect();
         let filtered = (total - selected.len()) as i64;
-        self.count("filtered", filtered as u64);
+        self.count("suppressed", suppressed);
+        self.count("filtered", filtered as u64 - suppressed);
         if selected.is_empty() {
             let progress = Progress {
                 skipped: filtered,

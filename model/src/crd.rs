@@ -14,6 +14,7 @@
 
 use crate::event::{Kind, Severity};
 use crate::group::GroupField;
+pub use crate::matcher::{FieldPredicate, Filter, NamespaceFilter};
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
@@ -603,9 +604,13 @@ pub struct Consumer {
     /// into their group's next summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
-    /// Which events this consumer receives. Empty: all of them.
+    /// Which events this consumer receives (docs/filters.md). Empty: all of them.
     #[serde(default, skip_serializing_if = "Filter::is_empty")]
     pub filter: Filter,
+    /// Also deliver events a suppression matched (docs/triage.md); off: they are stored and
+    /// counted but not sent here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_suppressed: bool,
     /// Secret with this consumer's credentials; which keys are read depends on the sink
     /// type. Credentials are never written in a Setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -920,6 +925,7 @@ impl Consumer {
             aggregate: None,
             rate_limit: None,
             filter: Filter::default(),
+            include_suppressed: false,
             secret_ref: None,
             replay_from: None,
             allow_insecure_http: false,
@@ -1830,58 +1836,6 @@ pub struct SinkTls {
 impl SinkTls {
     fn is_default(&self) -> bool {
         self == &SinkTls::default()
-    }
-}
-
-/// Which events a consumer receives; every condition given must hold. Empty: everything.
-#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Filter {
-    /// Only events at least this severe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub minimum_severity: Option<Severity>,
-    /// Only events from these sources (`falco`, `trivy`, `kube-bench`, …).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sources: Vec<String>,
-    /// Only events of these kinds.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kinds: Vec<Kind>,
-    /// Only events whose rule matches one of these globs (`*` and `?`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<String>,
-    /// Namespaces to include or exclude.
-    #[serde(default, skip_serializing_if = "NamespaceFilter::is_empty")]
-    pub namespaces: NamespaceFilter,
-    /// Only events from these clusters.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub clusters: Vec<String>,
-    /// Only events carrying at least one of these tags.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-}
-
-impl Filter {
-    pub fn is_empty(&self) -> bool {
-        self == &Filter::default()
-    }
-}
-
-/// Namespace conditions of a filter; events without a namespace pass unless `include` is
-/// set.
-#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NamespaceFilter {
-    /// Only these namespaces.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub include: Vec<String>,
-    /// Never these namespaces (wins over `include`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
-}
-
-impl NamespaceFilter {
-    pub fn is_empty(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty()
     }
 }
 

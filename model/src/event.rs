@@ -60,6 +60,14 @@ pub struct Event {
     /// The payload exactly as received. Omitted from list responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<Box<serde_json::value::RawValue>>,
+    /// The alert group the hub filed the event under when it stored it
+    /// ([`crate::group::group_id`] of the store's `group_by`); absent before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The suppression that matched the event when it was stored: it is kept and counted,
+    /// but not delivered to consumers that do not ask for suppressed events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Uuid>,
 }
 
 /// The dedup key of a source's natural key (e.g. Falco: time, rule, hostname, output): the

@@ -8,7 +8,9 @@ pub mod crd;
 pub mod event;
 pub mod finding;
 pub mod group;
+pub mod matcher;
 pub mod names;
 pub mod risk;
+pub mod suppression;
 
 pub use event::{Cluster, Event, Kind, Severity, Stored, Workload, dedup_key};

@@ -9,6 +9,7 @@ use crate::postgres::Postgres;
 use crate::risk::{HistoryAnswer, HistoryQuery, RiskPage, RiskQuery, RiskRun, RiskWindow};
 use crate::sqlite::Sqlite;
 use crate::stats::{EventStats, EventStatsQuery, FindingStatsQuery, TargetCount};
+use crate::triage::{Changed, GroupDetail, GroupPage, GroupQuery, Suppression, Transition};
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -64,6 +65,14 @@ delegate! {
     fn risk_history(&self, query: &HistoryQuery) -> HistoryAnswer;
     fn event_stats(&self, query: &EventStatsQuery) -> EventStats;
     fn finding_stats(&self, query: &FindingStatsQuery) -> Vec<TargetCount>;
+    fn groups(&self, query: &GroupQuery) -> GroupPage;
+    fn group(&self, id: &str) -> Option<GroupDetail>;
+    /// A person's change of a group, with its history row, in one transaction.
+    fn change_group(&self, id: &str, transition: Transition, actor: &str, comment: Option<&str>, now: chrono::DateTime<chrono::Utc>) -> Changed;
+    fn create_suppression(&self, suppression: &Suppression) -> ();
+    /// Suppressions not expired at the time given (all of them without one), oldest first.
+    fn suppressions(&self, active_at: Option<chrono::DateTime<chrono::Utc>>) -> Vec<Suppression>;
+    fn delete_suppression(&self, id: Uuid) -> bool;
 }
 
 impl Backend {

@@ -1,5 +1,6 @@
 //! Store configuration: which database, and the bounds of the group-commit writer.
 
+use falconer_model::group::GroupField;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ pub struct StoreConfig {
     /// How often retention runs (the first time a minute after start) and, on PostgreSQL,
     /// makes the partitions of the week ahead.
     pub retention_interval_secs: u64,
+    /// The fields an alert group is keyed by (docs/triage.md): any of rule, source,
+    /// severity, cluster, namespace, workload, node, pod. Changing it starts new groups.
+    pub group_by: Vec<GroupField>,
+    /// How far ahead a suppression may expire, in days.
+    pub max_suppression_days: u32,
 }
 
 impl Default for StoreConfig {
@@ -57,6 +63,8 @@ impl Default for StoreConfig {
             sqlite_busy_timeout_ms: 5_000,
             retention: "30d".into(),
             retention_interval_secs: 3_600,
+            group_by: falconer_model::group::DEFAULT_GROUP_BY.to_vec(),
+            max_suppression_days: 90,
         }
     }
 }
@@ -68,6 +76,19 @@ impl StoreConfig {
             && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
         {
             return Err("store.database_url: expected a postgres:// or postgresql:// URL".into());
+        }
+        if self.group_by.is_empty() || self.group_by.len() > 8 {
+            return Err("store.group_by: give 1 to 8 fields".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = self.group_by.iter().find(|f| !seen.insert(**f)) {
+            return Err(format!(
+                "store.group_by: `{}` is given twice",
+                twice.as_str()
+            ));
+        }
+        if !(1..=3650).contains(&self.max_suppression_days) {
+            return Err("store.max_suppression_days: must be 1 to 3650".into());
         }
         let positive = [
             ("store.max_connections", self.max_connections as u64),

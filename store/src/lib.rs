@@ -11,6 +11,7 @@ pub mod finding;
 pub mod retention;
 pub mod risk;
 pub mod stats;
+pub mod triage;
 
 mod backend;
 mod events;
@@ -52,6 +53,10 @@ pub use stats::{
     BucketCount, EventStats, EventStatsQuery, FindingStatsQuery, RuleCount, SourceCount,
     TargetCount, TargetKind,
 };
+pub use triage::{
+    AlertGroup, Changed, GroupChange, GroupCursor, GroupDetail, GroupPage, GroupQuery, GroupState,
+    Suppression, SuppressionSpec, Transition,
+};
 
 use backend::Backend;
 use prometheus_client::registry::Registry;
@@ -92,6 +97,8 @@ struct Inner {
     database: &'static str,
     /// The ingest journal in front of PostgreSQL, when on.
     journal: Option<journal::Journal>,
+    triage: Arc<triage::Triage>,
+    max_suppression_days: u32,
 }
 
 /// Room in the write queue taken ahead of a write ([`Store::reserve`]); given back when
@@ -132,6 +139,12 @@ impl Store {
         let permits = Arc::new(Semaphore::new(config.queue_max_events));
         let metrics = metrics::StoreMetrics::new(registry);
         let (committed, commits) = watch::channel(0);
+        let triage = Arc::new(triage::Triage::new(config.group_by.clone()));
+        triage.set_active(&backend.suppressions(Some(chrono::Utc::now())).await?);
+        tokio::spawn(follow_suppressions(
+            backend.clone(),
+            Arc::downgrade(&triage),
+        ));
         let writer = Arc::new(writer::Writer {
             backend: backend.clone(),
             queue: tokio::sync::Mutex::new(jobs),
@@ -144,6 +157,7 @@ impl Store {
             },
             metrics: metrics.clone(),
             committed,
+            triage: triage.clone(),
         });
         for _ in 0..writers {
             tokio::spawn(writer.clone().run());
@@ -170,6 +184,8 @@ impl Store {
                 commits,
                 runtime: Handle::current(),
                 journal,
+                triage,
+                max_suppression_days: config.max_suppression_days,
             }),
         })
     }
@@ -595,6 +611,79 @@ impl Store {
             .await;
     }
 
+    pub async fn groups(&self, query: GroupQuery) -> Result<GroupPage, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.groups(&query).await })
+            .await
+    }
+
+    /// A group with its history and recent events.
+    pub async fn group(&self, id: String) -> Result<Option<GroupDetail>, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.group(&id).await })
+            .await
+    }
+
+    /// Acknowledges, resolves or reopens a group on behalf of `actor`.
+    pub async fn change_group(
+        &self,
+        id: String,
+        transition: Transition,
+        actor: String,
+        comment: Option<String>,
+    ) -> Result<Changed, StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move {
+            backend
+                .change_group(
+                    &id,
+                    transition,
+                    &actor,
+                    comment.as_deref(),
+                    chrono::Utc::now(),
+                )
+                .await
+        })
+        .await
+    }
+
+    /// How far ahead a suppression may expire (`store.max_suppression_days`).
+    pub fn max_suppression_days(&self) -> u32 {
+        self.inner.max_suppression_days
+    }
+
+    /// Stores a suppression; events the writer files from now on are matched against it.
+    pub async fn create_suppression(&self, suppression: Suppression) -> Result<(), StoreError> {
+        let backend = self.inner.backend.clone();
+        self.on_store_runtime(async move { backend.create_suppression(&suppression).await })
+            .await?;
+        self.reload_suppressions().await
+    }
+
+    /// Suppressions, oldest first: the active ones, or every one kept.
+    pub async fn suppressions(&self, with_expired: bool) -> Result<Vec<Suppression>, StoreError> {
+        let backend = self.inner.backend.clone();
+        let active_at = (!with_expired).then(chrono::Utc::now);
+        self.on_store_runtime(async move { backend.suppressions(active_at).await })
+            .await
+    }
+
+    /// Deletes a suppression; false when there was none with that id.
+    pub async fn delete_suppression(&self, id: Uuid) -> Result<bool, StoreError> {
+        let backend = self.inner.backend.clone();
+        let deleted = self
+            .on_store_runtime(async move { backend.delete_suppression(id).await })
+            .await?;
+        self.reload_suppressions().await?;
+        Ok(deleted)
+    }
+
+    async fn reload_suppressions(&self) -> Result<(), StoreError> {
+        let active = self.suppressions(false).await?;
+        self.inner.triage.set_active(&active);
+        Ok(())
+    }
+
     async fn on_store_runtime<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
@@ -604,6 +693,24 @@ impl Store {
             .spawn(work)
             .await
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+/// How often the writer's suppressions are read again: for those another replica made or
+/// deleted (this process's own changes apply at once).
+const SUPPRESSIONS_REFRESH: Duration = Duration::from_secs(10);
+
+/// Re-reads the active suppressions until the store is dropped.
+async fn follow_suppressions(backend: Backend, triage: std::sync::Weak<triage::Triage>) {
+    loop {
+        tokio::time::sleep(SUPPRESSIONS_REFRESH).await;
+        let Some(triage) = triage.upgrade() else {
+            return;
+        };
+        match backend.suppressions(Some(chrono::Utc::now())).await {
+            Ok(active) => triage.set_active(&active),
+            Err(error) => tracing::warn!(%error, "Could not re-read the suppressions"),
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Writer {
     pub metrics: StoreMetrics,
     /// Bumped after every successful commit.
     pub committed: watch::Sender<u64>,
+    /// Files each event under its alert group and suppression before it is written.
+    pub triage: Arc<crate::triage::Triage>,
 }
 
 impl Writer {
@@ -105,8 +107,18 @@ impl Writer {
         Some(jobs)
     }
 
-    async fn commit(&self, jobs: Vec<Job>) {
+    async fn commit(&self, mut jobs: Vec<Job>) {
         let started = Instant::now();
+        for job in &mut jobs {
+            for event in &mut job.events {
+                self.triage.stamp(event);
+            }
+            for report in &mut job.reports {
+                for observation in &mut report.observations {
+                    self.triage.stamp(&mut observation.event);
+                }
+            }
+        }
         let result = self.write(&jobs.iter().collect::<Vec<_>>()).await;
         let metrics = &self.metrics;
         metrics

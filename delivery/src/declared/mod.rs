@@ -98,6 +98,7 @@ pub fn validate(consumers: &[falconer_model::crd::Consumer], key: &str) -> Resul
                 .map_err(|why| format!("{field}: {why}"))?;
         }
         crate::notify::check(c).map_err(|(field, why)| format!("{at}.{field}: {why}"))?;
+        c.filter.validate(&format!("{at}.filter"))?;
     }
     Ok(())
 }

@@ -38,6 +38,8 @@ fn falco_event(n: u128) -> Event {
         workload: None,
         fields: serde_json::value::RawValue::from_string("{}".into()).expect("JSON"),
         raw: None,
+        group: None,
+        suppressed: None,
     }
 }
 

@@ -155,6 +155,8 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
         fields,
         raw: Some(raw.to_owned()),
         source,
+        group: None,
+        suppressed: None,
     };
     finish(event, raw.get())
 }

@@ -291,6 +291,8 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
         workload,
         fields,
         raw: Some(raw.to_owned()),
+        group: None,
+        suppressed: None,
     };
     // JSON may escape NUL (`\u0000`); neither database stores it in text or jsonb. The raw
     // payload keeps it; normalized copies carry U+FFFD instead.

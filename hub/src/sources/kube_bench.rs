@@ -168,6 +168,8 @@ pub fn parse(
                     workload: None,
                     fields: super::to_fields(&Value::Object(fields))?,
                     raw: Some((*raw).to_owned()),
+                    group: None,
+                    suppressed: None,
                 };
                 observations.push(Observation {
                     event: finish(event, raw.get())?,

@@ -207,6 +207,8 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>) -> Result<Event, String> {
         workload,
         fields: super::to_fields(&Value::Object(fields))?,
         raw: Some(raw.to_owned()),
+        group: None,
+        suppressed: None,
     };
     finish(event, raw.get())
 }

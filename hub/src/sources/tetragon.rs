@@ -369,6 +369,8 @@ pub fn parse(raw: &RawValue, ctx: &Context<'_>, config: &TetragonConfig) -> Resu
         workload,
         fields: super::to_fields(&Value::Object(fields))?,
         raw: Some(raw.to_owned()),
+        group: None,
+        suppressed: None,
     };
     finish(event, raw.get())
 }

@@ -460,6 +460,8 @@ fn observation(
         workload: None,
         fields: super::to_fields(&json!(fields))?,
         raw: Some(raw.to_owned()),
+        group: None,
+        suppressed: None,
     };
     Ok(Observation {
         event: finish(event, raw.get())?,

@@ -73,7 +73,7 @@ pub struct Page {
 /// row mappers read them.
 pub(crate) const LIST_COLUMNS: &str = "id, dedup_key, time, received_at, source, source_version, \
      kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, \
-     image, node, workload_kind, workload_name, fields";
+     image, node, workload_kind, workload_name, fields, group_id, suppressed";
 
 /// One event with its raw payload (`$1`: its id).
 pub(crate) fn event_sql() -> String {
@@ -198,6 +198,11 @@ pub(crate) fn from_row<R: Columns>(row: &R, with_raw: bool) -> Result<Event, Sto
         workload: sql::workload(row.plain("workload_kind")?, row.plain("workload_name")?),
         fields: row.json("fields")?,
         raw: sql::raw(if with_raw { row.plain("raw")? } else { None })?,
+        group: row.plain("group_id")?,
+        suppressed: row
+            .plain::<Option<String>>("suppressed")?
+            .map(|id| crate::sqlite::parse_id(&id))
+            .transpose()?,
     })
 }
 

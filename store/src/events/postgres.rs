@@ -18,26 +18,32 @@ use uuid::Uuid;
 /// in the same order and cannot deadlock) unless their dedup key is stored on their day or
 /// the day before (`$23`: the day before the batch's first), then count what was inserted per cluster (a
 /// batch of nothing but duplicates leaves `clusters` alone). `input` is read once, so it is
-/// not materialized.
+/// not materialized. The same statement files the inserted events under their alert groups
+/// (`$24`; suppression ids `$25`): counts, severity, last seen, and a resolved group reopened by
+/// an event no suppression matched, with its history row (sibling statements see the groups as
+/// they were before this one, so `reopened` finds the resolved ones).
 const WRITE: &str = "WITH input AS ( \
     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], \
     $5::text[], $6::text[], $7::text[], $8::int2[], $9::text[], $10::text[], $11::text[], \
     $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[], \
-    $19::text[], $20::text[], $21::text[], $22::text[]) \
+    $19::text[], $20::text[], $21::text[], $22::text[], $24::text[], $25::text[]) \
     AS t(id, dedup_key, time, received_at, source, source_version, kind, severity, \
     severity_raw, rule, message, tags, cluster, namespace, pod, container, image, node, \
-    workload_kind, workload_name, fields, raw)), \
+    workload_kind, workload_name, fields, raw, group_id, suppressed)), \
   inserted AS ( \
     INSERT INTO events (id, dedup_key, time, received_at, source, source_version, kind, \
     severity, severity_raw, rule, message, tags, cluster, namespace, pod, container, image, \
-    node, workload_kind, workload_name, fields, raw, day) \
+    node, workload_kind, workload_name, fields, raw, day, group_id, suppressed) \
     SELECT id, dedup_key, time, received_at, source, source_version, kind, severity, \
     severity_raw, rule, message, tags::jsonb, cluster, namespace, pod, container, image, node, \
-    workload_kind, workload_name, fields::jsonb, raw, (received_at AT TIME ZONE 'UTC')::date \
+    workload_kind, workload_name, fields::jsonb, raw, (received_at AT TIME ZONE 'UTC')::date, \
+    group_id, suppressed \
     FROM input WHERE dedup_key IS NULL OR NOT EXISTS (SELECT 1 FROM events o \
     WHERE o.dedup_key = input.dedup_key AND o.day >= $23 \
     AND o.day < (input.received_at AT TIME ZONE 'UTC')::date) \
-    ON CONFLICT (dedup_key, day) DO NOTHING RETURNING id, cluster, received_at), \
+    ON CONFLICT (dedup_key, day) DO NOTHING RETURNING id, cluster, received_at, time, \
+    group_id, suppressed, severity, rule, source, namespace, \
+    COALESCE(workload_kind || '/' || workload_name, 'Pod/' || pod, 'Node/' || node) AS workload), \
   seen AS ( \
     INSERT INTO clusters (name, first_seen, last_seen, events) \
     SELECT cluster, max(received_at), max(received_at), count(*) \
@@ -45,7 +51,27 @@ const WRITE: &str = "WITH input AS ( \
     ON CONFLICT (name) DO UPDATE SET \
     first_seen = LEAST(clusters.first_seen, EXCLUDED.first_seen), \
     last_seen = GREATEST(clusters.last_seen, EXCLUDED.last_seen), \
-    events = clusters.events + EXCLUDED.events) \
+    events = clusters.events + EXCLUDED.events), \
+  reopened AS ( \
+    INSERT INTO alert_group_changes (group_id, at, actor, state, comment) \
+    SELECT g.id, now(), 'falconer', 'open', 'a new event arrived' FROM alert_groups g \
+    WHERE g.state = 'resolved' AND g.id IN \
+    (SELECT group_id FROM inserted WHERE suppressed IS NULL)), \
+  grouped AS ( \
+    INSERT INTO alert_groups AS g (id, rule, source, severity, cluster, namespace, workload, \
+    count, suppressed, first_seen, last_seen, state, state_changed_at) \
+    SELECT group_id, min(rule), min(source), min(severity), min(cluster), min(namespace), \
+    min(workload), count(*), count(suppressed), min(time), max(time), 'open', now() \
+    FROM inserted WHERE group_id IS NOT NULL GROUP BY group_id ORDER BY group_id \
+    ON CONFLICT (id) DO UPDATE SET count = g.count + EXCLUDED.count, \
+    suppressed = g.suppressed + EXCLUDED.suppressed, \
+    severity = LEAST(g.severity, EXCLUDED.severity), \
+    first_seen = LEAST(g.first_seen, EXCLUDED.first_seen), \
+    last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen), \
+    state = CASE WHEN g.state = 'resolved' AND EXCLUDED.count > EXCLUDED.suppressed \
+      THEN 'open' ELSE g.state END, \
+    state_changed_at = CASE WHEN g.state = 'resolved' AND EXCLUDED.count > EXCLUDED.suppressed \
+      THEN now() ELSE g.state_changed_at END) \
   SELECT id FROM inserted";
 
 impl Postgres {
@@ -185,6 +211,13 @@ async fn insert_events(
         .bind(text(|e| e.fields.get()))
         .bind(text(|e| e.raw.as_deref().map_or("null", |r| r.get())))
         .bind(dedup_since)
+        .bind(opt(|e| e.group.as_deref()))
+        .bind(
+            events
+                .iter()
+                .map(|e| e.suppressed.map(|id| id.to_string()))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await?;
     let inserted: HashSet<Uuid> = inserted.into_iter().collect();

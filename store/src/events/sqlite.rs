@@ -14,7 +14,26 @@ use uuid::Uuid;
 
 const INSERT: &str = "INSERT INTO events (id, dedup_key, time, received_at, source, \
     source_version, kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, \
-    container, image, node, workload_kind, workload_name, fields, raw) ";
+    container, image, node, workload_kind, workload_name, fields, raw, group_id, suppressed) ";
+
+/// A batch's events of one group, added to it (microsecond times).
+const UPSERT_GROUP: &str = "INSERT INTO alert_groups (id, rule, source, severity, cluster, \
+    namespace, workload, count, suppressed, first_seen, last_seen, state, state_changed_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'open', ?12) \
+    ON CONFLICT (id) DO UPDATE SET count = count + excluded.count, \
+    suppressed = suppressed + excluded.suppressed, \
+    severity = min(severity, excluded.severity), \
+    first_seen = min(first_seen, excluded.first_seen), \
+    last_seen = max(last_seen, excluded.last_seen), \
+    state = CASE WHEN state = 'resolved' AND excluded.count > excluded.suppressed \
+      THEN 'open' ELSE state END, \
+    state_changed_at = CASE WHEN state = 'resolved' AND excluded.count > excluded.suppressed \
+      THEN excluded.state_changed_at ELSE state_changed_at END \
+    RETURNING state";
+
+/// The history row of a group a new event reopened.
+const REOPENED: &str = "INSERT INTO alert_group_changes (group_id, at, actor, state, comment) \
+    VALUES (?1, ?2, 'falconer', 'open', 'a new event arrived')";
 
 const UPSERT_CLUSTER: &str = "INSERT INTO clusters (name, first_seen, last_seen, events) \
     VALUES (?1, ?2, ?2, ?3) \
@@ -98,7 +117,9 @@ async fn insert_events(
                     .push_bind(e.workload.as_ref().map(|w| w.kind.as_str()))
                     .push_bind(e.workload.as_ref().map(|w| w.name.as_str()))
                     .push_bind(e.fields.get())
-                    .push_bind(e.raw.as_deref().map_or("null", |r| r.get()));
+                    .push_bind(e.raw.as_deref().map_or("null", |r| r.get()))
+                    .push_bind(e.group.as_deref())
+                    .push_bind(e.suppressed.map(|id| id.to_string()));
             });
             insert.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING id");
             let ids: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -141,6 +162,8 @@ async fn insert_events(
                 .await?;
         }
 
+        update_groups(tx, events.iter().filter(|e| inserted.contains(&e.id))).await?;
+
         events
             .iter()
             .map(|e| {
@@ -162,4 +185,74 @@ async fn insert_events(
             })
             .collect()
     }
+}
+
+/// One group's share of a batch.
+struct GroupRow<'a> {
+    first: &'a Event,
+    severity: i16,
+    count: i64,
+    suppressed: i64,
+    first_seen: i64,
+    last_seen: i64,
+}
+
+/// Files inserted events under their groups; a resolved group that gets an event no
+/// suppression matched opens again, with a history row.
+async fn update_groups<'a>(
+    tx: &mut SqliteConnection,
+    inserted: impl Iterator<Item = &'a &'a Event>,
+) -> Result<(), StoreError> {
+    let mut groups: BTreeMap<&str, GroupRow<'_>> = BTreeMap::new();
+    for e in inserted {
+        let Some(id) = e.group.as_deref() else {
+            continue;
+        };
+        let time = e.time.timestamp_micros();
+        let row = groups.entry(id).or_insert(GroupRow {
+            first: e,
+            severity: e.severity.rank(),
+            count: 0,
+            suppressed: 0,
+            first_seen: time,
+            last_seen: time,
+        });
+        row.severity = row.severity.min(e.severity.rank());
+        row.count += 1;
+        row.suppressed += i64::from(e.suppressed.is_some());
+        row.first_seen = row.first_seen.min(time);
+        row.last_seen = row.last_seen.max(time);
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    for (id, row) in groups {
+        let before: Vec<String> =
+            sqlx::query_scalar("SELECT state FROM alert_groups WHERE id = ?1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let e = row.first;
+        let after: String = sqlx::query_scalar(UPSERT_GROUP)
+            .bind(id)
+            .bind(e.rule.as_str())
+            .bind(e.source.as_str())
+            .bind(row.severity)
+            .bind(e.cluster.as_str())
+            .bind(e.namespace.as_deref())
+            .bind(crate::triage::workload_of(e))
+            .bind(row.count)
+            .bind(row.suppressed)
+            .bind(row.first_seen)
+            .bind(row.last_seen)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        if before.first().is_some_and(|s| s == "resolved") && after == "open" {
+            sqlx::query(REOPENED)
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
 }

@@ -204,6 +204,8 @@ mod tests {
             workload: None,
             fields: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
             raw: None,
+            group: None,
+            suppressed: None,
         };
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let report = ScanReport {
