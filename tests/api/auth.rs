@@ -53,6 +53,14 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/ui", "open"),
     ("GET", "/ui/", "open"),
     ("GET", "/ui/{file}", "open"),
+    ("GET", "/api/v1/groups", "read"),
+    ("GET", "/api/v1/groups/{id}", "read"),
+    ("POST", "/api/v1/groups/{id}/acknowledge", "operate"),
+    ("POST", "/api/v1/groups/{id}/resolve", "operate"),
+    ("POST", "/api/v1/groups/{id}/reopen", "operate"),
+    ("GET", "/api/v1/suppressions", "read"),
+    ("POST", "/api/v1/suppressions", "operate"),
+    ("DELETE", "/api/v1/suppressions/{id}", "operate"),
 ];
 
 async fn every_route_answers_each_credential_as_its_scope_says(backend: Backend) {

@@ -25,3 +25,4 @@ mod risk;
 mod sources;
 mod storage;
 mod tls;
+mod triage;

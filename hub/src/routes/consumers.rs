@@ -2,6 +2,7 @@
 
 use crate::error::HubError;
 use crate::routes::params::Params;
+use crate::routes::triage::optional_json;
 use crate::state::AppState;
 use actix_web::web::{Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
@@ -162,16 +163,6 @@ pub async fn preview(
     };
     let (kind, body) = state.delivery.preview(&name, event.as_ref())?;
     Ok(HttpResponse::Ok().json(json!({ "consumer": name.as_str(), "type": kind, "body": body })))
-}
-
-/// An optional JSON body: `None` when empty.
-fn optional_json(body: &Bytes) -> Result<Option<serde_json::Value>, HubError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| HubError::bad("body", format!("is not valid JSON: {e}")))
 }
 
 fn known(state: &AppState, name: &str) -> Result<(), HubError> {

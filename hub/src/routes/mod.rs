@@ -11,6 +11,7 @@ pub mod params;
 pub mod query;
 pub mod risk;
 pub mod stats;
+pub mod triage;
 pub mod ui;
 
 use actix_web::http::Method;
@@ -39,6 +40,13 @@ routes! {
     "/" => { POST: ingest::falco_root [Ingest], PUT: ingest::falco_root [Ingest], GET: ui::root [Open] },
     "/api/v1/events" => { GET: query::events [Read] },
     "/api/v1/events/{id}" => { GET: query::event [Read] },
+    "/api/v1/groups" => { GET: triage::groups [Read] },
+    "/api/v1/groups/{id}" => { GET: triage::group [Read] },
+    "/api/v1/groups/{id}/acknowledge" => { POST: triage::acknowledge [Operate] },
+    "/api/v1/groups/{id}/resolve" => { POST: triage::resolve [Operate] },
+    "/api/v1/groups/{id}/reopen" => { POST: triage::reopen [Operate] },
+    "/api/v1/suppressions" => { GET: triage::suppressions [Read], POST: triage::create_suppression [Operate] },
+    "/api/v1/suppressions/{id}" => { DELETE: triage::delete_suppression [Operate] },
     "/api/v1/findings" => { GET: query::findings [Read] },
     "/api/v1/clusters" => { GET: query::clusters [Read] },
     "/api/v1/risk" => { GET: risk::summary [Read] },

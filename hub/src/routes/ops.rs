@@ -146,6 +146,8 @@ mod tests {
                 "/api/v1/stats/findings",
                 crate::routes::stats::FINDING_STATS_PARAMS,
             ),
+            ("/api/v1/groups", crate::routes::triage::GROUP_PARAMS),
+            ("/api/v1/suppressions", &["expired"]),
         ] {
             let documented: BTreeSet<&str> = doc["paths"][path]["get"]["parameters"]
                 .as_array()

@@ -67,6 +67,19 @@ impl Params {
             })
             .transpose()
     }
+
+    /// The value as `true` or `false`.
+    pub fn flag(&self, key: &str) -> Result<Option<bool>, HubError> {
+        match self.text(key)? {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(HubError::bad(
+                key,
+                format!("`{other}` is not `true` or `false`"),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub(crate) const EVENT_PARAMS: &[&str] = &[
     "pod",
     "rule",
     "text",
+    "group",
+    "suppressed",
     "limit",
     "cursor",
 ];
@@ -55,6 +57,15 @@ fn event_query(params: &Params) -> Result<EventQuery, HubError> {
         pod: owned("pod")?,
         rule: owned("rule")?,
         text: owned("text")?,
+        group: params
+            .text("group")?
+            .map(|g| {
+                falconer_model::group::is_group_id(g)
+                    .then(|| g.to_string())
+                    .ok_or_else(|| HubError::bad("group", "is not a group id (32 hex digits)"))
+            })
+            .transpose()?,
+        suppressed: params.flag("suppressed")?,
         after: params
             .text("cursor")?
             .map(|c| {
@@ -102,7 +113,7 @@ pub async fn clusters(
     Ok(HttpResponse::Ok().json(json!({ "clusters": clusters })))
 }
 
-fn limit(params: &Params) -> Result<u32, HubError> {
+pub(crate) fn limit(params: &Params) -> Result<u32, HubError> {
     match params.text("limit")? {
         None => Ok(DEFAULT_LIMIT),
         Some(v) => v

@@ -28,6 +28,10 @@ pub struct EventQuery {
     pub rule: Option<String>,
     /// Case-insensitive substring of the message (ASCII case folding on both databases).
     pub text: Option<String>,
+    /// Events of this alert group.
+    pub group: Option<String>,
+    /// `Some(false)`: only events no suppression matched; `Some(true)`: only suppressed ones.
+    pub suppressed: Option<bool>,
     /// Continue after this position (from a previous page's `next`).
     pub after: Option<Cursor>,
     pub limit: u32,
@@ -98,6 +102,12 @@ fn listing_parts(q: &EventQuery) -> Vec<Part> {
     eq(" AND namespace = ", &q.namespace);
     eq(" AND pod = ", &q.pod);
     eq(" AND rule = ", &q.rule);
+    eq(" AND group_id = ", &q.group);
+    match q.suppressed {
+        Some(true) => parts.push(Sql(" AND suppressed IS NOT NULL")),
+        Some(false) => parts.push(Sql(" AND suppressed IS NULL")),
+        None => {}
+    }
     if let Some(kind) = q.kind {
         parts.push(Sql(" AND kind = "));
         parts.push(Text(kind.as_str().to_string()));
