@@ -11,6 +11,7 @@ use falconer_delivery::Delivery;
 use falconer_delivery::declared::{Declarations, Desired, Environment, process_env};
 use falconer_hub::Hub;
 use falconer_hub::retention::Retention;
+use falconer_hub::suppressions::DeclaredSuppressions;
 use falconer_store::Store;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -101,6 +102,11 @@ impl Application {
             )
             .run(),
         )];
+        if let Some(settings) = consumers.observed.clone() {
+            tasks.push(tokio::spawn(
+                DeclaredSuppressions::new(store.clone(), settings, &mut registry).run(),
+            ));
+        }
         let analyst = Analyst::new(store.clone(), config.analyst.clone(), &mut registry);
         if config.analyst.enabled {
             tasks.push(tokio::spawn(analyst.clone().run()));

@@ -10,6 +10,7 @@ pub mod routes;
 pub mod sources;
 pub mod startup;
 pub mod state;
+pub mod suppressions;
 pub mod tls;
 
 pub use config::HubConfig;

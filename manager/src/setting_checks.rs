@@ -71,6 +71,19 @@ pub fn problems(setting: &Setting, all: &[Setting]) -> Vec<String> {
                 .map(|p| format!("consumer {name}: {p}")),
         );
     }
+    let mut names = BTreeMap::new();
+    for (i, suppression) in setting.spec.suppressions.iter().enumerate() {
+        let at = format!("spec.suppressions[{i}]");
+        if names.insert(suppression.name.as_str(), ()).is_some() {
+            problems.push(format!(
+                "{at}.name: `{}` is used twice in this Setting",
+                suppression.name
+            ));
+        }
+        if let Err(problem) = suppression.spec().validate_shape(&at) {
+            problems.push(problem);
+        }
+    }
     problems
 }
 
@@ -188,6 +201,7 @@ pub(crate) mod tests {
                 cluster: cluster.map(String::from),
                 consumers,
                 retention: None,
+                suppressions: Vec::new(),
             },
         );
         s.metadata.creation_timestamp = Some(Time(
@@ -207,6 +221,30 @@ pub(crate) mod tests {
             batch_size: 500,
             tls: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_settings_suppressions_need_unique_names_a_condition_and_a_reason() {
+        let mut s = setting("team-a", 0, None, Vec::new());
+        let entry = |name: &str, rules: &[&str], reason: &str| {
+            serde_json::from_value(serde_json::json!({"name": name, "match": {"rules": rules},
+                "reason": reason, "expires": "2027-01-01T00:00:00Z"}))
+            .expect("suppression")
+        };
+        s.spec.suppressions = vec![
+            entry("backup", &["Shell*"], "the backup job"),
+            entry("backup", &["Read*"], "again"),
+            entry("everything", &[], "too wide"),
+            entry("silent", &["x"], " "),
+        ];
+        assert_eq!(
+            problems(&s, std::slice::from_ref(&s)),
+            [
+                "spec.suppressions[1].name: `backup` is used twice in this Setting",
+                "spec.suppressions[2].match: give at least one condition (an empty match would silence every event)",
+                "spec.suppressions[3].reason: must have 1 to 1000 characters",
+            ]
+        );
     }
 
     #[test]

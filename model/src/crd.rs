@@ -474,6 +474,13 @@ pub struct SettingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = AGE_PATTERN))]
     pub retention: Option<String>,
+
+    /// Suppressions kept under GitOps: matching events are stored and counted but marked
+    /// suppressed and not delivered (docs/triage.md). Each ends at its `expires`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub suppressions: Vec<crate::suppression::DeclaredSuppression>,
 }
 
 /// One route out of the hub: a sink and the events it wants.

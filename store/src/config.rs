@@ -64,7 +64,7 @@ impl Default for StoreConfig {
             retention: "30d".into(),
             retention_interval_secs: 3_600,
             group_by: falconer_model::group::DEFAULT_GROUP_BY.to_vec(),
-            max_suppression_days: 90,
+            max_suppression_days: falconer_model::suppression::DEFAULT_MAX_DAYS,
         }
     }
 }

@@ -678,6 +678,42 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Makes the stored suppressions of Settings exactly `declared`: stores the missing
+    /// ones and deletes those no Setting declares any more. Returns (created, deleted).
+    pub async fn sync_declared_suppressions(
+        &self,
+        declared: Vec<Suppression>,
+    ) -> Result<(usize, usize), StoreError> {
+        let stored = self.suppressions(true).await?;
+        let mut changed = (0, 0);
+        for gone in stored.iter().filter(|s| {
+            falconer_model::suppression::is_declared(&s.origin)
+                && !declared.iter().any(|d| d.id == s.id)
+        }) {
+            let backend = self.inner.backend.clone();
+            let id = gone.id;
+            if self
+                .on_store_runtime(async move { backend.delete_suppression(id).await })
+                .await?
+            {
+                changed.1 += 1;
+            }
+        }
+        for new in declared
+            .into_iter()
+            .filter(|d| !stored.iter().any(|s| s.id == d.id))
+        {
+            let backend = self.inner.backend.clone();
+            self.on_store_runtime(async move { backend.create_suppression(&new).await })
+                .await?;
+            changed.0 += 1;
+        }
+        if changed != (0, 0) {
+            self.reload_suppressions().await?;
+        }
+        Ok(changed)
+    }
+
     async fn reload_suppressions(&self) -> Result<(), StoreError> {
         let active = self.suppressions(false).await?;
         self.inner.triage.set_active(&active);

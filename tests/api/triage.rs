@@ -482,10 +482,104 @@ async fn an_expired_or_deleted_suppression_stops_matching_by_itself(backend: Bac
     app.stop().await;
 }
 
+fn declared(name: &str, rule: &str, days: i64) -> falconer_model::suppression::DeclaredSuppression {
+    serde_json::from_value(json!({"name": name, "match": {"rules": [rule]},
+        "reason": format!("{name} is known"), "expires": in_days(days)}))
+    .unwrap()
+}
+
+async fn the_suppressions_of_settings_are_stored_followed_and_removed_with_them(backend: Backend) {
+    use falconer_delivery::declared::Observed;
+    use falconer_hub::suppressions::DeclaredSuppressions;
+    let db = TestDb::new(backend).await;
+    let app = TestApp::spawn(&db).await;
+    let observed =
+        |entries: Vec<(&str, falconer_model::suppression::DeclaredSuppression)>| Observed {
+            suppressions: entries
+                .into_iter()
+                .map(|(s, d)| (s.to_string(), d))
+                .collect(),
+            synced: true,
+            ..Observed::default()
+        };
+    let backup = declared("backup-shell", "Shell in pod", 7);
+    let (tx, rx) = tokio::sync::watch::channel(observed(vec![
+        ("team-a", backup.clone()),
+        ("team-a", declared("too-long", "Read sensitive file", 400)),
+    ]));
+    // Two replicas follow the same Settings into the same database.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let replicas = [
+        tokio::spawn(DeclaredSuppressions::new(app.store.clone(), rx.clone(), &mut registry).run()),
+        tokio::spawn(DeclaredSuppressions::new(app.store.clone(), rx, &mut registry).run()),
+    ];
+    let listed = || async {
+        let mut listed: Vec<(String, String, String)> =
+            app.get("/api/v1/suppressions").await.json()["suppressions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["origin"].as_str().unwrap().to_string(),
+                        s["reason"].as_str().unwrap().to_string(),
+                        s["id"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+        listed.sort();
+        listed
+    };
+    wait_until("the Setting's valid suppression is stored once", || async {
+        let listed = listed().await;
+        listed.len() == 1
+            && listed[0].0 == "Setting team-a"
+            && listed[0].1 == "backup-shell is known"
+    })
+    .await;
+    let first = listed().await[0].2.clone();
+
+    // It matches like one made through the API, and the API cannot delete it.
+    let reply = app
+        .ingest(alert_in("Shell in pod", "web-1", "Warning", "2026-05-04T10:00:00Z").to_string())
+        .await;
+    let id = reply.ids()[0].clone();
+    let stored = app.get(&format!("/api/v1/events/{id}")).await.json();
+    assert_eq!(stored["suppressed"], first.as_str());
+    let refused = delete(&app, None, &format!("/api/v1/suppressions/{first}")).await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("Setting team-a"), "{}", refused.text);
+
+    // An edit replaces it; a new Setting adds its own; a removed entry goes.
+    let mut edited = backup.clone();
+    edited.reason = "the backup job, reviewed".into();
+    tx.send(observed(vec![
+        ("team-a", edited),
+        ("team-b", declared("scanner", "Read sensitive file", 3)),
+    ]))
+    .unwrap();
+    wait_until("the edit and the new Setting are followed", || async {
+        let reasons: Vec<String> = listed().await.into_iter().map(|l| l.1).collect();
+        reasons == ["the backup job, reviewed", "scanner is known"]
+    })
+    .await;
+    assert!(listed().await.iter().all(|l| l.2 != first));
+    tx.send(observed(vec![])).unwrap();
+    wait_until("suppressions of deleted Settings are removed", || async {
+        listed().await.is_empty()
+    })
+    .await;
+    for replica in replicas {
+        replica.abort();
+    }
+    app.stop().await;
+}
+
 on_both_stores!(
     events_of_one_problem_form_one_group_that_counts_and_keeps_the_highest_severity,
     a_group_is_acknowledged_resolved_and_reopened_by_people_and_by_its_next_event,
     bad_group_and_suppression_requests_are_refused_naming_the_field,
     suppressed_events_are_stored_and_counted_but_reach_only_a_consumer_that_includes_them,
     an_expired_or_deleted_suppression_stops_matching_by_itself,
+    the_suppressions_of_settings_are_stored_followed_and_removed_with_them,
 );

@@ -228,6 +228,8 @@ pub struct Observed {
     /// The shortest `spec.retention` of the Settings that set one (it overrides
     /// `store.retention`).
     pub retention: Option<String>,
+    /// The suppressions of every Setting, with the Setting's name (the hub stores them).
+    pub suppressions: Vec<(String, falconer_model::suppression::DeclaredSuppression)>,
     /// True once every Setting and Secret has been read: until then the declared consumers
     /// and the retention are not known yet.
     pub synced: bool,
@@ -289,6 +291,15 @@ pub fn view(
             })
             .min()
             .map(|(_, r)| r),
+        suppressions: settings
+            .iter()
+            .flat_map(|s| {
+                s.spec
+                    .suppressions
+                    .iter()
+                    .map(move |d| (s.name_any(), d.clone()))
+            })
+            .collect(),
         ..Observed::default()
     };
     for conflict in &merged.conflicts {

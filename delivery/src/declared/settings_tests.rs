@@ -41,6 +41,7 @@ fn setting(name: &str, created: i64, consumers: Vec<Consumer>) -> Setting {
             cluster: None,
             consumers,
             retention: None,
+            suppressions: Vec::new(),
         },
     );
     s.metadata.creation_timestamp = Some(Time(

@@ -266,7 +266,8 @@ pub(crate) fn insert_suppression_parts(s: &Suppression) -> Result<Vec<Part>, Sto
         Text(s.created_by.clone()),
         Sql(", "),
         Text(s.origin.clone()),
-        Sql(")"),
+        // Replicas store a Setting's suppressions under the same ids.
+        Sql(") ON CONFLICT (id) DO NOTHING"),
     ])
 }
 
