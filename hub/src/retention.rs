@@ -140,10 +140,12 @@ impl Retention {
                 "Keeping events older than the retention: this consumer has not delivered them yet"
             );
         }
-        if run.removed > 0 {
+        if run.removed > 0 || run.groups_removed > 0 || run.suppressions_removed > 0 {
             tracing::info!(
                 events = run.removed,
                 days = run.days_dropped,
+                alert_groups = run.groups_removed,
+                expired_suppressions = run.suppressions_removed,
                 %cutoff,
                 retention = source,
                 "Removed old events"

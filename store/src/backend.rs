@@ -73,6 +73,8 @@ delegate! {
     /// Suppressions not expired at the time given (all of them without one), oldest first.
     fn suppressions(&self, active_at: Option<chrono::DateTime<chrono::Utc>>) -> Vec<Suppression>;
     fn delete_suppression(&self, id: Uuid) -> bool;
+    /// Forgets empty groups last seen before the cutoff and suppressions expired before it.
+    fn forget_triage(&self, cutoff: chrono::DateTime<chrono::Utc>) -> (u64, u64);
 }
 
 impl Backend {

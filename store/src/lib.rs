@@ -535,7 +535,11 @@ impl Store {
                 .into_iter()
                 .filter(|c| holders.contains(&c.name))
                 .collect();
-            backend.enforce_retention(cutoff, &records).await
+            let Some(mut run) = backend.enforce_retention(cutoff, &records).await? else {
+                return Ok(None);
+            };
+            (run.groups_removed, run.suppressions_removed) = backend.forget_triage(cutoff).await?;
+            Ok(Some(run))
         })
         .await
     }

@@ -89,9 +89,41 @@ async fn enforce(store: &Store, days: i64, holders: &[&str]) -> RetentionRun {
         .expect("no other hub runs retention")
 }
 
+fn suppression(expired_days_ago: i64) -> falconer_store::Suppression {
+    falconer_store::Suppression {
+        id: Uuid::now_v7(),
+        filter: serde_json::from_value(serde_json::json!({"rules": ["nothing"]})).unwrap(),
+        reason: format!("expired {expired_days_ago} days ago"),
+        expires: Utc::now() - TimeDelta::days(expired_days_ago),
+        created_at: Utc::now() - TimeDelta::days(60),
+        created_by: "test".into(),
+        origin: "api".into(),
+    }
+}
+
+async fn group_rules(store: &Store) -> Vec<String> {
+    let query = falconer_store::GroupQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    let mut rules: Vec<String> = store
+        .groups(query)
+        .await
+        .expect("list groups")
+        .groups
+        .into_iter()
+        .map(|g| g.rule)
+        .collect();
+    rules.sort();
+    rules
+}
+
 async fn events_received_before_the_retention_are_removed_and_later_ones_kept(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = open(&db).await;
+    for days in [40, 1] {
+        store.create_suppression(suppression(days)).await.unwrap();
+    }
     let old = TimeDelta::days(40);
     insert(
         &store,
@@ -112,6 +144,13 @@ async fn events_received_before_the_retention_are_removed_and_later_ones_kept(ba
         assert_eq!(run.days_dropped, 1, "the old day went whole: {run:?}");
     }
     assert_eq!(stored_rules(&store).await, ["new", "recent"]);
+    // The groups of the removed events go with them, and so do suppressions long expired.
+    assert_eq!(run.groups_removed, 3, "{run:?}");
+    assert_eq!(group_rules(&store).await, ["new", "recent"]);
+    assert_eq!(run.suppressions_removed, 1, "{run:?}");
+    let kept = store.suppressions(true).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].reason, "expired 1 days ago");
     assert_eq!(
         enforce(&store, 30, &[]).await.removed,
         0,

@@ -17,6 +17,11 @@ pub struct RetentionRun {
     /// The consumer whose cursor still needs events older than the cutoff, if one does: they
     /// are kept until it has delivered them.
     pub held_by: Option<String>,
+    /// Alert groups forgotten: none of their events is left and none was seen since the
+    /// cutoff (with their history).
+    pub groups_removed: u64,
+    /// Suppressions that expired before the cutoff, removed.
+    pub suppressions_removed: u64,
 }
 
 /// How long events are kept: `<n>h`, `<n>d` or `<n>w` (a `Setting`'s `spec.retention`), or

@@ -336,3 +336,31 @@ fn group_state(text: &str) -> Result<GroupState, StoreError> {
 pub(crate) fn workload_of(event: &Event) -> Option<String> {
     Some(GroupField::Workload.value(event)).filter(|w| !w.is_empty())
 }
+
+/// The statements that forget triage state older than `cutoff`, in order: the history of
+/// groups none of whose events is left, those groups, and suppressions expired before it.
+pub(crate) fn forget_parts(cutoff: DateTime<Utc>) -> [Vec<Part>; 3] {
+    use Part::*;
+    const GONE: &str = "SELECT g.id FROM alert_groups g WHERE g.last_seen < ";
+    const EMPTY: &str = " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.group_id = g.id)";
+    [
+        vec![
+            Sql("DELETE FROM alert_group_changes WHERE group_id IN ("),
+            Sql(GONE),
+            Time(cutoff),
+            Sql(EMPTY),
+            Sql(")"),
+        ],
+        vec![
+            Sql("DELETE FROM alert_groups WHERE id IN ("),
+            Sql(GONE),
+            Time(cutoff),
+            Sql(EMPTY),
+            Sql(")"),
+        ],
+        vec![
+            Sql("DELETE FROM suppressions WHERE expires < "),
+            Time(cutoff),
+        ],
+    ]
+}

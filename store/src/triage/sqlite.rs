@@ -3,8 +3,9 @@
 
 use super::{
     Changed, GroupDetail, GroupPage, GroupQuery, Suppression, Transition, change_from_row,
-    change_parts, changes_sql, group_from_row, group_sql, insert_suppression_parts, listing_parts,
-    page, recent_events_sql, suppression_from_row, suppressions_parts, transition_parts,
+    change_parts, changes_sql, forget_parts, group_from_row, group_sql, insert_suppression_parts,
+    listing_parts, page, recent_events_sql, suppression_from_row, suppressions_parts,
+    transition_parts,
 };
 use crate::error::StoreError;
 use crate::sql;
@@ -117,5 +118,21 @@ impl Sqlite {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Forgets groups none of whose events is left and that were not seen since `cutoff`,
+    /// and suppressions expired before it: (groups, suppressions) removed.
+    pub async fn forget_triage(&self, cutoff: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::connecting)?;
+        let mut removed = [0u64; 3];
+        for (n, parts) in forget_parts(cutoff).into_iter().enumerate() {
+            removed[n] = sql::build::<sqlx::Sqlite>("", parts)
+                .build()
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok((removed[1], removed[2]))
     }
 }
