@@ -130,7 +130,7 @@ impl Noise {
         let at = event.received_at;
         let clock = self.state.clock.map_or(at, |c| c.max(at));
         self.state.clock = Some(clock);
-        let id = group::group_id(event, &self.by);
+        let id = group::group_of(event, &self.by);
         if let Some(w) = self.state.windows.get_mut(&id)
             && w.closes > at
         {

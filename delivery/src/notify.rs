@@ -143,7 +143,7 @@ impl Notifier {
 
     /// The message about one event.
     pub fn event<'a>(&self, event: &'a Event) -> Notice<'a> {
-        let group = group::group_id(event, &self.by);
+        let group = group::group_of(event, &self.by);
         let link = self.link(event);
         let text = match &self.template {
             Some(t) => t.render(event, &group, 1, None, link.as_deref()),

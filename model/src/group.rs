@@ -96,6 +96,16 @@ pub fn group_id(event: &Event, by: &[GroupField]) -> String {
 }
 
 /// Where a group stands in triage.
+/// The group of `event` as a consumer's noise control and notifications key it: the store's
+/// group (the one the API lists and people acknowledge, whatever `store.group_by` is) when
+/// `by` is the default key and the store filed the event, else the id under `by`.
+pub fn group_of(event: &Event, by: &[GroupField]) -> String {
+    match &event.group {
+        Some(stored) if by.is_empty() || by == DEFAULT_GROUP_BY => stored.clone(),
+        _ => group_id(event, by),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupState {
