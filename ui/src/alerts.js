@@ -140,7 +140,7 @@ export async function renderAlerts(view, params, signal) {
   await fetchPages();
   if (signal.aborted) return;
   draw();
-  replace(status, `${number(groups.length)}${states.some((s) => cursors[s]) ? '+' : ''} groups (${VIEWS[values.state].label}), by state, then severity, then last seen.`);
+  replace(status, `${number(groups.length)}${states.some((s) => cursors[s]) ? '+' : ''} group${groups.length === 1 ? '' : 's'} (${VIEWS[values.state].label}), by state, then severity, then last seen.`);
 }
 
 function groupTable(groups, sparks, changed) {

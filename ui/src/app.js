@@ -61,6 +61,8 @@ async function render() {
   }
   logout.hidden = !token();
   document.title = `${PAGES[page].title} · Falconer`;
+  // A page's dialog (a comment for a state change) does not outlive the page.
+  for (const dialog of document.querySelectorAll('body > dialog')) dialog.remove();
   const view = h('div', { class: 'page', 'data-page': page });
   replace(main, view);
   try {

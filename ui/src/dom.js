@@ -101,8 +101,8 @@ export function until(iso) {
   if (Number.isNaN(seconds)) return String(iso);
   if (seconds <= 0) return 'expired';
   if (seconds < 3600) return `in ${Math.max(1, Math.floor(seconds / 60))} min`;
-  if (seconds < 86400) return `in ${Math.floor(seconds / 3600)} h`;
-  return `in ${Math.floor(seconds / 86400)} d`;
+  if (seconds < 86400) return `in ${Math.round(seconds / 3600)} h`;
+  return `in ${Math.round(seconds / 86400)} d`;
 }
 
 /** `datetime-local` value (local time) to RFC 3339, and back. */

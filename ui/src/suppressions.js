@@ -39,7 +39,11 @@ export async function renderSuppressions(view, params, signal) {
       : empty(expired ? 'No suppressions, active or expired.' : 'No active suppressions.',
         'Suppress an alert group from the Alerts page, or make one with the form.'));
   };
+  const title = h('h2', {}, fromGroup ? 'Suppress similar' : 'New suppression');
+  const origin = fromGroup ? h('p', { class: 'hint' }, 'Prefilled from ', h('a', { href: `#/alerts/${encodeURIComponent(fromGroup)}` }, 'the alert group'), '; widen or narrow it before saving.') : null;
   const form = suppressionForm(prefill, (s) => {
+    replace(title, 'New suppression');
+    if (origin) origin.remove();
     replace(created, h('span', { class: 'ok' }, 'Suppression created: '), `events matching it are hidden and not delivered until ${formatTime(s.expires)}.`);
     // The form is spent: leave the prefill out of the address.
     setParams('suppressions', { expired: expired ? 1 : '' });
@@ -51,9 +55,7 @@ export async function renderSuppressions(view, params, signal) {
   view.append(
     h('h1', {}, 'Suppressions'),
     h('p', { class: 'hint' }, 'A suppression keeps the events it matches (stored and counted) but hides them from the event list and from consumers, until it expires.'),
-    section(fromGroup ? 'Suppress similar' : 'New suppression',
-      fromGroup ? h('p', { class: 'hint' }, 'Prefilled from ', h('a', { href: `#/alerts/${encodeURIComponent(fromGroup)}` }, 'the alert group'), '; widen or narrow it before saving.') : null,
-      form, created),
+    h('section', { class: 'card' }, title, origin, form, created),
     h('section', { class: 'card' },
       h('div', { class: 'title-row' }, h('h2', {}, expired ? 'All suppressions' : 'Active suppressions'),
         h('label', { class: 'inline' }, showExpired, ' Show expired')),
@@ -98,7 +100,7 @@ function suppressionTable(suppressions, reload) {
     { label: 'Expires', cell: (s) => h('time', { datetime: s.expires, title: formatTime(s.expires) }, `${until(s.expires)} (${formatTime(s.expires)})`) },
     { label: 'Created', cell: (s) => h('span', {}, h('span', { class: 'created-by' }, s.created_by), ' ', h('time', { datetime: s.created_at, title: formatTime(s.created_at), class: 'hint' }, ago(s.created_at))) },
     { label: 'Origin', cell: (s) => h('span', { class: 'origin' }, s.origin) },
-    { label: '', cell: (s) => (s.origin === 'api' ? deleteButton(s, reload) : h('span', { class: 'hint' }, 'declared in a Setting')) },
+    { label: 'Actions', cell: (s) => (s.origin === 'api' ? deleteButton(s, reload) : h('span', { class: 'hint' }, 'declared in a Setting')) },
   ], suppressions, { rowClass: (s) => `suppression-row${new Date(s.expires).getTime() <= now ? ' expired' : ''}` });
 }
 
@@ -175,7 +177,7 @@ export function suppressionForm(prefill, onCreated) {
       h('legend', {}, 'Match: events meeting every condition given'),
       lists, severity, fields, h('div', { class: 'span-all' }, errorFor('match'))),
     h('div', { class: 'filters' },
-      h('label', {}, h('span', {}, 'Reason (required)'), reason, errorFor('reason')),
+      h('label', { class: 'span-2' }, h('span', {}, 'Reason (required)'), reason, errorFor('reason')),
       h('label', {}, h('span', {}, `Expires (required, at most ${MAX_DAYS} days)`), expires, errorFor('expires')),
       h('div', { class: 'form-actions' }, submit, errorFor('form'))));
 
