@@ -184,7 +184,7 @@ async function newPage(browser, viewport, problems) {
   });
   page.on('pageerror', (e) => problems.push(`uncaught error in the page: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404|502)/.test(m.text())) {
+    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (400|401|403|404|409|502)/.test(m.text())) {
       problems.push(`console error: ${m.text()}`);
     }
   });
@@ -393,6 +393,8 @@ async function testOpenHub(browser, base, refuser, stored) {
   check(/s ago|min ago/.test(home), 'a cluster\'s last-seen time is shown', home);
   await shot(page, 'clusters');
   noProblems(problems, 'the clusters page');
+
+  await testTriage(page, base, problems);
   await context.close();
 
   // A phone.
@@ -404,6 +406,8 @@ async function testOpenHub(browser, base, refuser, stored) {
     ['findings', '#/findings', 'tr.target-row'],
     ['consumers', '#/consumers', 'section.consumer'],
     ['clusters', '#/clusters', 'tr.cluster-row'],
+    ['alerts', '#/alerts', 'tr.group-row'],
+    ['suppressions', '#/suppressions', '#suppression-form'],
   ]) {
     if (hash) await phone.page.goto(`${base}/ui/${hash}`);
     else {
@@ -416,6 +420,170 @@ async function testOpenHub(browser, base, refuser, stored) {
   }
   noProblems(problems, 'the phone-sized pages');
   await phone.context.close();
+}
+
+/** Opens the comment dialog of `action` on `scope` (a row or the detail page) and confirms. */
+async function transition(page, scope, action, comment) {
+  await scope.locator(`button.action-${action}`).click();
+  await page.locator(`dialog.transition[data-action=${action}][open]`).waitFor();
+  if (comment !== undefined) await page.fill('#transition-comment', comment);
+  await page.click('dialog.transition button.confirm');
+}
+
+async function testTriage(page, base, problems) {
+  const RULE = 'Read sensitive file untrusted';
+  const listed = (await request(base, '/api/v1/groups?state=open&limit=1000')).json.groups;
+  check(listed.length > 3 && listed.every((g) => g.state === 'open'), 'the posted alerts were filed into open groups', listed.length);
+  const target = listed.find((g) => g.rule === RULE);
+  check(target && target.namespace === 'shop' && target.count === 1, 'the sensitive-file alert has a group of its own', target);
+
+  // The list: every open group, by severity, each with its sparkline.
+  await page.goto(`${base}/ui/#/alerts`);
+  await page.locator('tr.group-row').first().waitFor();
+  check(await page.locator('tr.group-row').count() === listed.length, 'the Alerts page lists every open group', await page.locator('tr.group-row').count());
+  const severities = await page.locator('tr.group-row td[data-label=Severity]').allTextContents();
+  const rank = (s) => ['emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'informational', 'debug'].indexOf(s);
+  check(severities.every((s, i) => i === 0 || rank(severities[i - 1]) <= rank(s)), 'open groups are ordered by severity', severities);
+  const row = page.locator('tr.group-row', { hasText: RULE });
+  check((await row.locator('td[data-label=Workload]').textContent()).startsWith('shop/'), 'a group shows its namespace/workload', await row.locator('td[data-label=Workload]').textContent());
+  await eventually('the sparklines are drawn', async () => (await page.locator('tr.group-row .spark svg').count()) === listed.length);
+  check(await row.locator('.spark').getAttribute('data-total') === '1', 'the sparkline counts the group\'s events of the last 24 h', await row.locator('.spark').getAttribute('data-total'));
+  check(await row.locator('.spark rect').count() === 1, 'the sparkline has a bar for the hour of the event');
+  const shells = page.locator('tr.group-row', { hasText: 'Terminal shell in container' });
+  const shellGroups = listed.filter((g) => g.rule === 'Terminal shell in container').length;
+  check(shellGroups >= 2 && await shells.count() === shellGroups, 'a rule seen in two clusters has a group in each', await shells.count());
+
+  // Acknowledge with a comment, resolve, reopen: the state shown follows.
+  await transition(page, row, 'acknowledge', 'Looking into it');
+  await eventually('the acknowledged state', async () => (await row.locator('td[data-label=State]').textContent()) === 'acknowledged');
+  check(await row.locator('button.action-acknowledge').count() === 0 && await row.locator('button.action-reopen').count() === 1, 'an acknowledged group offers resolve and reopen');
+  check(await page.locator('dialog.transition').count() === 0, 'the dialog closes after the change');
+  await shot(page, 'alerts');
+  await transition(page, row, 'resolve', 'The backup job reads it');
+  await eventually('the resolved state', async () => (await row.locator('td[data-label=State]').textContent()) === 'resolved');
+  check(true, 'resolving a group shows it resolved');
+  await transition(page, row, 'reopen', 'Seen again on web-1');
+  await eventually('the reopened state', async () => (await row.locator('td[data-label=State]').textContent()) === 'open');
+  check(true, 'reopening a group shows it open');
+
+  // A change that no longer applies (someone else acknowledged it meanwhile): the 409 is shown.
+  const elsewhere = await request(base, `/api/v1/groups/${target.id}/acknowledge`, { method: 'POST', body: { comment: 'from the API' } });
+  check(elsewhere.status === 200, 'the group is acknowledged through the API', elsewhere.text);
+  await transition(page, row, 'acknowledge');
+  await eventually('the refusal of a stale change', async () => (await text(page, 'dialog.transition .dialog-error')).includes('acknowledged'));
+  const conflict = await text(page, 'dialog.transition .dialog-error');
+  check(conflict.startsWith('Refused: the group is acknowledged'), 'a change that does not apply shows the 409 of the API', conflict);
+  await shot(page, 'alert-conflict');
+  await page.click('dialog.transition button.cancel');
+  check(await page.locator('dialog.transition').count() === 0, 'Cancel closes the dialog');
+
+  // The resolved ones are behind the state filter.
+  const resolved = listed.find((g) => g.rule === 'Outbound connection to C2 server');
+  check((await request(base, `/api/v1/groups/${resolved.id}/resolve`, { method: 'POST' })).status === 200, 'a second group is resolved through the API');
+  // Still at #/alerts: going there again would not render anew.
+  await page.reload();
+  await page.locator('tr.group-row').first().waitFor();
+  check(await page.locator('tr.group-row', { hasText: 'Outbound connection to C2 server' }).count() === 0, 'resolved groups are not listed by default');
+  const states = await page.locator('tr.group-row td[data-label=State]').allTextContents();
+  check(states.indexOf('acknowledged') === states.length - 1 && states.filter((s) => s === 'open').length === states.length - 1, 'open groups come first, then acknowledged ones', states);
+  await page.selectOption('#alert-state', 'resolved');
+  await eventually('the resolved groups', async () => (await page.locator('tr.group-row').count()) === 1
+    && (await page.locator('tr.group-row').textContent()).includes('Outbound connection to C2 server'));
+  check(page.url().includes('state=resolved'), 'the state filter is kept in the address', page.url());
+
+  // The detail: history with the comments, recent events linking to the event.
+  await page.goto(`${base}/ui/#/alerts`);
+  await page.locator('tr.group-row', { hasText: RULE }).locator('a.group-link').click();
+  await page.locator('tr.history-row').first().waitFor();
+  check(page.url().endsWith(`#/alerts/${target.id}`), 'a group opens its detail view', page.url());
+  const history = await page.locator('tr.history-row').allTextContents();
+  check(history.length === 4, 'the history lists every state change', history);
+  check(history[0].includes('acknowledged') && history[0].includes('Looking into it')
+    && history[1].includes('resolved') && history[1].includes('The backup job reads it')
+    && history[2].includes('open') && history[2].includes('Seen again on web-1')
+    && history[3].includes('acknowledged') && history[3].includes('from the API'), 'each history entry shows its state and comment, oldest first', history);
+  check((await text(page, '.group-detail h1')).includes('acknowledged'), 'the detail shows the current state');
+  check(await page.locator('tr.group-event-row').count() === 1, 'the detail lists the group\'s recent events');
+  await shot(page, 'alert-detail');
+  await page.locator('tr.group-event-row a').first().click();
+  await page.locator('#event-message').waitFor();
+  check((await text(page, '#event-message')).includes('/etc/shadow'), 'a recent event opens the event detail');
+  await page.goBack();
+  await page.locator('tr.history-row').first().waitFor();
+
+  // Suppress similar: the form prefilled from the group; the expiry is required.
+  await page.click('.group-actions a.suppress-similar');
+  await page.locator('#suppression-form').waitFor();
+  check(await page.inputValue('#sup-rules') === RULE && await page.inputValue('#sup-namespaces') === 'shop' && await page.inputValue('#sup-clusters') === 'ui-test', 'Suppress similar prefills rule, namespace and cluster',
+    [await page.inputValue('#sup-rules'), await page.inputValue('#sup-namespaces'), await page.inputValue('#sup-clusters')]);
+  const defaultExpiry = new Date(await page.inputValue('#sup-expires')).getTime();
+  check(Math.abs(defaultExpiry - (Date.now() + 7 * 86400000)) < 3 * 60000, 'the expiry defaults to 7 days ahead', await page.inputValue('#sup-expires'));
+  await page.fill('#sup-reason', 'The nightly backup job reads /etc/shadow');
+  await page.fill('#sup-expires', '');
+  await page.click('#suppression-form button[type=submit]');
+  await page.waitForTimeout(300);
+  check(await page.$eval('#sup-expires', (el) => el.validity.valueMissing), 'the form refuses an empty expiry');
+  check((await request(base, '/api/v1/suppressions')).json.suppressions.length === 0, 'no suppression is made without an expiry');
+  // The server's refusal shows next to the field it names: a match with no condition.
+  const rulesKept = await page.inputValue('#sup-rules');
+  for (const id of ['#sup-rules', '#sup-namespaces', '#sup-clusters']) await page.fill(id, '');
+  await page.fill('#sup-expires', await page.evaluate(() => {
+    const d = new Date(Date.now() + 3 * 86400000);
+    const pad = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  }));
+  await page.click('#suppression-form button[type=submit]');
+  await page.locator('.field-error[data-for=match]:not([hidden])').waitFor();
+  const fieldError = await text(page, '.field-error[data-for=match]');
+  check(fieldError.includes('at least one condition'), 'the API\'s error about `match` is shown next to the match conditions', fieldError);
+  await page.fill('#sup-rules', rulesKept);
+  await page.fill('#sup-namespaces', 'shop');
+  await page.fill('#sup-clusters', 'ui-test');
+  await page.click('#suppression-form button[type=submit]');
+  await page.locator('#suppression-created .ok').waitFor();
+  check(await page.locator('.field-error:not([hidden])').count() === 0, 'a successful create clears the errors');
+  const made = (await request(base, '/api/v1/suppressions')).json.suppressions;
+  check(made.length === 1 && made[0].origin === 'api' && made[0].match.rules[0] === RULE && made[0].match.namespaces.include[0] === 'shop', 'the suppression is stored as filled in', made);
+  check(Math.abs(new Date(made[0].expires).getTime() - (Date.now() + 3 * 86400000)) < 3 * 60000, 'the suppression expires when chosen', made[0].expires);
+
+  // The Suppressions page lists it, its match in words.
+  await page.locator('tr.suppression-row').first().waitFor();
+  const supRow = page.locator('tr.suppression-row');
+  check(await supRow.count() === 1, 'the Suppressions page lists the new suppression', await supRow.count());
+  const match = await supRow.locator('ul.match').textContent();
+  check(match.includes(`rule is ${RULE}`) && match.includes('namespace is shop') && match.includes('cluster is ui-test'), 'the match is shown in words', match);
+  check((await supRow.locator('.reason').textContent()) === 'The nightly backup job reads /etc/shadow', 'the reason is shown');
+  check((await supRow.locator('td[data-label=Expires]').textContent()).startsWith('in 3 d'), 'the expiry is shown', await supRow.locator('td[data-label=Expires]').textContent());
+  check((await supRow.locator('.origin').textContent()) === 'api' && (await supRow.locator('.created-by').textContent()).length > 0, 'origin and creator are shown', await supRow.textContent());
+  await shot(page, 'suppressions');
+
+  // A matching event posted now is kept, hidden from Events unless asked for.
+  await ingest(base, [alert({ rule: RULE, priority: 'Warning', minutesAgo: 0, output: 'Sensitive file opened again after the suppression (file=/etc/shadow)', ns: 'shop', pod: 'web-1' })]);
+  await eventually('the new event is stored as suppressed', async () => (await request(base, `/api/v1/events?rule=${encodeURIComponent(RULE)}&suppressed=true`)).json.events.length === 1);
+  await page.goto(`${base}/ui/#/events?rule=${encodeURIComponent(RULE)}`);
+  await page.locator('tr.event-row').first().waitFor();
+  check(await page.locator('tr.event-row').count() === 1 && await page.locator('tr.event-row', { hasText: 'after the suppression' }).count() === 0, 'a suppressed event is hidden on Events by default', await page.locator('tr.event-row').allTextContents());
+  await page.check('#show-suppressed');
+  await eventually('the suppressed event shown', async () => (await page.locator('tr.event-row').count()) === 2);
+  const hidden = page.locator('tr.event-row', { hasText: 'after the suppression' });
+  check(await hidden.count() === 1 && (await hidden.getAttribute('class')).includes('suppressed') && (await hidden.locator('.tag-suppressed').textContent()) === 'suppressed', '“Show suppressed” lists it, marked suppressed');
+  check(page.url().includes('suppressed=1'), 'the toggle is kept in the address', page.url());
+  await shot(page, 'events-suppressed');
+  await page.goto(`${base}/ui/#/alerts?state=all&rule=${encodeURIComponent(RULE)}`);
+  await page.locator('tr.group-row').first().waitFor();
+  check((await page.locator('tr.group-row td[data-label=Count]').textContent()).includes('1 suppressed'), 'the group counts its suppressed event', await page.locator('tr.group-row td[data-label=Count]').textContent());
+
+  // Delete it (after a second click).
+  await page.goto(`${base}/ui/#/suppressions`);
+  await page.locator('tr.suppression-row').first().waitFor();
+  await page.click('tr.suppression-row button.delete');
+  await page.click('tr.suppression-row button.confirm-delete');
+  await page.locator('#suppressions .empty').waitFor();
+  check((await request(base, '/api/v1/suppressions')).json.suppressions.length === 0, 'Delete removes the suppression');
+  await page.check('#show-expired');
+  await page.locator('#suppressions .empty, tr.suppression-row').first().waitFor();
+  check(page.url().includes('expired=1'), 'the expired toggle is kept in the address', page.url());
+  noProblems(problems, 'the alerts and suppressions pages');
 }
 
 async function testLogin(browser, base) {
@@ -442,11 +610,24 @@ async function testLogin(browser, base) {
   await page.reload();
   await page.locator('tr.event-row', { hasText: 'Behind a token' }).waitFor();
   check(true, 'the session survives a reload of the tab');
-  for (const hashRoute of ['#/overview', '#/findings', '#/consumers', '#/clusters']) {
+  for (const hashRoute of ['#/overview', '#/findings', '#/consumers', '#/clusters', '#/alerts', '#/suppressions']) {
     await page.goto(`${base}/ui/${hashRoute}`);
     await page.locator('main .page h1').first().waitFor();
     check(await page.locator('form.login').count() === 0, `the ${hashRoute} page loads with the token`);
   }
+  // A query token reads, but may not act: the refusal (403) is shown as the API says it.
+  await page.goto(`${base}/ui/#/alerts`);
+  const locked = page.locator('tr.group-row', { hasText: 'Behind a token' });
+  await locked.waitFor();
+  await locked.locator('button.action-acknowledge').click();
+  await page.locator('dialog.transition[open]').waitFor();
+  await page.click('dialog.transition button.confirm');
+  await eventually('the refusal of a read-only token', async () => (await text(page, 'dialog.transition .dialog-error')).includes('operate'));
+  const forbidden = await text(page, 'dialog.transition .dialog-error');
+  check(forbidden.startsWith('Not allowed: ') && forbidden.includes('does not have the operate scope'), 'acknowledging with a read-only token shows the 403 plainly', forbidden);
+  await shot(page, 'alert-forbidden');
+  await page.click('dialog.transition button.cancel');
+  check((await locked.locator('.state').textContent()) === 'open', 'the refused group stays open');
   await page.click('#logout');
   await page.locator('form.login').waitFor();
   check(await page.evaluate(() => sessionStorage.getItem('falconer.queryToken')) === null, 'signing out forgets the token');

@@ -8,13 +8,17 @@ import { renderEvents, renderEvent } from './events.js';
 import { renderFindings } from './findings.js';
 import { renderConsumers } from './consumers.js';
 import { renderClusters } from './clusters.js';
+import { renderAlerts, renderGroup } from './alerts.js';
+import { renderSuppressions } from './suppressions.js';
 
 const main = document.getElementById('main');
 const logout = document.getElementById('logout');
 
 const PAGES = {
   overview: { title: 'Overview', render: renderOverview },
+  alerts: { title: 'Alerts', render: renderAlerts },
   events: { title: 'Events', render: renderEvents },
+  suppressions: { title: 'Suppressions', render: renderSuppressions },
   findings: { title: 'Findings', render: renderFindings },
   consumers: { title: 'Consumers', render: renderConsumers },
   clusters: { title: 'Clusters', render: renderClusters },
@@ -57,10 +61,13 @@ async function render() {
   }
   logout.hidden = !token();
   document.title = `${PAGES[page].title} · Falconer`;
+  // A page's dialog (a comment for a state change) does not outlive the page.
+  for (const dialog of document.querySelectorAll('body > dialog')) dialog.remove();
   const view = h('div', { class: 'page', 'data-page': page });
   replace(main, view);
   try {
     if (page === 'events' && id) await renderEvent(view, id, controller.signal);
+    else if (page === 'alerts' && id) await renderGroup(view, id, controller.signal);
     else await PAGES[page].render(view, params, controller.signal);
   } catch (e) {
     if (controller.signal.aborted) return;

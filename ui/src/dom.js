@@ -24,6 +24,20 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** h() for SVG elements (createElementNS); the same refusals of `style` and `on…`. */
+export function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'style' || key.toLowerCase().startsWith('on')) throw new Error(`refusing attribute ${key}`);
+    el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const child of children) {
     if (child === undefined || child === null || child === false) continue;
@@ -47,6 +61,12 @@ export function replace(el, ...children) {
 export const SEVERITIES = [
   'emergency', 'alert', 'critical', 'error', 'warning', 'notice', 'informational', 'debug',
 ];
+
+/** 0 for the most severe; unknown severities last. */
+export function severityRank(severity) {
+  const i = SEVERITIES.indexOf(severity);
+  return i < 0 ? SEVERITIES.length : i;
+}
 
 export function severityBadge(severity) {
   const known = SEVERITIES.includes(severity) ? severity : 'unknown';
@@ -72,6 +92,32 @@ export function ago(iso) {
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
   if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
   return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+/** How long until `iso`: "in 6 d", "in 3 h"; "expired" once it has passed. */
+export function until(iso) {
+  if (!iso) return '—';
+  const seconds = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
+  if (Number.isNaN(seconds)) return String(iso);
+  if (seconds <= 0) return 'expired';
+  if (seconds < 3600) return `in ${Math.max(1, Math.floor(seconds / 60))} min`;
+  if (seconds < 86400) return `in ${Math.round(seconds / 3600)} h`;
+  return `in ${Math.round(seconds / 86400)} d`;
+}
+
+/** `datetime-local` value (local time) to RFC 3339, and back. */
+export function toRfc3339(local) {
+  if (!local) return '';
+  const date = new Date(local);
+  return Number.isNaN(date.getTime()) ? '' : date.toISOString();
+}
+
+export function toLocalInput(iso) {
+  if (!iso) return '';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
 export function number(n) {

@@ -5,31 +5,18 @@ import { api, withQuery } from './api.js';
 import { handleError, setParams } from './app.js';
 import {
   SEVERITIES, empty, errorBox, fieldList, formatTime, h, jsonBlock, loading, replace, section,
-  severityBadge, table,
+  severityBadge, table, toLocalInput, toRfc3339,
 } from './dom.js';
 
-const FILTERS = ['since', 'until', 'min_severity', 'source', 'cluster', 'namespace', 'pod', 'rule', 'text'];
+const FILTERS = ['since', 'until', 'min_severity', 'source', 'cluster', 'namespace', 'pod', 'rule', 'text', 'group'];
 const PAGE_SIZE = 50;
 const POLL_MS = 5000;
-
-/** `datetime-local` value (local time) to RFC 3339, and back. */
-function toRfc3339(local) {
-  if (!local) return '';
-  const date = new Date(local);
-  return Number.isNaN(date.getTime()) ? '' : date.toISOString();
-}
-
-function toLocalInput(iso) {
-  if (!iso) return '';
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return '';
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
 
 export async function renderEvents(view, params, signal) {
   const values = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) || '']));
   const live = params.get('live') === '1';
+  // Suppressed events are kept but hidden unless asked for.
+  const withSuppressed = params.get('suppressed') === '1';
   const input = (name, label, type = 'text') => h('label', {}, h('span', {}, label), h('input', {
     name, type, value: type === 'datetime-local' ? toLocalInput(values[name]) : values[name],
     autocomplete: 'off', spellcheck: 'false',
@@ -38,6 +25,7 @@ export async function renderEvents(view, params, signal) {
     h('option', { value: '' }, 'any'),
     SEVERITIES.map((s) => h('option', { value: s, selected: values.min_severity === s }, `${s} or worse`)));
   const liveBox = h('input', { type: 'checkbox', name: 'live', checked: live });
+  const suppressedBox = h('input', { type: 'checkbox', name: 'suppressed', id: 'show-suppressed', checked: withSuppressed });
   const form = h('form', { class: 'filters card', id: 'event-filters' },
     input('since', 'From', 'datetime-local'),
     input('until', 'To', 'datetime-local'),
@@ -48,10 +36,12 @@ export async function renderEvents(view, params, signal) {
     input('pod', 'Pod'),
     input('rule', 'Rule'),
     input('text', 'Text in message', 'search'),
+    input('group', 'Alert group'),
     h('div', { class: 'form-actions' },
       h('button', { type: 'submit', class: 'primary' }, 'Apply'),
       h('a', { href: '#/events', class: 'button' }, 'Clear'),
-      h('label', { class: 'inline' }, liveBox, ' Live (every 5 s)')));
+      h('label', { class: 'inline' }, liveBox, ' Live (every 5 s)'),
+      h('label', { class: 'inline' }, suppressedBox, ' Show suppressed')));
   const status = h('p', { class: 'status', id: 'events-status', 'aria-live': 'polite' });
   const results = h('div', { id: 'events-results' }, loading());
   view.append(h('h1', {}, 'Events'), form, status, results);
@@ -67,17 +57,19 @@ export async function renderEvents(view, params, signal) {
   };
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    const target = `#/events${withQuery('', { ...query(), live: liveBox.checked ? 1 : '' })}`;
+    const target = `#/events${withQuery('', { ...query(), live: liveBox.checked ? 1 : '', suppressed: suppressedBox.checked ? 1 : '' })}`;
     // The same filters again: no hashchange, so ask for the render ourselves (fresh data).
     if (location.hash === target) window.dispatchEvent(new HashChangeEvent('hashchange'));
     else location.hash = target;
   });
   liveBox.addEventListener('change', () => {
-    setParams('events', { ...values, live: liveBox.checked ? 1 : '' });
+    setParams('events', { ...values, live: liveBox.checked ? 1 : '', suppressed: withSuppressed ? 1 : '' });
     schedule();
   });
+  // A different list: load it afresh.
+  suppressedBox.addEventListener('change', () => form.requestSubmit());
 
-  const filters = Object.fromEntries(FILTERS.map((f) => [f, values[f]]));
+  const filters = { ...Object.fromEntries(FILTERS.map((f) => [f, values[f]])), suppressed: withSuppressed ? '' : 'false' };
   let events = [];
   let next = null;
 
@@ -85,7 +77,8 @@ export async function renderEvents(view, params, signal) {
     if (!events.length) {
       const filtered = FILTERS.some((f) => values[f]);
       replace(results, empty(filtered ? 'No events match these filters.' : 'No events stored yet.',
-        filtered ? 'Widen the time range or clear a filter.' : 'Point Falco or another source at /ingest.'));
+        filtered ? 'Widen the time range or clear a filter.' : 'Point Falco or another source at /ingest.'),
+      withSuppressed ? null : h('p', { class: 'hint' }, 'Suppressed events are hidden; tick “Show suppressed” to list them too.'));
       return;
     }
     const more = next ? h('button', { type: 'button', id: 'load-more', onclick: loadMore }, 'Load more') : h('p', { class: 'hint' }, 'End of the list.');
@@ -111,7 +104,7 @@ export async function renderEvents(view, params, signal) {
   events = first.events;
   next = first.next_cursor;
   draw();
-  replace(status, `Showing ${events.length}${next ? '+' : ''} events, newest first.`);
+  replace(status, `Showing ${events.length}${next ? '+' : ''} events, newest first${withSuppressed ? ', suppressed ones included' : '; suppressed ones hidden'}.`);
 
   // Live: ask for the newest page again and put what is new on top.
   let timer = null;
@@ -149,13 +142,14 @@ function eventTable(events) {
     { label: 'Time', cell: (e) => h('time', { datetime: e.time }, formatTime(e.time)) },
     { label: 'Severity', cell: (e) => severityBadge(e.severity) },
     { label: 'Source', cell: (e) => e.source },
-    { label: 'Rule', cell: (e) => h('a', { href: `#/events/${encodeURIComponent(e.id)}` }, e.rule) },
+    { label: 'Rule', cell: (e) => h('span', {}, h('a', { href: `#/events/${encodeURIComponent(e.id)}` }, e.rule),
+      e.suppressed ? h('span', { class: 'tag-suppressed', title: `suppression ${e.suppressed}` }, 'suppressed') : null) },
     { label: 'Cluster', cell: (e) => e.cluster },
     { label: 'Where', cell: (e) => where(e) },
     { label: 'Message', cell: (e) => h('span', { class: 'message' }, e.message), class: 'wide' },
   ], events, {
     onRowClick: (e) => { location.hash = `#/events/${encodeURIComponent(e.id)}`; },
-    rowClass: () => 'event-row',
+    rowClass: (e) => `event-row${e.suppressed ? ' suppressed' : ''}`,
   });
 }
 
@@ -192,6 +186,8 @@ export async function renderEvent(view, id, signal) {
       ['Image', event.image],
       ['Node', event.node],
       ['Workload', workload],
+      ['Alert group', event.group ? h('a', { href: `#/alerts/${encodeURIComponent(event.group)}` }, event.group) : null],
+      ['Suppressed', event.suppressed ? h('span', {}, h('span', { class: 'tag-suppressed' }, 'suppressed'), ' by ', h('a', { href: '#/suppressions?expired=1' }, event.suppressed)) : null],
       ['Id', event.id],
     ])),
     section('Fields', jsonBlock(event.fields, 'fields')),

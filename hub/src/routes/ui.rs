@@ -44,6 +44,8 @@ assets! {
     "findings.js" => ("src/findings.js", "text/javascript; charset=utf-8"),
     "consumers.js" => ("src/consumers.js", "text/javascript; charset=utf-8"),
     "clusters.js" => ("src/clusters.js", "text/javascript; charset=utf-8"),
+    "alerts.js" => ("src/alerts.js", "text/javascript; charset=utf-8"),
+    "suppressions.js" => ("src/suppressions.js", "text/javascript; charset=utf-8"),
     "style.css" => ("src/style.css", "text/css; charset=utf-8"),
     "favicon.svg" => ("src/favicon.svg", "image/svg+xml"),
     "uPlot.esm.js" => ("vendor/uPlot.esm.js", "text/javascript; charset=utf-8"),
