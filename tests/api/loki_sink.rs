@@ -100,6 +100,13 @@ async fn events_reach_loki_once_each_with_bounded_labels_and_the_tenant(backend:
     assert!(request.headers["authorization"].starts_with("Basic "));
     let view = view(&app, "logs").await;
     assert_eq!(view["dead_letters"], 0, "{view}");
+
+    let test = app
+        .post("/api/v1/consumers/logs/test", "application/json", "")
+        .await;
+    assert_eq!(test.status, 200, "{}", test.text);
+    let last: Value = serde_json::from_str(&server.entries().last().unwrap().line).unwrap();
+    assert_eq!(last["rule"], "Test rule");
     app.stop().await;
     server.stop().await;
 }

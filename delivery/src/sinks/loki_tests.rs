@@ -380,3 +380,13 @@ async fn a_413_splits_the_batch_and_the_preview_is_the_push_body() {
     assert_eq!(preview["streams"][0]["values"][0][0], "1777889472000000000");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_answer_is_waited_for() {
+    let server = LokiServer::start().unwrap();
+    server.faults(|f| f.delay = Duration::from_millis(300));
+    let mut sink = build(json!({"url": server.url()}), &[]).unwrap();
+    assert_eq!(sink.send(&[event("slow")]).await, Outcome::Delivered);
+    assert_eq!(server.entries().len(), 1);
+    server.stop().await;
+}
