@@ -218,6 +218,7 @@ pub(crate) mod tests {
             data_stream: None,
             template: true,
             auth,
+            flavor: Default::default(),
             batch_size: 500,
             tls: Default::default(),
         }

@@ -264,3 +264,29 @@ fn an_email_consumer_without_tls_is_refused_to_a_remote_server_unless_plaintext_
         "{error}"
     );
 }
+
+#[test]
+fn a_loki_consumer_needs_its_section_and_bounded_label_names() {
+    let with = |consumer: Value| setting(json!([consumer]));
+    let error = cel(&with(json!({"name": "logs", "type": "loki"})), None).expect_err("refused");
+    assert!(
+        error.contains("type loki needs a `loki` section"),
+        "{error}"
+    );
+    let error = cel(
+        &with(json!({"name": "logs", "type": "stdout", "loki": {"url": "http://loki:3100"}})),
+        None,
+    )
+    .expect_err("refused");
+    assert!(
+        error.contains("a `loki` section needs type loki"),
+        "{error}"
+    );
+    cel(
+        &with(json!({"name": "logs", "type": "loki",
+                     "loki": {"url": "http://loki:3100", "tenant": "team-a",
+                              "labels": ["cluster", "rule"], "format": "falco"}})),
+        None,
+    )
+    .expect("a valid loki consumer");
+}

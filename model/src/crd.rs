@@ -527,6 +527,8 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.mqtt) || self.type == 'mqtt'").message("an `mqtt` section needs type mqtt"),
     validation = Rule::new("self.type != 'redis' || has(self.redis)").message("type redis needs a `redis` section"),
     validation = Rule::new("!has(self.redis) || self.type == 'redis'").message("a `redis` section needs type redis"),
+    validation = Rule::new("self.type != 'loki' || has(self.loki)").message("type loki needs a `loki` section"),
+    validation = Rule::new("!has(self.loki) || self.type == 'loki'").message("a `loki` section needs type loki"),
 )]
 pub struct Consumer {
     /// Unique name across all Settings; the consumer's cursor, metrics and status are keyed
@@ -597,6 +599,9 @@ pub struct Consumer {
     /// Settings of a `redis` sink (`XADD` to a stream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConfig>,
+    /// Settings of a `loki` sink (Grafana Loki's push API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loki: Option<LokiConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), or the
     /// body of a `webhook` with `format: template`, in Jinja syntax over the event's fields,
     /// `fields`, `group` and `link` (docs/templates.md). Absent: the event's message.
@@ -679,6 +684,9 @@ pub enum SinkType {
     Mqtt,
     /// A Redis stream: one entry per event.
     Redis,
+    /// Grafana Loki's push API: one log line per event, in streams labelled by bounded
+    /// fields.
+    Loki,
 }
 
 impl SinkType {
@@ -704,6 +712,7 @@ impl SinkType {
         SinkType::Rabbitmq,
         SinkType::Mqtt,
         SinkType::Redis,
+        SinkType::Loki,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -730,6 +739,7 @@ impl SinkType {
             SinkType::Rabbitmq => "rabbitmq",
             SinkType::Mqtt => "mqtt",
             SinkType::Redis => "redis",
+            SinkType::Loki => "loki",
         }
     }
 
@@ -786,6 +796,11 @@ impl SinkType {
                 Some(AlertmanagerAuth::Bearer) => vec!["token"],
                 _ => Vec::new(),
             },
+            SinkType::Loki => match consumer.loki.as_ref().map(|l| l.auth) {
+                Some(LokiAuth::Basic) => vec!["username", "password"],
+                Some(LokiAuth::Bearer) => vec!["token"],
+                _ => Vec::new(),
+            },
             SinkType::Pagerduty => vec!["routingKey"],
             SinkType::Opsgenie => vec!["apiKey"],
             SinkType::Webhook if consumer.webhook.as_ref().is_some_and(|w| w.sign) => {
@@ -821,6 +836,7 @@ impl Consumer {
             SinkType::Rabbitmq => self.rabbitmq.as_ref().map(|c| c.url.as_str()),
             SinkType::Mqtt => self.mqtt.as_ref().map(|c| c.url.as_str()),
             SinkType::Redis => self.redis.as_ref().map(|c| c.url.as_str()),
+            SinkType::Loki => self.loki.as_ref().map(|c| c.url.as_str()),
             _ => None,
         }
     }
@@ -838,7 +854,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 20] {
+    pub fn sections(&self) -> [(SinkType, bool); 21] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -860,6 +876,7 @@ impl Consumer {
             (SinkType::Rabbitmq, self.rabbitmq.is_some()),
             (SinkType::Mqtt, self.mqtt.is_some()),
             (SinkType::Redis, self.redis.is_some()),
+            (SinkType::Loki, self.loki.is_some()),
         ]
     }
 
@@ -892,6 +909,7 @@ impl Consumer {
             SinkType::Rabbitmq => self.rabbitmq.as_ref().map(|c| c.format),
             SinkType::Mqtt => self.mqtt.as_ref().map(|c| c.format),
             SinkType::Redis => self.redis.as_ref().map(|c| c.format),
+            SinkType::Loki => self.loki.as_ref().map(|c| c.format),
             _ => None,
         }
     }
@@ -928,6 +946,7 @@ impl Consumer {
             rabbitmq: None,
             mqtt: None,
             redis: None,
+            loki: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -1019,6 +1038,17 @@ pub enum OpenSearchAuth {
     ApiKey,
 }
 
+/// Which search engine an `opensearch` consumer writes to: both take the same `_bulk`.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchFlavor {
+    /// OpenSearch 2.7 or later.
+    #[default]
+    Opensearch,
+    /// Elasticsearch 7.14 or later (8.x included).
+    Elasticsearch,
+}
+
 /// OpenSearch sink settings.
 #[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -1041,6 +1071,10 @@ pub struct OpenSearchConfig {
     /// Credentials, read from `secretRef`.
     #[serde(default)]
     pub auth: OpenSearchAuth,
+    /// `opensearch` (default) or `elasticsearch` (7.14 or later): the index template's
+    /// types, and an answer must carry `X-Elastic-Product: Elasticsearch`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub flavor: SearchFlavor,
     /// Most events per `_bulk` request.
     #[serde(default = "default_batch")]
     #[schemars(range(min = 1, max = 10000))]
@@ -1603,6 +1637,93 @@ pub struct RedisConfig {
     #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
     pub format: MessageFormat,
     /// TLS towards the server.
+    #[serde(default, skip_serializing_if = "SinkTls::is_default")]
+    pub tls: SinkTls,
+}
+
+/// How the hub authenticates to Loki (or the gateway in front of it).
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum LokiAuth {
+    /// No credentials (or only a client certificate from the Secret).
+    #[default]
+    None,
+    /// HTTP basic auth with the Secret's `username` and `password` (Grafana Cloud: the
+    /// instance id and an access token).
+    Basic,
+    /// `Authorization: Bearer` with the Secret's `token`.
+    Bearer,
+}
+
+/// Which time a Loki entry carries.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum LokiTimestamp {
+    /// The event's `time` (when it happened, by the source's clock).
+    #[default]
+    Event,
+    /// The event's `received_at` (when the hub stored it): for sources whose clocks lag, or
+    /// a backlog older than Loki accepts.
+    ReceivedAt,
+}
+
+/// The event fields a Loki stream is labelled with unless `labels` says otherwise.
+pub const DEFAULT_LOKI_LABELS: [&str; 4] = ["cluster", "source", "severity", "namespace"];
+
+fn default_loki_labels() -> Vec<String> {
+    DEFAULT_LOKI_LABELS.map(String::from).to_vec()
+}
+
+fn default_loki_batch() -> u32 {
+    500
+}
+
+/// Settings of a `loki` sink: each batch one `POST /loki/api/v1/push`, the events grouped
+/// into streams by their labels, one log line per event.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LokiConfig {
+    /// Base URL of Loki or its gateway, e.g. `http://loki-gateway.logging.svc`
+    /// (`/loki/api/v1/push` is appended). Empty: the `url` key of `secretRef`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048), regex(pattern = r"^(https?://\S+)?$"))]
+    pub url: String,
+    /// The tenant (`X-Scope-OrgID`) of a multi-tenant Loki. Absent: no header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 150), regex(pattern = r"^[A-Za-z0-9!._*'()-]+$"))]
+    pub tenant: Option<String>,
+    /// The event fields each stream is labelled with, bounded ones only: `cluster`,
+    /// `source`, `severity`, `namespace`, `kind`, `rule`. Pod, container, image, node and
+    /// workload names are unbounded (each value is a new stream in Loki's index) and are
+    /// refused; they stay searchable in the line.
+    #[serde(default = "default_loki_labels")]
+    #[schemars(
+        length(min = 1, max = 6),
+        inner(
+            length(min = 1, max = 64),
+            regex(pattern = r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+        )
+    )]
+    pub labels: Vec<String>,
+    /// Credentials, read from `secretRef`.
+    #[serde(default)]
+    pub auth: LokiAuth,
+    /// Extra request headers, e.g. for a gateway. Not for secrets: use `auth`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 32))]
+    pub headers: BTreeMap<String, String>,
+    /// What each line is: `falconer` (the event's JSON, default), `falco` (the alert as Falco
+    /// sent it), `cloudevents` or `template` (docs/sinks/webhook.md#formats).
+    #[serde(default, skip_serializing_if = "MessageFormat::is_default")]
+    pub format: MessageFormat,
+    /// The entries' timestamp: `event` (the event's time, default) or `receivedAt`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub timestamp: LokiTimestamp,
+    /// Most events per push request.
+    #[serde(default = "default_loki_batch")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub batch_size: u32,
+    /// TLS towards Loki.
     #[serde(default, skip_serializing_if = "SinkTls::is_default")]
     pub tls: SinkTls,
 }

@@ -8,6 +8,11 @@
 //!   `_refresh`, `_count`, a simple `_search` and `_doc/{id}`, with injectable failures
 //!   (whole-request and per-document statuses, 413 over a size limit, slow answers) and
 //!   counters for benchmarks. `falconer-loadgen opensearch-server` serves it.
+//! - [`loki`]: an HTTP server speaking Loki's push API (`POST /loki/api/v1/push`, JSON):
+//!   labels validated, entries kept per stream and tenant, `entry out of order` and `too
+//!   old` refusals with Loki's messages while the rest of the request is kept, duplicates
+//!   dropped, basic/bearer/tenant checks, injectable statuses (429 with `Retry-After`, 5xx),
+//!   413 over a size, slow answers.
 //! - [`kube`]: a scripted Kubernetes API server behind a real `kube::Client` (kube-rs's mock
 //!   service): each request is checked against the next expected one (method, path, query,
 //!   JSON body) and answered with a scripted JSON body, the API server's `Status` error body,
@@ -41,6 +46,7 @@
 pub mod alertmanager;
 pub mod gate;
 pub mod kube;
+pub mod loki;
 pub mod nats;
 pub mod opensearch;
 pub mod smtp;

@@ -8,6 +8,14 @@
 //! `?refresh=true|wait_for`), `_count`, a simple `_search` (`match_all`, `ids`, `term` on a
 //! top-level field) and `_doc/{id}`.
 //!
+//! With [`Options::elasticsearch`] it answers as Elasticsearch 8 does instead: every answer
+//! carries `X-Elastic-Product: Elasticsearch`, `GET /` describes an Elasticsearch node
+//! (`You Know, for Search`), overload is `es_rejected_execution_exception`, and an index
+//! template mapping a field as OpenSearch's `flat_object` is refused (`mapper_parsing_exception`,
+//! as Elasticsearch has no such type) — as OpenSearch mode refuses Elasticsearch's `flattened`.
+//! The `_bulk` item shapes (`version_conflict_engine_exception` 409 for a `create` of an id
+//! already there, `mapper_parsing_exception` 400) are the same in both.
+//!
 //! Failures are injected through [`Faults`]: whole `_bulk` requests answered with a status
 //! (429, 503, …), per-document statuses (429/5xx, or 400 `mapper_parsing_exception`) for
 //! documents chosen by a field value, and slow answers. `GET /_test/stats` reports counters for
@@ -35,6 +43,8 @@ pub struct Options {
     pub workers: usize,
     /// Failures injected from the first request on.
     pub faults: Faults,
+    /// Answer as Elasticsearch 8 (see the module's documentation).
+    pub elasticsearch: bool,
 }
 
 impl Default for Options {
@@ -43,6 +53,17 @@ impl Default for Options {
             keep_sources: true,
             workers: 1,
             faults: Faults::default(),
+            elasticsearch: false,
+        }
+    }
+}
+
+impl Options {
+    /// An Elasticsearch 8 server.
+    pub fn elasticsearch() -> Options {
+        Options {
+            elasticsearch: true,
+            ..Options::default()
         }
     }
 }
@@ -352,6 +373,18 @@ fn not_found(index: &str) -> HttpResponse {
 }
 
 async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let elasticsearch = state.options.elasticsearch;
+    let mut response = route(request, body, state).await;
+    if elasticsearch {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-elastic-product"),
+            actix_web::http::header::HeaderValue::from_static("Elasticsearch"),
+        );
+    }
+    response
+}
+
+async fn route(request: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
     {
         let mut seen = lock(&state.seen);
         if seen.len() < SEEN_MAX {
@@ -379,6 +412,16 @@ async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>)
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method.as_str(), segments.as_slice()) {
+        ("GET" | "HEAD", []) if state.options.elasticsearch => reply(
+            200,
+            &json!({
+                "name": "falconer-test-node",
+                "cluster_name": "falconer-test",
+                "version": {"number": "8.15.0", "build_flavor": "default",
+                            "minimum_wire_compatibility_version": "7.17.0"},
+                "tagline": "You Know, for Search",
+            }),
+        ),
         ("GET" | "HEAD", []) => reply(
             200,
             &json!({
@@ -391,7 +434,9 @@ async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>)
         ("GET", ["_test", "stats"]) => reply(200, &json!(stats(&lock(&state.data)))),
         ("POST" | "PUT", ["_bulk"]) => bulk(&state, None, &body, &query).await,
         ("POST" | "PUT", [index, "_bulk"]) => bulk(&state, Some(index), &body, &query).await,
-        ("PUT" | "POST", ["_index_template", name]) => put_template(&state, name, &body),
+        ("PUT" | "POST", ["_index_template", name]) => {
+            put_template(&state, name, &body, state.options.elasticsearch)
+        }
         ("GET", ["_index_template", name]) => match lock(&state.data).templates.get(*name) {
             Some(t) => reply(
                 200,
@@ -470,7 +515,21 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn put_template(state: &State, name: &str, body: &[u8]) -> HttpResponse {
+/// The first field of `properties` (recursively) whose `type` is `kind`.
+fn field_of_type(properties: &Value, kind: &str) -> Option<String> {
+    let properties = properties.as_object()?;
+    for (name, mapping) in properties {
+        if mapping["type"] == kind {
+            return Some(name.clone());
+        }
+        if let Some(inner) = field_of_type(&mapping["properties"], kind) {
+            return Some(format!("{name}.{inner}"));
+        }
+    }
+    None
+}
+
+fn put_template(state: &State, name: &str, body: &[u8], elasticsearch: bool) -> HttpResponse {
     let template: Value = match serde_json::from_slice(body) {
         Ok(Value::Object(t)) => Value::Object(t),
         _ => {
@@ -495,6 +554,24 @@ fn put_template(state: &State, name: &str, body: &[u8]) -> HttpResponse {
                 400,
                 "action_request_validation_exception",
                 "Validation Failed: 1: index patterns are missing;",
+            ),
+        );
+    }
+    // Each product's own flat type, unknown to the other.
+    let foreign = if elasticsearch {
+        "flat_object"
+    } else {
+        "flattened"
+    };
+    if let Some(field) = field_of_type(&template["template"]["mappings"]["properties"], foreign) {
+        return reply(
+            400,
+            &error_body(
+                400,
+                "mapper_parsing_exception",
+                &format!(
+                    "Failed to parse mapping: No handler for type [{foreign}] declared on field [{field}]"
+                ),
             ),
         );
     }
@@ -797,7 +874,13 @@ impl ItemReply {
     }
 }
 
-fn fault_error(status: u16, index: &str, id: &str, field: &str) -> (String, String) {
+fn fault_error(
+    status: u16,
+    index: &str,
+    id: &str,
+    field: &str,
+    elasticsearch: bool,
+) -> (String, String) {
     match status {
         400 => (
             "mapper_parsing_exception".into(),
@@ -807,7 +890,12 @@ fn fault_error(status: u16, index: &str, id: &str, field: &str) -> (String, Stri
             ),
         ),
         429 => (
-            "rejected_execution_exception".into(),
+            if elasticsearch {
+                "es_rejected_execution_exception"
+            } else {
+                "rejected_execution_exception"
+            }
+            .into(),
             format!(
                 "rejected execution of primary operation on [{index}][0]: write thread pool \
                  queue is full"
@@ -854,6 +942,12 @@ async fn bulk(
     if let Some(status) = faults.bulk_status {
         lock(&state.data).stats.bulk_refused += 1;
         let (kind, reason) = match status {
+            429 if state.options.elasticsearch => (
+                "es_rejected_execution_exception",
+                "rejected execution of coordinating operation [coordinating_and_primary_bytes=0, \
+                 replica_bytes=0, all_bytes=0, coordinating_operation_bytes=1024, \
+                 max_coordinating_and_primary_bytes=0]",
+            ),
             429 => (
                 "rejected_execution_exception",
                 "rejected execution of coordinating operation: write thread pool queue is full",
@@ -1069,7 +1163,13 @@ fn write(
                 let attempts = data.attempts.entry(id.clone()).or_insert(0);
                 *attempts = attempts.saturating_add(1);
                 if *attempts <= fault.attempts {
-                    let (kind, reason) = fault_error(fault.status, &target, &id, &fault.field);
+                    let (kind, reason) = fault_error(
+                        fault.status,
+                        &target,
+                        &id,
+                        &fault.field,
+                        options.elasticsearch,
+                    );
                     return fail(&target, &id, fault.status, &kind, reason);
                 }
                 break;
@@ -1184,7 +1284,7 @@ fn write(
     let existing = index.docs.get_mut(&id);
     let result = match existing {
         Some(_) if action == "create" => {
-            let (kind, reason) = fault_error(409, &index_name, &id, "");
+            let (kind, reason) = fault_error(409, &index_name, &id, "", options.elasticsearch);
             return fail(&index_name, &id, 409, &kind, reason);
         }
         Some(doc) => {

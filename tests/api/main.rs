@@ -15,6 +15,7 @@ mod email;
 mod ingest;
 mod journal;
 mod logs;
+mod loki_sink;
 mod notify;
 mod opensearch_sink;
 mod ops;

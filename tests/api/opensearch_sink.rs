@@ -548,6 +548,129 @@ async fn batches_over_the_clusters_size_limit_are_split_and_an_event_too_large_a
     server.stop().await;
 }
 
+async fn elasticsearch_8_takes_a_data_stream_with_an_api_key_and_its_item_errors_are_read_per_event(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let server =
+        OpenSearchServer::bind("127.0.0.1:0".parse().unwrap(), Options::elasticsearch()).unwrap();
+    server.faults(|f| {
+        f.items.push(ItemFault::new("rule", "busy", 429, 1));
+        f.items
+            .push(ItemFault::new("rule", "poison", 400, u32::MAX));
+    });
+    let spec = json!({"name": "elastic", "type": "opensearch", "secretRef": {"name": "es"},
+                      "opensearch": {"url": server.url(), "flavor": "elasticsearch",
+                                     "auth": "apiKey", "dataStream": "falconer-events"}});
+    let key = [(
+        "apiKey",
+        "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==",
+    )];
+    let app = TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![consumer(spec.clone(), &key)],
+    )
+    .await;
+    wait_active(&app, "elastic").await;
+    let calm = post(&app, "calm", "2026-05-04T10:00:00Z", 0..3).await;
+    let busy = post(&app, "busy", "2026-05-04T10:00:00Z", 0..2).await;
+    let poison = post(&app, "poison", "2026-05-04T10:00:00Z", 0..1).await;
+    wait_until("5 delivered and the poison dead-lettered", || async {
+        let view = view(&app, "elastic").await;
+        view["delivered"] == 5 && view["dead_letters"] == 1
+    })
+    .await;
+    let mut written: Vec<String> = server
+        .ids("falconer-events")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    written.sort();
+    let mut expected = [calm, busy].concat();
+    expected.sort();
+    assert_eq!(
+        written, expected,
+        "each once; the busy ones after their 429"
+    );
+    assert_eq!(server.indices(), [".ds-falconer-events-000001"]);
+    let template = server.template("falconer-elastic").expect("index template");
+    assert_eq!(
+        template["template"]["mappings"]["properties"]["fields"]["type"],
+        "flattened"
+    );
+    assert!(server.requests().iter().all(|r| r.headers["authorization"]
+        == "ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="));
+    let letters = app
+        .get("/api/v1/consumers/elastic/dead-letters")
+        .await
+        .json();
+    let letters = letters["dead_letters"].as_array().unwrap().clone();
+    assert_eq!(letters[0]["event_id"], poison[0].as_str());
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("HTTP 400 mapper_parsing_exception"),
+        "{reason}"
+    );
+    let view_now = view(&app, "elastic").await;
+    assert!(view_now["retries"].as_i64().unwrap() >= 1, "{view_now}");
+
+    // A replay into the data stream: `create` answers 409 for each, which is "already there".
+    let mut replay = spec;
+    replay["name"] = json!("elastic-again");
+    replay["replayFrom"] = json!(chrono::Utc::now() - chrono::Duration::hours(1));
+    server.faults(|f| f.items.clear());
+    app.declare(vec![consumer(replay, &key)]);
+    wait_delivered(&app, "elastic-again", 6).await;
+    assert_eq!(view(&app, "elastic-again").await["dead_letters"], 0);
+    assert_eq!(
+        server.ids("falconer-events").len(),
+        6,
+        "the poison once, after the fix"
+    );
+    app.stop().await;
+    server.stop().await;
+}
+
+async fn a_server_that_is_not_elasticsearch_fails_the_test_and_nothing_is_taken_as_delivered(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let opensearch = OpenSearchServer::start().unwrap();
+    let spec = search_consumer(
+        "elastic",
+        &opensearch.url(),
+        json!({"flavor": "elasticsearch", "template": false}),
+    );
+    let app = TestApp::spawn_with_consumers(
+        &db,
+        hub_config(),
+        db.store_config(),
+        vec![consumer(spec, &[])],
+    )
+    .await;
+    let test = app
+        .post("/api/v1/consumers/elastic/test", "application/json", "")
+        .await;
+    assert_eq!(test.status, 502, "{}", test.text);
+    assert!(test.text.contains("X-Elastic-Product"), "{}", test.text);
+    post(&app, "x", "2026-05-04T10:00:00Z", 0..2).await;
+    wait_until("degraded naming the product header", || async {
+        let view = view(&app, "elastic").await;
+        view["state"] == "Degraded"
+            && view["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("X-Elastic-Product"))
+    })
+    .await;
+    let view = view(&app, "elastic").await;
+    assert_eq!(view["delivered"], 0, "{view}");
+    assert_eq!(view["dead_letters"], 0, "{view}");
+    app.stop().await;
+    opensearch.stop().await;
+}
+
 on_both_stores!(
     documents_land_with_the_event_id_in_the_daily_index_of_the_event_time,
     a_bulk_answer_with_errors_retries_only_the_rejected_items_and_delivers_each_once,
@@ -557,4 +680,6 @@ on_both_stores!(
     replaying_events_after_a_restart_overwrites_their_documents_instead_of_doubling_them,
     a_data_stream_gets_create_operations_and_a_replay_counts_as_delivered,
     batches_over_the_clusters_size_limit_are_split_and_an_event_too_large_alone_is_dead_lettered,
+    elasticsearch_8_takes_a_data_stream_with_an_api_key_and_its_item_errors_are_read_per_event,
+    a_server_that_is_not_elasticsearch_fails_the_test_and_nothing_is_taken_as_delivered,
 );

@@ -25,6 +25,7 @@ fn opensearch(name: &str, secret: &str) -> Consumer {
         data_stream: None,
         template: true,
         auth: OpenSearchAuth::Basic,
+        flavor: Default::default(),
         batch_size: 500,
         tls: Default::default(),
     });

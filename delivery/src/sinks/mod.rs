@@ -11,6 +11,7 @@ pub mod file;
 pub mod format;
 pub mod googlechat;
 pub mod http;
+pub mod loki;
 pub mod mattermost;
 pub mod mqtt;
 pub mod nats;
@@ -176,4 +177,5 @@ sinks! {
     Mqtt(mqtt::MqttSink) = Mqtt,
     Redis(redis::RedisSink) = Redis,
     Syslog(syslog::Syslog) = Syslog,
+    Loki(loki::Loki) = Loki,
 }

@@ -12,13 +12,19 @@
 //!   with a connection error, a timeout, 429 or 5xx is retried.
 //! - Falconer's index template (keyword fields, `fields` as `flat_object`, `raw` stored but not
 //!   indexed) is installed before the first send unless `template: false`.
+//! - `flavor: elasticsearch` speaks the same `_bulk` to Elasticsearch 7.14+ and 8 (typeless
+//!   actions, `create` into data streams, `ApiKey` auth as for OpenSearch): the template maps
+//!   `fields` as `flattened`, and every 2xx answer must carry `X-Elastic-Product:
+//!   Elasticsearch`, the product check of Elastic's own clients — an answer without it is
+//!   not taken as delivered (retried, the reason saying why), so a wrong flavor or URL shows
+//!   in `test` and `last_error` instead of indexing into something else.
 
 use crate::declared::Secrets;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
 use crate::sinks::http::{self, Action, BatchPost, Posted, chain, require};
 use crate::sinks::{Declared, FromConsumer};
-use falconer_model::crd::{self, OpenSearchAuth};
+use falconer_model::crd::{self, OpenSearchAuth, SearchFlavor};
 use falconer_store::Event;
 use opensearch::auth::{ClientCertificate, Credentials};
 use opensearch::cert::{Certificate, CertificateValidation};
@@ -36,10 +42,14 @@ use std::time::Duration;
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest error reason kept per event, in dead letters and `last_error`.
 const REASON_MAX: usize = 500;
+/// The header Elasticsearch 7.14+ puts on its answers, and the value it carries.
+pub const PRODUCT_HEADER: &str = "x-elastic-product";
+pub const PRODUCT: &str = "Elasticsearch";
 
 pub struct OpenSearchSink {
     client: OpenSearch,
     target: Target,
+    flavor: SearchFlavor,
     batch: usize,
     /// The template still to install before the next send.
     template: Option<(String, Value)>,
@@ -160,11 +170,15 @@ impl OpenSearchSink {
                 ),
                 Target::Stream(stream) => (stream.clone(), true),
             };
-            (format!("falconer-{consumer}"), template(&patterns, stream))
+            (
+                format!("falconer-{consumer}"),
+                template(&patterns, stream, settings.flavor),
+            )
         });
         Ok(OpenSearchSink {
             client: OpenSearch::new(transport),
             target,
+            flavor: settings.flavor,
             batch: settings.batch_size.max(1) as usize,
             template,
             cached: None,
@@ -195,16 +209,20 @@ impl OpenSearchSink {
         match sent {
             Err(e) => Some(self.scrub(format!("{what}: {}", chain(&e)))),
             Ok(response) if response.status_code().is_success() => {
-                tracing::info!(template = %name, "OpenSearch index template installed");
+                if let Some(why) = product_check(self.flavor, response.headers()) {
+                    return Some(format!("{what}: {why}"));
+                }
+                tracing::info!(template = %name, "Index template installed");
                 self.template = None;
                 None
             }
             // Whatever the status: nothing is sent without the template, and nothing is lost
-            // while the operator fixes what OpenSearch complains about.
+            // while the operator fixes what the cluster complains about.
             Ok(response) => {
                 let status = response.status_code().as_u16();
+                let hint = flavor_hint(self.flavor, response.headers());
                 let text = response.text().await.unwrap_or_default();
-                Some(format!("{what}: HTTP {status}: {}", snippet(&text)))
+                Some(format!("{what}: HTTP {status}: {}{hint}", snippet(&text)))
             }
         }
     }
@@ -291,6 +309,13 @@ impl BatchPost for OpenSearchSink {
             }
         };
         let status = response.status_code().as_u16();
+        let not_the_product = (200..300)
+            .contains(&status)
+            .then(|| product_check(self.flavor, response.headers()))
+            .flatten();
+        if let Some(why) = not_the_product {
+            return Posted::Done(Outcome::Retry(format!("POST /_bulk: {why}")));
+        }
         let text = match response.bytes().await {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -414,6 +439,52 @@ fn item_result(item: Item, create: bool) -> ItemResult {
     }
 }
 
+/// Why a 2xx answer is not taken as the configured product's, if it is not: Elasticsearch
+/// (7.14 and later) marks every answer `X-Elastic-Product: Elasticsearch`, and Elastic's
+/// clients refuse a server that does not. OpenSearch is not checked (it has no such mark).
+pub fn product_check(
+    flavor: SearchFlavor,
+    headers: &opensearch::http::headers::HeaderMap,
+) -> Option<String> {
+    if flavor != SearchFlavor::Elasticsearch {
+        return None;
+    }
+    let product = headers.get(PRODUCT_HEADER).and_then(|v| v.to_str().ok());
+    if product == Some(PRODUCT) {
+        return None;
+    }
+    tracing::warn!(
+        product = product.unwrap_or(""),
+        "A server answered without X-Elastic-Product: Elasticsearch; not taken as delivered"
+    );
+    Some(format!(
+        "the server answered without `X-Elastic-Product: Elasticsearch`{}: it is not \
+         Elasticsearch 7.14 or later (OpenSearch? set opensearch.flavor: opensearch; a proxy \
+         dropping the header? let it through); nothing is taken as delivered until it is",
+        product
+            .map(|p| format!(" (it says `{p}`)"))
+            .unwrap_or_default()
+    ))
+}
+
+/// A hint for an error answer whose sender is not the configured flavor.
+fn flavor_hint(
+    flavor: SearchFlavor,
+    headers: &opensearch::http::headers::HeaderMap,
+) -> &'static str {
+    let elastic = headers.get(PRODUCT_HEADER).and_then(|v| v.to_str().ok()) == Some(PRODUCT);
+    match (flavor, elastic) {
+        (SearchFlavor::Opensearch, true) => {
+            " (the server is Elasticsearch: set opensearch.flavor: elasticsearch)"
+        }
+        (SearchFlavor::Elasticsearch, false) => {
+            " (the answer is not marked X-Elastic-Product: Elasticsearch: if the server is \
+             OpenSearch, set opensearch.flavor: opensearch)"
+        }
+        _ => "",
+    }
+}
+
 /// The document of an event: the event as the query API shows it, plus `@timestamp`.
 /// Serialized straight into the request body (no copy per event).
 fn document(event: &Event, out: &mut Vec<u8>) {
@@ -479,14 +550,21 @@ fn check_index_name(name: &str) -> Result<(), String> {
 }
 
 /// Falconer's index template: the normalized fields as keywords and dates, the message as
-/// text, `fields` as `flat_object` (Falco's `output_fields` keys contain dots and brackets
-/// that would collide as objects), `raw` kept in `_source` but not indexed.
-fn template(pattern: &str, data_stream: bool) -> Value {
+/// text, `fields` as one field of keywords — OpenSearch's `flat_object`, Elasticsearch's
+/// `flattened` (Falco's `output_fields` keys contain dots and brackets that would collide as
+/// objects) — and `raw` kept in `_source` but not indexed.
+fn template(pattern: &str, data_stream: bool, flavor: SearchFlavor) -> Value {
+    // Elasticsearch ships templates of priority 100 for `logs-*-*` and `metrics-*-*`; two
+    // templates of one priority matching the same name are refused, so ours goes above.
+    let (flat, priority) = match flavor {
+        SearchFlavor::Opensearch => ("flat_object", 100),
+        SearchFlavor::Elasticsearch => ("flattened", 200),
+    };
     let keyword = json!({"type": "keyword"});
     let date = json!({"type": "date"});
     let mut template = json!({
         "index_patterns": [pattern],
-        "priority": 100,
+        "priority": priority,
         "_meta": {"managed_by": "falconer"},
         "template": {
             "mappings": {
@@ -498,7 +576,7 @@ fn template(pattern: &str, data_stream: bool) -> Value {
                     "tags": keyword, "cluster": keyword, "namespace": keyword, "pod": keyword,
                     "container": keyword, "image": keyword, "node": keyword,
                     "workload": {"properties": {"kind": keyword, "name": keyword}},
-                    "fields": {"type": "flat_object"},
+                    "fields": {"type": flat},
                     "raw": {"type": "object", "enabled": false},
                 }
             }
@@ -749,6 +827,162 @@ mod tests {
             !why.contains("hunter2") && !why.contains("secret-path"),
             "{why}"
         );
+    }
+
+    fn elastic(url: &str, extra: Value) -> OpenSearchSink {
+        let mut settings = json!({"url": url, "flavor": "elasticsearch"});
+        if let Value::Object(extra) = extra {
+            for (key, value) in extra {
+                settings[key] = value;
+            }
+        }
+        let settings: crd::OpenSearchConfig = serde_json::from_value(settings).unwrap();
+        OpenSearchSink::build(
+            "es",
+            settings.url.parse().unwrap(),
+            &settings,
+            &Secrets::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_elasticsearch_template_maps_fields_as_flattened() {
+        let sink = elastic("http://127.0.0.1:9", json!({}));
+        let (_, template) = sink.template.clone().unwrap();
+        let properties = &template["template"]["mappings"]["properties"];
+        assert_eq!(properties["fields"]["type"], "flattened");
+        assert_eq!(
+            template["priority"], 200,
+            "above Elasticsearch's own logs-*-*"
+        );
+        assert_eq!(
+            properties["raw"],
+            json!({"type": "object", "enabled": false})
+        );
+        let opensearch = template_of_flavor(SearchFlavor::Opensearch);
+        assert_eq!(
+            opensearch["template"]["mappings"]["properties"]["fields"]["type"],
+            "flat_object"
+        );
+    }
+
+    fn template_of_flavor(flavor: SearchFlavor) -> Value {
+        template("falconer-events-*", false, flavor)
+    }
+
+    #[test]
+    fn only_an_answer_marked_elasticsearch_passes_the_product_check() {
+        use opensearch::http::headers::HeaderMap;
+        let mut marked = HeaderMap::new();
+        marked.insert(PRODUCT_HEADER, HeaderValue::from_static("Elasticsearch"));
+        assert_eq!(product_check(SearchFlavor::Elasticsearch, &marked), None);
+        let why = product_check(SearchFlavor::Elasticsearch, &HeaderMap::new()).unwrap();
+        assert!(
+            why.contains("X-Elastic-Product") && why.contains("flavor: opensearch"),
+            "{why}"
+        );
+        let mut other = HeaderMap::new();
+        other.insert(PRODUCT_HEADER, HeaderValue::from_static("Something"));
+        let why = product_check(SearchFlavor::Elasticsearch, &other).unwrap();
+        assert!(why.contains("it says `Something`"), "{why}");
+        assert_eq!(
+            product_check(SearchFlavor::Opensearch, &HeaderMap::new()),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn elasticsearch_8_takes_a_data_stream_and_a_replay_is_delivered() {
+        use falconer_testkit::opensearch::{ItemFault, OpenSearchServer, Options};
+        let server =
+            OpenSearchServer::bind("127.0.0.1:0".parse().unwrap(), Options::elasticsearch())
+                .unwrap();
+        let mut sink = elastic(&server.url(), json!({"dataStream": "falconer-es"}));
+        let events = [event("a"), event("b")];
+        assert_eq!(sink.send(&events).await, Outcome::Delivered);
+        assert_eq!(
+            http::per_item(sink.send(&events).await, 2),
+            vec![ItemResult::Delivered; 2],
+            "409 = already there"
+        );
+        assert_eq!(server.ids("falconer-es").len(), 2);
+        let template = server.template("falconer-es").unwrap();
+        assert_eq!(
+            template["template"]["mappings"]["properties"]["fields"]["type"],
+            "flattened"
+        );
+
+        server.faults(|f| {
+            f.items.push(ItemFault::new("rule", "busy", 429, 1));
+            f.items.push(ItemFault::new("rule", "bad", 400, u32::MAX));
+        });
+        let Outcome::Each(results) = sink.send(&[event("busy"), event("bad")]).await else {
+            panic!("per-item results expected");
+        };
+        let ItemResult::Retry(why) = &results[0] else {
+            panic!("{results:?}");
+        };
+        assert!(
+            why.contains("HTTP 429 es_rejected_execution_exception"),
+            "{why}"
+        );
+        let ItemResult::Refused(why) = &results[1] else {
+            panic!("{results:?}");
+        };
+        assert!(why.contains("HTTP 400 mapper_parsing_exception"), "{why}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_not_elasticsearch_is_never_taken_as_delivered() {
+        use falconer_testkit::opensearch::OpenSearchServer;
+        let opensearch = OpenSearchServer::start().unwrap();
+        let mut sink = elastic(&opensearch.url(), json!({"template": false}));
+        let Outcome::Retry(why) = sink.send(&[event("x")]).await else {
+            panic!("no product header: retried");
+        };
+        assert!(
+            why.starts_with("POST /_bulk: the server answered without `X-Elastic-Product"),
+            "{why}"
+        );
+        let mut with_template = elastic(&opensearch.url(), json!({}));
+        let Outcome::Retry(why) = with_template.send(&[event("x")]).await else {
+            panic!("retried");
+        };
+        assert!(
+            why.contains("installing index template")
+                && why.contains("No handler for type [flattened]")
+                && why.contains("set opensearch.flavor: opensearch"),
+            "{why}"
+        );
+        opensearch.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_opensearch_flavor_against_elasticsearch_says_which_flavor_to_set() {
+        use falconer_testkit::opensearch::{OpenSearchServer, Options};
+        let server =
+            OpenSearchServer::bind("127.0.0.1:0".parse().unwrap(), Options::elasticsearch())
+                .unwrap();
+        let settings: crd::OpenSearchConfig =
+            serde_json::from_value(json!({"url": server.url()})).unwrap();
+        let mut sink = OpenSearchSink::build(
+            "s",
+            settings.url.parse().unwrap(),
+            &settings,
+            &Secrets::new(),
+        )
+        .unwrap();
+        let Outcome::Retry(why) = sink.send(&[event("x")]).await else {
+            panic!("the template is refused: retried");
+        };
+        assert!(why.contains("No handler for type [flat_object]"), "{why}");
+        assert!(
+            why.contains("set opensearch.flavor: elasticsearch"),
+            "{why}"
+        );
+        server.stop().await;
     }
 
     #[test]
