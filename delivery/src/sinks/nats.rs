@@ -251,9 +251,17 @@ impl Sink for NatsSink {
         let mut retry: Option<String> = None;
         for (subject, sent) in pending {
             let answer = match sent {
-                Ok(ack) => match tokio::time::timeout_at(deadline, ack).await {
-                    Ok(answer) => answer,
-                    Err(_) => {
+                Ok(ack) => match self.ack_or_violation(&subject, deadline, ack).await {
+                    Acked::Answer(answer) => answer,
+                    Acked::Denied(why) => {
+                        if let Some(why) = &retry {
+                            results.push(ItemResult::Retry(why.clone()));
+                        } else {
+                            results.push(ItemResult::Refused(format!("{}: {why}", self.server)));
+                        }
+                        continue;
+                    }
+                    Acked::TimedOut => {
                         results.push(ItemResult::Retry(timed_out.clone()));
                         retry.get_or_insert(timed_out.clone());
                         continue;
@@ -312,7 +320,46 @@ impl Sink for NatsSink {
     }
 }
 
+/// How waiting for one publish's ack ended.
+enum Acked<T> {
+    Answer(T),
+    /// The server reported a permissions violation for the subject: no ack will come.
+    Denied(String),
+    TimedOut,
+}
+
+/// How often a wait for an ack looks for a permissions violation of its subject.
+const VIOLATION_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl NatsSink {
+    /// Waits for `ack` until `deadline`, or until the server has said the subject may not
+    /// be published to (it then never acks, so waiting out the deadline would only delay
+    /// the dead letter).
+    async fn ack_or_violation<F: std::future::IntoFuture>(
+        &self,
+        subject: &str,
+        deadline: tokio::time::Instant,
+        ack: F,
+    ) -> Acked<F::Output> {
+        let ack = tokio::time::timeout_at(deadline, ack.into_future());
+        tokio::pin!(ack);
+        loop {
+            tokio::select! {
+                answer = &mut ack => {
+                    return match answer {
+                        Ok(answer) => Acked::Answer(answer),
+                        Err(_) => Acked::TimedOut,
+                    };
+                }
+                () = tokio::time::sleep(VIOLATION_POLL) => {
+                    if let Some(why) = self.violation_for(subject) {
+                        return Acked::Denied(why);
+                    }
+                }
+            }
+        }
+    }
+
     fn violation_for(&self, subject: &str) -> Option<String> {
         let v = self.violation.lock().ok()?;
         v.as_ref()
