@@ -807,10 +807,11 @@ impl Sink for PolicyReportSink {
                 "name": report_name(&self.prefix, &key),
                 "result": result,
             }),
-            Err(why) => serde_json::json!({
-                "skipped": format!("{why:?}"),
-                "result": result,
-            }),
+            Err(ItemResult::Skipped(why)) => serde_json::json!({"skipped": why, "result": result}),
+            Err(ItemResult::Refused(why) | ItemResult::Retry(why)) => {
+                serde_json::json!({"refused": why, "result": result})
+            }
+            Err(ItemResult::Delivered) => serde_json::json!({"result": result}),
         }
     }
 }

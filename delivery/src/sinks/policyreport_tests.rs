@@ -799,4 +799,7 @@ fn the_preview_names_the_report_and_shows_the_result() {
     assert_eq!(preview["namespace"], "shop");
     assert_eq!(preview["name"], "falconer-shop");
     assert_eq!(preview["result"]["policy"], "Terminal shell in container");
+    let mut edge = falco_event(2);
+    edge.cluster = "edge-a".into();
+    assert_eq!(sink.preview(&edge)["skipped"], OTHER_CLUSTER);
 }
