@@ -389,15 +389,13 @@ pub fn summary_of<'a>(results: impl IntoIterator<Item = &'a ReportResult>) -> Su
 /// drops the oldest until at most `max` results and [`MAX_RESULTS_BYTES`] of their JSON are
 /// left.
 pub fn merge(results: &mut VecDeque<ReportResult>, new: Vec<ReportResult>, max: usize) {
-    let known: HashSet<String> = results
+    let mut known: HashSet<String> = results
         .iter()
         .filter_map(|r| r.properties.get(EVENT_ID).cloned())
         .collect();
     for result in new {
-        if result
-            .properties
-            .get(EVENT_ID)
-            .is_some_and(|id| known.contains(id))
+        if let Some(id) = result.properties.get(EVENT_ID)
+            && !known.insert(id.clone())
         {
             continue;
         }
