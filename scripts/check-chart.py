@@ -23,6 +23,8 @@ RBAC = {
         ("falconer.io", "settings"): {"list", "watch"},
         ("falconer.io", "settings/status"): {"patch"},
         ("amtd.r6security.com", "securityevents"): {"create", "list", "delete"},
+        ("wgpolicyk8s.io", "policyreports"): {"get", "create", "patch"},
+        ("wgpolicyk8s.io", "clusterpolicyreports"): {"get", "create", "patch"},
     },
     ("Role", "hub"): {
         ("", "secrets"): {"list", "watch"},

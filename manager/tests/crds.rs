@@ -290,3 +290,29 @@ fn a_loki_consumer_needs_its_section_and_bounded_label_names() {
     )
     .expect("a valid loki consumer");
 }
+
+#[test]
+fn a_policyreport_consumer_takes_an_optional_section_with_bounded_settings() {
+    let with = |consumer: Value| setting(json!([consumer]));
+    cel(
+        &with(json!({"name": "reports", "type": "policyreport"})),
+        None,
+    )
+    .expect("the section is optional");
+    cel(
+        &with(json!({"name": "reports", "type": "policyreport",
+                     "policyreport": {"maxResults": 500, "minSeverity": "warning",
+                                      "namePrefix": "sec", "clusterReport": false}})),
+        None,
+    )
+    .expect("a valid policyreport consumer");
+    let error = cel(
+        &with(json!({"name": "logs", "type": "stdout", "policyreport": {}})),
+        None,
+    )
+    .expect_err("refused");
+    assert!(
+        error.contains("a `policyreport` section needs type policyreport"),
+        "{error}"
+    );
+}

@@ -529,6 +529,7 @@ pub struct SettingSpec {
     validation = Rule::new("!has(self.redis) || self.type == 'redis'").message("a `redis` section needs type redis"),
     validation = Rule::new("self.type != 'loki' || has(self.loki)").message("type loki needs a `loki` section"),
     validation = Rule::new("!has(self.loki) || self.type == 'loki'").message("a `loki` section needs type loki"),
+    validation = Rule::new("!has(self.policyreport) || self.type == 'policyreport'").message("a `policyreport` section needs type policyreport"),
 )]
 pub struct Consumer {
     /// Unique name across all Settings; the consumer's cursor, metrics and status are keyed
@@ -602,6 +603,10 @@ pub struct Consumer {
     /// Settings of a `loki` sink (Grafana Loki's push API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loki: Option<LokiConfig>,
+    /// Settings of a `policyreport` sink (all optional): `wgpolicyk8s.io/v1alpha2`
+    /// PolicyReports per namespace in this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policyreport: Option<PolicyReportConfig>,
     /// The text of each notification (chat, paging, Alertmanager, e-mail sinks), or the
     /// body of a `webhook` with `format: template`, in Jinja syntax over the event's fields,
     /// `fields`, `group` and `link` (docs/templates.md). Absent: the event's message.
@@ -687,6 +692,9 @@ pub enum SinkType {
     /// Grafana Loki's push API: one log line per event, in streams labelled by bounded
     /// fields.
     Loki,
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReports (one per namespace) and a
+    /// ClusterPolicyReport in this cluster, applied in place, bounded in size.
+    Policyreport,
 }
 
 impl SinkType {
@@ -713,6 +721,7 @@ impl SinkType {
         SinkType::Mqtt,
         SinkType::Redis,
         SinkType::Loki,
+        SinkType::Policyreport,
     ];
 
     /// The same string as in the Setting, module names and metric labels.
@@ -740,6 +749,7 @@ impl SinkType {
             SinkType::Mqtt => "mqtt",
             SinkType::Redis => "redis",
             SinkType::Loki => "loki",
+            SinkType::Policyreport => "policyreport",
         }
     }
 
@@ -854,7 +864,7 @@ impl Consumer {
     }
 
     /// Every sink type that has a section, with whether this consumer has that section.
-    pub fn sections(&self) -> [(SinkType, bool); 21] {
+    pub fn sections(&self) -> [(SinkType, bool); 22] {
         [
             (SinkType::Opensearch, self.opensearch.is_some()),
             (SinkType::Phoenix, self.phoenix.is_some()),
@@ -877,13 +887,17 @@ impl Consumer {
             (SinkType::Mqtt, self.mqtt.is_some()),
             (SinkType::Redis, self.redis.is_some()),
             (SinkType::Loki, self.loki.is_some()),
+            (SinkType::Policyreport, self.policyreport.is_some()),
         ]
     }
 
-    /// Whether the consumer's type needs its section (all but `phoenix`, whose settings
-    /// are all optional, and `stdout`, which has none).
+    /// Whether the consumer's type needs its section (all but `phoenix` and
+    /// `policyreport`, whose settings are all optional, and `stdout`, which has none).
     pub fn needs_section(&self) -> bool {
-        !matches!(self.sink, SinkType::Phoenix | SinkType::Stdout)
+        !matches!(
+            self.sink,
+            SinkType::Phoenix | SinkType::Policyreport | SinkType::Stdout
+        )
     }
 
     /// Whether the consumer sends a credential or a signature with each request (its URL
@@ -947,6 +961,7 @@ impl Consumer {
             mqtt: None,
             redis: None,
             loki: None,
+            policyreport: None,
             template: None,
             aggregate: None,
             rate_limit: None,
@@ -1120,6 +1135,58 @@ pub struct PhoenixConfig {
     /// an open hub or another hub is skipped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_bound_sender: bool,
+}
+
+/// Default of `policyreport.maxResults`.
+pub const POLICY_REPORT_MAX_RESULTS: u32 = 1000;
+/// Default of `policyreport.namePrefix`.
+pub const POLICY_REPORT_NAME_PREFIX: &str = "falconer";
+
+fn default_policy_report_max_results() -> u32 {
+    POLICY_REPORT_MAX_RESULTS
+}
+
+fn default_policy_report_name_prefix() -> String {
+    POLICY_REPORT_NAME_PREFIX.into()
+}
+
+/// Settings of a `policyreport` sink (docs/sinks/policyreport.md): one `PolicyReport` per
+/// namespace and one `ClusterPolicyReport` in the hub's own cluster, each holding the newest
+/// results and applied whole with server-side apply.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyReportConfig {
+    /// Most results one report keeps (default 1000): the newest; older ones are dropped.
+    /// A report also stays under 1 MB of results whatever this says (etcd's object limit
+    /// is 1.5 MiB).
+    #[serde(default = "default_policy_report_max_results")]
+    #[schemars(range(min = 1, max = 5000))]
+    pub max_results: u32,
+    /// Only events at least this severe become results; less severe ones are skipped.
+    /// Absent: every event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+    /// Start of the reports' names: `<namePrefix>-<namespace>` for a namespace's
+    /// PolicyReport, `<namePrefix>-cluster` for the ClusterPolicyReport. Two `policyreport`
+    /// consumers need different prefixes, or they overwrite each other's reports.
+    #[serde(default = "default_policy_report_name_prefix")]
+    #[schemars(length(min = 1, max = 40), regex(pattern = NAME_PATTERN))]
+    pub name_prefix: String,
+    /// Events without a namespace (host alerts, node findings) go to the
+    /// ClusterPolicyReport (default); off: they are skipped.
+    #[serde(default = "yes")]
+    pub cluster_report: bool,
+}
+
+impl Default for PolicyReportConfig {
+    fn default() -> Self {
+        PolicyReportConfig {
+            max_results: POLICY_REPORT_MAX_RESULTS,
+            min_severity: None,
+            name_prefix: POLICY_REPORT_NAME_PREFIX.into(),
+            cluster_report: true,
+        }
+    }
 }
 
 /// Webhook sink settings.

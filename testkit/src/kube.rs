@@ -15,6 +15,8 @@
 //!   polls several watches at once, whose request order is not fixed.
 //! - [`status`] is the API server's error body, [`watch_lines`] its watch stream, and
 //!   [`schema_errors`] checks a JSON object against a CRD's structural schema.
+//! - [`POLICY_REPORT_CRD`] and [`CLUSTER_POLICY_REPORT_CRD`] are the official wgpolicyk8s.io
+//!   CRDs (`testkit/crds/`, source and commit in each file), for the `policyreport` sink.
 
 use ::kube::Client;
 use ::kube::client::Body;
@@ -40,6 +42,7 @@ pub struct Step {
     method: Method,
     path: String,
     query: Vec<String>,
+    headers: Vec<(String, String)>,
     check: Option<Check>,
     reply: Reply,
 }
@@ -57,6 +60,7 @@ pub fn expect(method: Method, path: &str) -> Step {
         method,
         path: path.into(),
         query: Vec::new(),
+        headers: Vec::new(),
         check: None,
         reply: Reply::Json(200, json!({})),
     }
@@ -66,6 +70,12 @@ impl Step {
     /// The query string must contain this `key=value` (percent-encoded as sent).
     pub fn query(mut self, part: &str) -> Step {
         self.query.push(part.into());
+        self
+    }
+
+    /// The request must carry this header with this value (e.g. `content-type`).
+    pub fn header(mut self, name: &str, value: &str) -> Step {
+        self.headers.push((name.into(), value.into()));
         self
     }
 
@@ -174,6 +184,13 @@ impl ApiServer {
                         "{what}: query `{query}` lacks `{part}`"
                     );
                 }
+                for (name, value) in &step.headers {
+                    let sent = request
+                        .headers()
+                        .get(name.as_str())
+                        .map(|v| v.to_str().unwrap_or("?"));
+                    assert_eq!(sent, Some(value.as_str()), "{what}: header {name}");
+                }
                 let body = json_body(request).await;
                 if let Some(check) = step.check {
                     check(&body);
@@ -251,9 +268,10 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
-/// The structural-schema checks that matter here: types, enums, required keys, and no key the
-/// schema does not declare (the API server would prune it silently). Objects whose schema
-/// lists no properties (`metadata`, `status`) are not looked into.
+/// The structural-schema checks that matter here: types, enums, required keys, int32 ranges,
+/// the values of maps (`additionalProperties`), and no key the schema does not declare (the
+/// API server would prune it silently). Objects whose schema lists no properties
+/// (`metadata`, `status`) are not looked into.
 pub fn schema_errors(value: &Value, schema: &Value, path: &str) -> Vec<String> {
     let mut errors = Vec::new();
     if value.is_null() && schema["nullable"] == true {
@@ -294,6 +312,20 @@ pub fn schema_errors(value: &Value, schema: &Value, path: &str) -> Vec<String> {
             }
         }
     }
+    if let (Some(object), Some(values)) = (value.as_object(), schema.get("additionalProperties"))
+        && values.is_object()
+        && schema.get("properties").is_none()
+    {
+        for (key, child) in object {
+            errors.extend(schema_errors(child, values, &format!("{path}.{key}")));
+        }
+    }
+    if kind == "integer"
+        && schema["format"] == "int32"
+        && value.as_i64().is_none_or(|n| i32::try_from(n).is_err())
+    {
+        errors.push(format!("{path}: {value} is not an int32"));
+    }
     if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
         for (n, item) in items.iter().enumerate() {
             errors.extend(schema_errors(item, item_schema, &format!("{path}[{n}]")));
@@ -301,3 +333,10 @@ pub fn schema_errors(value: &Value, schema: &Value, path: &str) -> Vec<String> {
     }
     errors
 }
+
+/// The `wgpolicyk8s.io` PolicyReport CRD (kubernetes-sigs/wg-policy-prototypes, served
+/// versions v1alpha1, v1alpha2, v1beta1), as the `policyreport` sink's objects must match it.
+pub const POLICY_REPORT_CRD: &str = include_str!("../crds/wgpolicyk8s.io_policyreports.yaml");
+/// The `wgpolicyk8s.io` ClusterPolicyReport CRD, from the same commit.
+pub const CLUSTER_POLICY_REPORT_CRD: &str =
+    include_str!("../crds/wgpolicyk8s.io_clusterpolicyreports.yaml");

@@ -326,7 +326,17 @@ impl TestApp {
     /// their secrets reach it as `FALCONER_SECRET_<SECRET>_<KEY>` environment variables do,
     /// and they exist before the hub accepts its first request. A list that also holds
     /// consumers of Settings is declared once the hub runs, as the Setting watcher would.
-    pub async fn spawn_config(mut config: Config, consumers: Vec<Desired>) -> TestApp {
+    pub async fn spawn_config(config: Config, consumers: Vec<Desired>) -> TestApp {
+        TestApp::spawn_in(config, consumers, None).await
+    }
+
+    /// [`Self::spawn_config`] for a hub running in a cluster: `kube` is its connection (a
+    /// scripted API server's client), as `kubernetes.settings: on` would give it.
+    pub async fn spawn_in(
+        mut config: Config,
+        consumers: Vec<Desired>,
+        kube: Option<falconer::app::Kube>,
+    ) -> TestApp {
         let mut env = HashMap::new();
         let mut later = Vec::new();
         if consumers.iter().all(|d| d.origin == Origin::ConfigFile) {
@@ -345,7 +355,7 @@ impl TestApp {
             later = consumers;
         }
         config.validate().expect("a valid test configuration");
-        let app = Application::assemble(&config, &move |name: &str| env.get(name).cloned(), None)
+        let app = Application::assemble(&config, &move |name: &str| env.get(name).cloned(), kube)
             .await
             .expect("start the hub");
         if !later.is_empty() {

@@ -20,6 +20,7 @@ mod notify;
 mod opensearch_sink;
 mod ops;
 mod paging;
+mod policyreport_sink;
 mod query;
 mod retention;
 mod risk;

@@ -19,6 +19,7 @@ pub mod opensearch;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod phoenix;
+pub mod policyreport;
 pub mod rabbitmq;
 pub mod redis;
 pub mod rocketchat;
@@ -178,4 +179,5 @@ sinks! {
     Redis(redis::RedisSink) = Redis,
     Syslog(syslog::Syslog) = Syslog,
     Loki(loki::Loki) = Loki,
+    PolicyReport(policyreport::PolicyReportSink) = Policyreport,
 }
