@@ -16,11 +16,12 @@ const INSERT: &str = "INSERT INTO events (id, dedup_key, time, received_at, sour
     source_version, kind, severity, severity_raw, rule, message, tags, cluster, namespace, pod, \
     container, image, node, workload_kind, workload_name, fields, raw, group_id, suppressed) ";
 
-/// A batch's events of one group, added to it (microsecond times).
-const UPSERT_GROUP: &str = "INSERT INTO alert_groups (id, rule, source, severity, cluster, \
-    namespace, workload, count, suppressed, first_seen, last_seen, state, state_changed_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'open', ?12) \
-    ON CONFLICT (id) DO UPDATE SET count = count + excluded.count, \
+/// A batch's events of each group, added to it (microsecond times): the head, then one row
+/// per group (`push_values`), then [`GROUP_CONFLICT`].
+const UPSERT_GROUPS: &str = "INSERT INTO alert_groups (id, rule, source, severity, cluster, \
+    namespace, workload, count, suppressed, first_seen, last_seen, state, state_changed_at) ";
+
+const GROUP_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET count = count + excluded.count, \
     suppressed = suppressed + excluded.suppressed, \
     severity = min(severity, excluded.severity), \
     first_seen = min(first_seen, excluded.first_seen), \
@@ -28,8 +29,7 @@ const UPSERT_GROUP: &str = "INSERT INTO alert_groups (id, rule, source, severity
     state = CASE WHEN state = 'resolved' AND excluded.count > excluded.suppressed \
       THEN 'open' ELSE state END, \
     state_changed_at = CASE WHEN state = 'resolved' AND excluded.count > excluded.suppressed \
-      THEN excluded.state_changed_at ELSE state_changed_at END \
-    RETURNING state";
+      THEN excluded.state_changed_at ELSE state_changed_at END";
 
 /// The history row of a group a new event reopened.
 const REOPENED: &str = "INSERT INTO alert_group_changes (group_id, at, actor, state, comment) \
@@ -224,34 +224,51 @@ async fn update_groups<'a>(
         row.last_seen = row.last_seen.max(time);
     }
     let now = chrono::Utc::now().timestamp_micros();
-    for (id, row) in groups {
-        let before: Vec<String> =
-            sqlx::query_scalar("SELECT state FROM alert_groups WHERE id = ?1")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-        let e = row.first;
-        let after: String = sqlx::query_scalar(UPSERT_GROUP)
-            .bind(id)
-            .bind(e.rule.as_str())
-            .bind(e.source.as_str())
-            .bind(row.severity)
-            .bind(e.cluster.as_str())
-            .bind(e.namespace.as_deref())
-            .bind(crate::triage::workload_of(e))
-            .bind(row.count)
-            .bind(row.suppressed)
-            .bind(row.first_seen)
-            .bind(row.last_seen)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        if before.first().is_some_and(|s| s == "resolved") && after == "open" {
-            sqlx::query(REOPENED)
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+    let groups: Vec<(&str, GroupRow<'_>)> = groups.into_iter().collect();
+    // A few statements per batch, not two per group: each statement is a round trip to
+    // SQLite's thread.
+    for chunk in groups.chunks(ROWS_PER_STATEMENT) {
+        let mut resolved = QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT id FROM alert_groups WHERE state = 'resolved' AND id IN (",
+        );
+        let mut ids = resolved.separated(", ");
+        for (id, _) in chunk {
+            ids.push_bind(*id);
+        }
+        ids.push_unseparated(")");
+        let resolved: HashSet<String> = resolved
+            .build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let mut upsert = QueryBuilder::<sqlx::Sqlite>::new(UPSERT_GROUPS);
+        upsert.push_values(chunk, |mut b, (id, row)| {
+            let e = row.first;
+            b.push_bind(*id)
+                .push_bind(e.rule.as_str())
+                .push_bind(e.source.as_str())
+                .push_bind(row.severity)
+                .push_bind(e.cluster.as_str())
+                .push_bind(e.namespace.as_deref())
+                .push_bind(crate::triage::workload_of(e))
+                .push_bind(row.count)
+                .push_bind(row.suppressed)
+                .push_bind(row.first_seen)
+                .push_bind(row.last_seen)
+                .push("'open'")
+                .push_bind(now);
+        });
+        upsert.push(GROUP_CONFLICT);
+        upsert.build().execute(&mut *tx).await?;
+        for (id, row) in chunk {
+            if resolved.contains(*id) && row.count > row.suppressed {
+                sqlx::query(REOPENED)
+                    .bind(*id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
     }
     Ok(())
