@@ -539,13 +539,16 @@ async fn the_suppressions_of_settings_are_stored_followed_and_removed_with_them(
     .await;
     let first = listed().await[0].2.clone();
 
-    // It matches like one made through the API, and the API cannot delete it.
-    let reply = app
-        .ingest(alert_in("Shell in pod", "web-1", "Warning", "2026-05-04T10:00:00Z").to_string())
-        .await;
-    let id = reply.ids()[0].clone();
-    let stored = app.get(&format!("/api/v1/events/{id}")).await.json();
-    assert_eq!(stored["suppressed"], first.as_str());
+    // It matches like one made through the API (the writer takes it up right after the
+    // replica stored it), and the API cannot delete it.
+    wait_until("a new event is suppressed by it", || async {
+        let mut alert = alert_in("Shell in pod", "web-1", "Warning", "2026-05-04T10:00:00Z");
+        alert["output"] = json!(uuid::Uuid::now_v7().to_string());
+        let id = app.ingest(alert.to_string()).await.ids()[0].clone();
+        let stored = app.get(&format!("/api/v1/events/{id}")).await.json();
+        stored["suppressed"] == first.as_str()
+    })
+    .await;
     let refused = delete(&app, None, &format!("/api/v1/suppressions/{first}")).await;
     assert_eq!(refused.status, 409, "{}", refused.text);
     assert!(refused.text.contains("Setting team-a"), "{}", refused.text);
