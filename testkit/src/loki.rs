@@ -23,12 +23,13 @@
 //! bearer credentials are checked when configured (401); [`Faults`] inject a status for every
 //! push (429 with `Retry-After`, 500, …) and slow answers.
 
+use crate::lock;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How the server authenticates pushes.
@@ -96,10 +97,6 @@ struct State {
     data: Mutex<Data>,
     faults: Mutex<Faults>,
     options: Options,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running server; stops when dropped (or with [`LokiServer::stop`]).
@@ -240,11 +237,11 @@ fn push(
     body: &[u8],
 ) -> (u16, String, Option<u64>) {
     let options = &state.options;
-    if let Some((user, password)) = &options.basic {
-        let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
-        if headers.get("authorization") != Some(&expected) {
-            return (401, "Unauthorized\n".into(), None);
-        }
+    if let Some((user, password)) = &options.basic
+        && headers.get("authorization").map(String::as_str)
+            != basic_header(user, password).as_deref()
+    {
+        return (401, "Unauthorized\n".into(), None);
     }
     if let Some(token) = &options.bearer
         && headers.get("authorization") != Some(&format!("Bearer {token}"))
@@ -447,23 +444,15 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// `Authorization: Basic …` as a client sends it (reqwest encodes it).
+fn basic_header(user: &str, password: &str) -> Option<String> {
+    let request = reqwest::Client::new()
+        .get("http://fake.invalid/")
+        .basic_auth(user, Some(password))
+        .build()
+        .ok()?;
+    let value = request.headers().get(reqwest::header::AUTHORIZATION)?;
+    value.to_str().ok().map(str::to_string)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! documents chosen by a field value, and slow answers. `GET /_test/stats` reports counters for
 //! benchmarks; every request's method, path and headers are kept for assertions.
 
+use crate::lock;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::Deserialize;
@@ -30,7 +31,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How the server keeps what it receives.
@@ -188,12 +189,6 @@ pub struct State {
 
 /// Most requests kept for [`OpenSearchServer::requests`].
 const SEEN_MAX: usize = 10_000;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panicking handler cannot leave the maps half-written in a way that matters to a test
-    // double; keep serving.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A running server; stops when dropped (or with [`OpenSearchServer::stop`]).
 pub struct OpenSearchServer {

@@ -118,7 +118,7 @@ pub struct Rule {
 
 /// The part of names and label values that identifies a consumer: consumer names are DNS
 /// labels in Settings, but config-file consumers are not checked by an API server.
-fn consumer_label(consumer: &str) -> String {
+pub(crate) fn consumer_label(consumer: &str) -> String {
     let cleaned: String = consumer
         .chars()
         .map(|c| {

@@ -33,6 +33,7 @@
 use crate::Home;
 use crate::error::DeliveryError;
 use crate::sink::{ItemResult, Outcome, Sink};
+use crate::sinks::phoenix::consumer_label;
 use crate::sinks::{Declared, FromConsumer};
 use falconer_model::crd::{PolicyReportConfig, is_dns_label};
 use falconer_model::event::Severity;
@@ -216,29 +217,6 @@ pub fn report_name(prefix: &str, key: &ReportKey) -> String {
     match key {
         ReportKey::Namespace(namespace) => format!("{prefix}-{namespace}"),
         ReportKey::Cluster => format!("{prefix}-cluster"),
-    }
-}
-
-/// The part of label values that identifies a consumer (config-file consumers are not
-/// checked by an API server).
-fn consumer_label(consumer: &str) -> String {
-    let cleaned: String = consumer
-        .chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(63)
-        .collect();
-    let trimmed = cleaned.trim_matches('-');
-    if trimmed.is_empty() {
-        "consumer".into()
-    } else {
-        trimmed.into()
     }
 }
 
